@@ -1,0 +1,26 @@
+# make install : a virtual environment in .venv with the package and its test tools
+# make test    : the whole suite (installs first when needed)
+# make bench   : speed and memory on the shared corpus (prints, asserts nothing)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(PY) -m mtcnn_cli.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

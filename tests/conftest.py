@@ -1,0 +1,43 @@
+"""Shared test data: $MTCNN_SHARED, else ../shared beside the project.
+
+With CI=true a missing shared folder fails the run instead of skipping."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("MTCNN_SHARED") or ROOT.parent / "shared")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        message = f"shared test data missing: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return _require(shared_dir())
+
+
+@pytest.fixture(scope="session")
+def openface_models(shared) -> Path:
+    """OpenFace 2.2.0's own model folder (academic licence: read, never copied)."""
+    return _require(shared / "models" / "openface-2.2.0")
+
+
+@pytest.fixture(scope="session")
+def reference(shared) -> Path:
+    return _require(shared / "reference" / "openface-2.2-cpp")
+
+
+@pytest.fixture(scope="session")
+def corpus(shared) -> Path:
+    return _require(shared / "corpus")
