@@ -1,0 +1,15 @@
+"""OpenFace 2.2's MTCNN face detector, ported to numpy, bit for bit."""
+__version__ = "0.1.0"
+
+__all__ = ["Detector", "Face", "ModelError", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that `mtcnn --help` and `--version` do not pay for numpy and cv2.
+    if name in ("Detector", "Face"):
+        from . import cascade
+        return getattr(cascade, name)
+    if name == "ModelError":
+        from .datfile import ModelError
+        return ModelError
+    raise AttributeError(name)

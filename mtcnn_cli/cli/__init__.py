@@ -1,0 +1,23 @@
+"""The `mtcnn` command: one module per subcommand."""
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mtcnn")
+def main():
+    """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
+
+
+def _register():
+    from .compare import compare
+    from .detect import detect
+    from .models import models
+
+    main.add_command(detect)
+    main.add_command(compare)
+    main.add_command(models)
+
+
+_register()
