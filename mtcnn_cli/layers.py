@@ -1,0 +1,125 @@
+"""The five layer types of OpenFace's CNNs, as small pure numpy functions.
+
+Every function takes and returns a batch of feature maps, float32
+(N, C, H, W), or for fully connected layers on flattened input (N, F). The
+arithmetic reproduces the C++ bit for bit: where the C++ multiplies matrices
+with float32 BLAS we call float32 BLAS with the same operand layout, and where
+OpenCV computes a product itself (in double) we do the same in double.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# OpenCV hands a matrix product to BLAS (float32) only when the result has at
+# least this many rows; smaller products it computes itself, accumulating in
+# double. For our FC layers the result's rows are the layer's outputs.
+OPENCV_BLAS_MIN_ROWS = 100
+
+
+def im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(N, C, H, W) -> (N*oh*ow, C*kw*kh + 1): one row per output pixel (row-major
+    over y, x), columns per input map with the window read column by column
+    (index c*kh*kw + kx*kh + ky), then a column of ones for the bias."""
+    n, c, h, w = maps.shape
+    oh, ow = h - kh + 1, w - kw + 1
+    windows = sliding_window_view(maps, (kh, kw), axis=(2, 3))  # (N, C, oh, ow, kh, kw)
+    cols = np.empty((n, oh, ow, c * kw * kh + 1), np.float32)
+    cols[..., :-1].reshape(n, oh, ow, c, kw, kh)[...] = windows.transpose(0, 2, 3, 1, 5, 4)
+    cols[..., -1] = 1.0
+    return cols.reshape(n * oh * ow, -1)
+
+
+def conv_weight_matrix(kernels: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """kernels (C_in, C_out, kh, kw), biases (C_out,) -> (C_in*kw*kh + 1, C_out),
+    rows in im2col's column order, the biases as the last row."""
+    c_in, c_out, kh, kw = kernels.shape
+    weights = kernels.transpose(0, 3, 2, 1).reshape(c_in * kw * kh, c_out)
+    return np.ascontiguousarray(np.vstack([weights, biases[None, :]]), np.float32)
+
+
+def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Valid cross-correlation, stride 1: (N, C, H, W) -> (N, C_out, H-kh+1, W-kw+1).
+    One float32 GEMM of im2col by the weight matrix, bias as the last term."""
+    n, c, h, w = maps.shape
+    if weight_matrix.shape[0] != c * kh * kw + 1:
+        raise ValueError(f"conv: weights {weight_matrix.shape} do not fit {c} maps of {kh}x{kw} kernels")
+    if h < kh or w < kw:
+        raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
+    oh, ow = h - kh + 1, w - kw + 1
+    out = im2col(maps, kh, kw) @ weight_matrix  # (N*oh*ow, C_out)
+    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """v if v >= 0 else v * slope, per channel (axis 1), for (N, C, H, W) or (N, C)."""
+    s = slopes.reshape((1, -1) + (1,) * (maps.ndim - 2))
+    if s.shape[1] != maps.shape[1]:
+        raise ValueError(f"prelu: {s.shape[1]} slopes for {maps.shape[1]} channels {maps.shape}")
+    return np.where(maps >= 0, maps, maps * s)
+
+
+def pooled_size(size: int, kernel: int, stride: int) -> int:
+    """Caffe-style: C round((size - kernel) / stride) + 1, halves away from zero."""
+    q = np.float32(size - kernel) / np.float32(stride)
+    return int(np.floor(abs(q) + 0.5) * np.sign(q)) + 1
+
+
+def max_pool(maps: np.ndarray, kx: int, ky: int, sx: int, sy: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, oh, ow). Windows start at multiples of the stride and
+    are cut at the map's edge, so the last row/column may see a partial window."""
+    n, c, h, w = maps.shape
+    oh, ow = pooled_size(h, ky, sy), pooled_size(w, kx, sx)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"max_pool: maps {maps.shape} too small for a {kx}x{ky} window")
+    ph, pw = (oh - 1) * sy + ky, (ow - 1) * sx + kx
+    padded = np.full((n, c, max(ph, h), max(pw, w)), -np.inf, np.float32)
+    padded[:, :, :h, :w] = maps
+    out = None
+    for dy in range(ky):
+        for dx in range(kx):
+            tap = padded[:, :, dy:dy + (oh - 1) * sy + 1:sy, dx:dx + (ow - 1) * sx + 1:sx]
+            out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    return out
+
+
+def flatten(maps: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N, C*W*H): each map column by column (index c*H*W + x*H + y)."""
+    n = maps.shape[0]
+    return np.ascontiguousarray(maps.transpose(0, 1, 3, 2)).reshape(n, -1)
+
+
+def _matmul_opencv(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """x (N, F) . weights (F, O) as OpenCV multiplies: float32 BLAS when O is large,
+    else double accumulation. Returns float64 (small) or float32 (large) sums."""
+    if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
+        return x @ weights
+    return x.astype(np.float64) @ weights.astype(np.float64)
+
+
+def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """Flattened input (N, F) -> (N, O): W.v + b, with the bias added in the
+    product's own precision (float32 BLAS: float; OpenCV's own: double)."""
+    if x.shape[1] != weights.shape[0]:
+        raise ValueError(f"fully connected: input {x.shape} does not fit weights {weights.shape}")
+    sums = _matmul_opencv(x, weights)
+    return (sums + biases.reshape(1, -1).astype(sums.dtype)).astype(np.float32)
+
+
+def fully_connected_1x1(maps: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """A fully connected layer whose input count equals the number of maps acts on
+    every pixel: (N, C, H, W) -> (N, O, H, W). The product is rounded to float32
+    first, then the bias is added in float32."""
+    n, c, h, w = maps.shape
+    if c != weights.shape[0]:
+        raise ValueError(f"fully connected: {c} maps {maps.shape} do not fit weights {weights.shape}")
+    pixels = maps.transpose(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
+    sums = _matmul_opencv(pixels, weights).astype(np.float32)
+    out = sums + biases.reshape(1, -1)
+    return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-v)); unused by the MTCNN files, kept for format completeness."""
+    from .cvexact import exp
+    return (1.0 / (1.0 + exp(-x))).astype(np.float32)

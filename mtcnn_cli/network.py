@@ -1,0 +1,59 @@
+"""A CNN read from a `.dat` file, made ready to run on batches of images."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers
+from .datfile import Conv, FullyConnected, Layer, MaxPool, PReLU, Sigmoid
+
+
+class Network:
+    """Runs the layers of one network. Weight matrices are laid out once, here;
+    calling the network only computes.
+
+    Input: float32 (N, 3, H, W) maps in the order the C++ feeds them (R, G, B).
+    Output: (N, O, h, w) maps when the network ends on maps (PNet), else (N, O)."""
+
+    def __init__(self, net_layers: tuple[Layer, ...], name: str = "network"):
+        self.name = name
+        self._steps = [self._prepare(layer) for layer in net_layers]
+        self.layers = tuple(net_layers)
+
+    @staticmethod
+    def _prepare(layer: Layer):
+        if isinstance(layer, Conv):
+            _, _, kh, kw = layer.kernels.shape
+            return ("conv", layers.conv_weight_matrix(layer.kernels, layer.biases), kh, kw)
+        if isinstance(layer, MaxPool):
+            return ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
+        if isinstance(layer, FullyConnected):
+            return ("fc", np.ascontiguousarray(layer.weights, np.float32), layer.biases.reshape(-1))
+        if isinstance(layer, PReLU):
+            return ("prelu", layer.slopes.reshape(-1))
+        if isinstance(layer, Sigmoid):
+            return ("sigmoid",)
+        raise TypeError(f"unknown layer {layer!r}")
+
+    def __call__(self, maps: np.ndarray, trace: list | None = None) -> np.ndarray:
+        """trace, if given, receives every layer's output (for parity tests)."""
+        x = maps
+        for step in self._steps:
+            kind = step[0]
+            if kind == "conv":
+                x = layers.conv(x, step[1], step[2], step[3])
+            elif kind == "pool":
+                x = layers.max_pool(x, *step[1:])
+            elif kind == "fc":
+                weights, biases = step[1], step[2]
+                if x.ndim == 4 and x.shape[1] == weights.shape[0] and x.shape[1] > 1:
+                    x = layers.fully_connected_1x1(x, weights, biases)
+                else:
+                    flat = layers.flatten(x) if x.ndim == 4 else x
+                    x = layers.fully_connected(flat, weights, biases)
+            elif kind == "prelu":
+                x = layers.prelu(x, step[1])
+            else:
+                x = layers.sigmoid(x)
+            if trace is not None:
+                trace.append(x)
+        return x
