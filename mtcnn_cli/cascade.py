@@ -1,7 +1,22 @@
-"""The MTCNN cascade as OpenFace 2.2 runs it: pyramid, PNet, RNet, ONet."""
+"""The MTCNN cascade as OpenFace 2.2 runs it: pyramid, PNet, RNet, ONet.
+
+Step numbers refer to section 3 of the shared OpenFace notes. Every step is a
+plain function over arrays; `Detector` strings them together.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
+
+from . import boxes as bx
+from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
+from .network import Network
+
+PYRAMID_FACTOR = 0.709
+PNET_NMS, CROSS_SCALE_NMS, RNET_NMS, ONET_NMS = 0.5, 0.7, 0.7, 0.7
+RNET_SIZE, ONET_SIZE = 24, 48
 
 
 @dataclass(frozen=True)
@@ -9,8 +24,9 @@ class Face:
     """One detection. x, y, width, height follow OpenFace's box convention
     (top-left corner and size, after OpenFace's final tightening), in pixels of
     the input image. confidence is ONet's face probability. landmarks holds the
-    five facial points as (x, y) pixel pairs: left eye, right eye, nose tip,
-    left mouth corner, right mouth corner (left/right as seen in the image)."""
+    five facial points as (x, y) pixel pairs, in ONet's order: the eye on the
+    image's left, the eye on the image's right, the nose tip, the mouth corner
+    on the image's left, the mouth corner on the image's right."""
     x: float
     y: float
     width: float
@@ -19,16 +35,176 @@ class Face:
     landmarks: tuple[tuple[float, float], ...]
 
 
+def check_parameters(min_face, t1, t2, t3) -> None:
+    if isinstance(min_face, bool) or not isinstance(min_face, (int, np.integer)) or min_face < 12:
+        raise ValueError(f"min_face must be an integer >= 12, got {min_face!r}")
+    for name, t in (("t1", t1), ("t2", t2), ("t3", t3)):
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0.0 <= t <= 1.0:
+            raise ValueError(f"{name} must be a number in [0, 1], got {t!r}")
+
+
+def as_bgr_float(image) -> np.ndarray:
+    """uint8 BGR (H, W, 3), grey (H, W) or (H, W, 1), or BGRA (H, W, 4) -> float32
+    (H, W, 3) BGR, as the C++ converts it (grey replicated, alpha dropped)."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be 8-bit (uint8), got dtype {image.dtype} with shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be H x W (grey), H x W x 3 (BGR) or H x W x 4 (BGRA); got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image[:, :, :3].astype(np.float32)
+
+
+def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
+    """Step 1: scales 12/min_face * 0.709^i, as many as keep the shorter side >= 12 px.
+    Empty when the image is smaller than about 0.709 * min_face."""
+    min_dim = min(height, width)
+    n = math.floor(math.log(min_face / min_dim) / math.log(PYRAMID_FACTOR)) + 1
+    return [(12.0 / min_face) * math.pow(PYRAMID_FACTOR, i) for i in range(max(n, 0))]
+
+
+def to_maps(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) BGR -> (N, 3, H, W) maps in the order R, G, B."""
+    return np.ascontiguousarray(images[..., ::-1].transpose(0, 3, 1, 2))
+
+
+def pnet_probability(logit0: np.ndarray, logit1: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(l0 - l1)) over a map, with OpenCV's array exp, in float32."""
+    e = exp((logit0 - logit1).astype(np.float32))
+    return (np.float32(1.0) / (np.float32(1.0) + e)).astype(np.float32)
+
+
+def face_probability(raw: np.ndarray) -> np.ndarray:
+    """RNet/ONet: 1 / (1 + expf(o0 - o1)), the exp in float, the rest in double."""
+    e = expf((raw[:, 0] - raw[:, 1]).astype(np.float32)).astype(np.float64)
+    return (1.0 / (1.0 + e)).astype(np.float32)
+
+
+def landmarks_in_image(boxes: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """ONet outputs 6..15 -> (n, 5, 2) pixel positions. The first five outputs are
+    x, the last five y, as fractions of the window ONet saw: the crop starting at
+    (x - 1, y - 1) of size (w + 1, h + 1) around the box fed to ONet."""
+    x0 = boxes[:, 0:1].astype(np.float64) - 1.0
+    y0 = boxes[:, 1:2].astype(np.float64) - 1.0
+    w = boxes[:, 2:3].astype(np.float64) + 1.0
+    h = boxes[:, 3:4].astype(np.float64) + 1.0
+    xs = x0 + w * raw[:, 0:5].astype(np.float64)
+    ys = y0 + h * raw[:, 5:10].astype(np.float64)
+    return np.stack([xs, ys], axis=2).astype(np.float32)
+
+
+class Cascade:
+    """The three networks and the steps between them. `trace`, when a dict is
+    given, receives the intermediate results the C++ stage dumps contain."""
+
+    def __init__(self, pnet: Network, rnet: Network, onet: Network):
+        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+
+    def run(self, img: np.ndarray, min_face: int, t1: float, t2: float, t3: float,
+            trace: dict | None = None):
+        """img float32 (H, W, 3) BGR -> (boxes (n, 4), scores (n,), landmarks (n, 5, 2))."""
+        height, width = img.shape[:2]
+        nothing = (bx.empty_boxes(), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+        boxes, scores, corrections = self.pnet_stage(img, min_face, t1, trace)
+        keep = bx.nms(boxes, scores, CROSS_SCALE_NMS)
+        boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
+        if trace is not None:
+            trace["pnet_boxes"], trace["pnet_scores"] = boxes, scores[keep]
+        if not len(boxes):
+            return nothing
+
+        boxes, raw = self.refine(self.rnet, img, boxes, RNET_SIZE)
+        scores = face_probability(raw)
+        if trace is not None:
+            trace["rnet_raw"] = raw
+        above = scores >= np.float32(t2)
+        boxes, scores, corrections = boxes[above], scores[above], raw[above, 2:6]
+        keep = bx.nms(boxes, scores, RNET_NMS)
+        boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
+        if trace is not None:
+            trace["rnet_boxes"] = boxes
+        if not len(boxes):
+            return nothing
+
+        boxes, raw = self.refine(self.onet, img, boxes, ONET_SIZE)
+        scores = face_probability(raw)
+        if trace is not None:
+            trace["onet_raw"] = raw
+        above = scores >= np.float32(t3)
+        onet_input, scores, raw = boxes[above], scores[above], raw[above]
+        boxes = bx.apply_correction(onet_input, raw[:, 2:6], add1=True)
+        keep = bx.nms(boxes, scores, ONET_NMS, minimum=True)
+        boxes, scores = boxes[keep], scores[keep]
+        landmarks = landmarks_in_image(onet_input[keep], raw[keep, 6:16])
+        if trace is not None:
+            trace["onet_boxes"] = boxes
+        return bx.tighten(boxes), scores, landmarks
+
+    def pnet_stage(self, img, min_face, t1, trace=None):
+        """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
+        scales, concatenated in scale order."""
+        height, width = img.shape[:2]
+        found = []
+        for scale in pyramid_scales(height, width, min_face):
+            h, w = math.ceil(height * scale), math.ceil(width * scale)
+            level = normalise(resize_bilinear(img, w, h))  # (h, w, 3)
+            out = self.pnet(to_maps(level[None]))[0]  # (6, h', w')
+            prob = pnet_probability(out[0], out[1])
+            boxes, scores, corrections = bx.proposals(prob, out[2:6], scale, t1)
+            keep = bx.nms(boxes, scores, PNET_NMS)
+            found.append((boxes[keep], scores[keep], corrections[keep]))
+            if trace is not None:
+                trace.setdefault("scales", []).append({
+                    "scale": scale, "w_pyr": w, "h_pyr": h,
+                    "pnet_out_w": out.shape[2], "pnet_out_h": out.shape[1],
+                    "n_before_nms": len(boxes), "n_after_nms": len(keep),
+                    "boxes": boxes[keep], "scores": scores[keep], "corrections": corrections[keep]})
+        if not found:
+            return bx.empty_boxes(), np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
+        return tuple(np.concatenate(parts) for parts in zip(*found))
+
+    @staticmethod
+    def refine(network: Network, img, boxes, size):
+        """Run RNet or ONet on the crops of every box at once. Boxes too
+        degenerate to crop (negative size, where the C++ would fail) are dropped.
+        Returns the boxes kept and the network's outputs (n, O)."""
+        boxes = boxes[boxes[:, 2] >= 0]
+        crops = normalise(crop_and_resize(img, boxes.astype(np.int64), size))  # (n, size, size, 3)
+        return boxes, network(to_maps(crops))
+
+
 class Detector:
-    """Loads the three networks once; `detect` runs the cascade on one image.
+    """OpenFace 2.2's MTCNN face detector.
 
     models: an OpenFace model folder (or a checkout/install containing one);
-    default $MTCNN_MODELS, then the bundled MIT weights."""
+    default $MTCNN_MODELS, then the bundled MIT weights. The networks are read
+    once, here. min_face is the smallest face size searched for, in pixels;
+    t1, t2, t3 the PNet, RNet and ONet score thresholds."""
 
     def __init__(self, models=None, min_face: int = 60, t1: float = 0.6,
                  t2: float = 0.7, t3: float = 0.7):
-        raise NotImplementedError  # being written
+        check_parameters(min_face, t1, t2, t3)
+        from .models import load_models
 
-    def detect(self, image) -> list[Face]:
-        """image: uint8 BGR (H x W x 3), grey (H x W) or BGRA (H x W x 4)."""
-        raise NotImplementedError
+        self.models = load_models(models)
+        self.min_face, self.t1, self.t2, self.t3 = int(min_face), float(t1), float(t2), float(t3)
+        self.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
+                               Network(self.models.onet, "ONet"))
+
+    def detect(self, image, trace: dict | None = None) -> list[Face]:
+        """image: uint8 BGR (H x W x 3), grey (H x W) or BGRA (H x W x 4), as
+        cv2.imread gives. Returns the faces in the order the C++ returns them."""
+        img = as_bgr_float(image)
+        boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3, trace)
+        return [
+            Face(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
+                 tuple((float(p[0]), float(p[1])) for p in pts))
+            for b, s, pts in zip(boxes, scores, landmarks)
+        ]
