@@ -16,6 +16,22 @@ from numpy.lib.stride_tricks import sliding_window_view
 # double. For our FC layers the result's rows are the layer's outputs.
 OPENCV_BLAS_MIN_ROWS = 100
 
+# The C++'s BLAS (OpenBLAS 0.3.21, SkylakeX kernels) computes a matrix times a
+# single column as 16 interleaved float32 FMA chains (input k goes to chain
+# k mod 16), then adds the chains pairwise: (0+1), (2+3), ..., then those sums
+# pairwise again, down to one. Measured against that library.
+GEMV_LANES = 16
+
+
+def sgemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 (..., M, K) @ (..., K, N) where every output element is one FMA
+    chain over k in order, as OpenBLAS's gemm kernels compute it. numpy's BLAS
+    takes another route for a single row, so a single row is padded to two."""
+    if a.shape[-2] != 1:
+        return a @ b
+    padded = np.concatenate([a, np.zeros_like(a)], axis=-2)
+    return (padded @ b)[..., :1, :]
+
 
 def im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """(N, C, H, W) -> (N*oh*ow, C*kw*kh + 1): one row per output pixel (row-major
@@ -47,7 +63,7 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
     if h < kh or w < kw:
         raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
     oh, ow = h - kh + 1, w - kw + 1
-    out = im2col(maps, kh, kw) @ weight_matrix  # (N*oh*ow, C_out)
+    out = sgemm(im2col(maps, kh, kw), weight_matrix)  # (N*oh*ow, C_out)
     return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
 
 
@@ -89,21 +105,33 @@ def flatten(maps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(maps.transpose(0, 1, 3, 2)).reshape(n, -1)
 
 
-def _matmul_opencv(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """x (N, F) . weights (F, O) as OpenCV multiplies: float32 BLAS when O is large,
-    else double accumulation. Returns float64 (small) or float32 (large) sums."""
-    if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
-        return x @ weights
-    return x.astype(np.float64) @ weights.astype(np.float64)
+def gemv_lanes(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """x (N, F) . weights (F, O) -> float32 (N, O), summed as the C++'s BLAS sums
+    a matrix times one column (see GEMV_LANES). Each chain is itself a GEMM
+    over every 16th input, so the work stays in BLAS."""
+    n, f = x.shape
+    lanes = GEMV_LANES
+    if f % lanes:
+        raise ValueError(f"fully connected: {f} inputs, not a multiple of {lanes} {x.shape}")
+    xs = x.reshape(n, f // lanes, lanes).transpose(2, 0, 1)  # (16, N, F/16)
+    ws = weights.reshape(f // lanes, lanes, -1).transpose(1, 0, 2)  # (16, F/16, O)
+    chains = sgemm(np.ascontiguousarray(xs), np.ascontiguousarray(ws))  # (16, N, O)
+    while len(chains) > 1:
+        chains = chains[0::2] + chains[1::2]
+    return chains[0]
 
 
 def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
-    """Flattened input (N, F) -> (N, O): W.v + b, with the bias added in the
-    product's own precision (float32 BLAS: float; OpenCV's own: double)."""
+    """Flattened input (N, F) -> (N, O): W.v + b for each of the N inputs, as
+    OpenCV's matrix product computes it for one column: through BLAS in float32
+    for O >= 100 (bias added in float32), else accumulated in double with the
+    bias added before the single rounding to float32."""
     if x.shape[1] != weights.shape[0]:
         raise ValueError(f"fully connected: input {x.shape} does not fit weights {weights.shape}")
-    sums = _matmul_opencv(x, weights)
-    return (sums + biases.reshape(1, -1).astype(sums.dtype)).astype(np.float32)
+    if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
+        return gemv_lanes(x, weights) + biases.reshape(1, -1)
+    sums = x.astype(np.float64) @ weights.astype(np.float64)
+    return (sums + biases.reshape(1, -1)).astype(np.float32)
 
 
 def fully_connected_1x1(maps: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
@@ -114,7 +142,9 @@ def fully_connected_1x1(maps: np.ndarray, weights: np.ndarray, biases: np.ndarra
     if c != weights.shape[0]:
         raise ValueError(f"fully connected: {c} maps {maps.shape} do not fit weights {weights.shape}")
     pixels = maps.transpose(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
-    sums = _matmul_opencv(pixels, weights).astype(np.float32)
+    if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
+        raise ValueError(f"fully connected over maps with {weights.shape[1]} outputs: not an MTCNN layer")
+    sums = (pixels.astype(np.float64) @ weights.astype(np.float64)).astype(np.float32)
     out = sums + biases.reshape(1, -1)
     return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
