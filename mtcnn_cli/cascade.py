@@ -70,8 +70,8 @@ def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
 
 
 def to_maps(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) BGR -> (N, 3, H, W) maps in the order R, G, B."""
-    return np.ascontiguousarray(images[..., ::-1].transpose(0, 3, 1, 2))
+    """(N, H, W, 3) BGR -> (N, H, W, 3) maps in the order R, G, B."""
+    return np.ascontiguousarray(images[..., ::-1])
 
 
 def pnet_probability(logit0: np.ndarray, logit1: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ class Cascade:
         for scale in pyramid_scales(height, width, min_face):
             h, w = math.ceil(height * scale), math.ceil(width * scale)
             level = normalise(resize_bilinear(img, w, h))  # (h, w, 3)
-            out = self.pnet(to_maps(level[None]))[0]  # (6, h', w')
+            out = self.pnet(to_maps(level[None]))[0].transpose(2, 0, 1)  # (6, h', w')
             prob = pnet_probability(out[0], out[1])
             boxes, scores, corrections = bx.proposals(prob, out[2:6], scale, t1)
             keep = bx.nms(boxes, scores, PNET_NMS)

@@ -1,10 +1,15 @@
 """The five layer types of OpenFace's CNNs, as small pure numpy functions.
 
-Every function takes and returns a batch of feature maps, float32
-(N, C, H, W), or for fully connected layers on flattened input (N, F). The
-arithmetic reproduces the C++ bit for bit: where the C++ multiplies matrices
-with float32 BLAS we call float32 BLAS with the same operand layout, and where
-OpenCV computes a product itself (in double) we do the same in double.
+Feature maps are float32 arrays laid out (N, H, W, C): a batch of N images,
+channels last. A convolution is one GEMM of im2col (a row per output pixel) by
+the weight matrix, exactly the product the C++ hands to BLAS, and its result
+is already in that layout. Flattened activations are (N, F).
+
+The arithmetic reproduces the C++ bit for bit: convolutions are float32 GEMMs
+whose every output is one FMA chain over the im2col columns in the C++'s
+order, bias last (what OpenBLAS's gemm kernels compute); fully connected
+layers follow OpenCV's matrix product, which uses BLAS for large results and
+its own double-precision loop for small ones.
 """
 from __future__ import annotations
 
@@ -24,26 +29,27 @@ GEMV_LANES = 16
 
 
 def sgemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 (..., M, K) @ (..., K, N) where every output element is one FMA
-    chain over k in order, as OpenBLAS's gemm kernels compute it. numpy's BLAS
-    takes another route for a single row, so a single row is padded to two."""
-    if a.shape[-2] != 1:
-        return a @ b
-    padded = np.concatenate([a, np.zeros_like(a)], axis=-2)
-    return (padded @ b)[..., :1, :]
+    """float32 (..., M, K) @ (..., K, N), every output element one FMA chain
+    over k in order, as OpenBLAS's gemm kernels compute it. numpy's BLAS takes
+    another route for a single row or column, so those are padded to two."""
+    if a.shape[-2] == 1:
+        return sgemm(np.concatenate([a, np.zeros_like(a)], axis=-2), b)[..., :1, :]
+    if b.shape[-1] == 1:
+        return sgemm(a, np.concatenate([b, np.zeros_like(b)], axis=-1))[..., :1]
+    return a @ b
 
 
 def im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """(N, C, H, W) -> (N*oh*ow, C*kw*kh + 1): one row per output pixel (row-major
-    over y, x), columns per input map with the window read column by column
-    (index c*kh*kw + kx*kh + ky), then a column of ones for the bias."""
-    n, c, h, w = maps.shape
+    """(N, H, W, C) -> (N*oh*ow, C*kw*kh + 1): one row per output pixel (row-major
+    over y, x); columns per input map, the window read column by column (column
+    c*kw*kh + kx*kh + ky), then a column of ones for the bias."""
+    n, h, w, c = maps.shape
     oh, ow = h - kh + 1, w - kw + 1
-    windows = sliding_window_view(maps, (kh, kw), axis=(2, 3))  # (N, C, oh, ow, kh, kw)
-    cols = np.empty((n, oh, ow, c * kw * kh + 1), np.float32)
-    cols[..., :-1].reshape(n, oh, ow, c, kw, kh)[...] = windows.transpose(0, 2, 3, 1, 5, 4)
-    cols[..., -1] = 1.0
-    return cols.reshape(n * oh * ow, -1)
+    windows = sliding_window_view(maps, (kh, kw), axis=(1, 2))  # (N, oh, ow, C, kh, kw)
+    cols = np.empty((n * oh * ow, c * kw * kh + 1), np.float32)
+    cols[:, :-1].reshape(n, oh, ow, c, kw, kh)[...] = windows.transpose(0, 1, 2, 3, 5, 4)
+    cols[:, -1] = 1.0
+    return cols
 
 
 def conv_weight_matrix(kernels: np.ndarray, biases: np.ndarray) -> np.ndarray:
@@ -55,54 +61,58 @@ def conv_weight_matrix(kernels: np.ndarray, biases: np.ndarray) -> np.ndarray:
 
 
 def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """Valid cross-correlation, stride 1: (N, C, H, W) -> (N, C_out, H-kh+1, W-kw+1).
-    One float32 GEMM of im2col by the weight matrix, bias as the last term."""
-    n, c, h, w = maps.shape
+    """Valid cross-correlation, stride 1: (N, H, W, C) -> (N, H-kh+1, W-kw+1, C_out)."""
+    n, h, w, c = maps.shape
     if weight_matrix.shape[0] != c * kh * kw + 1:
-        raise ValueError(f"conv: weights {weight_matrix.shape} do not fit {c} maps of {kh}x{kw} kernels")
+        raise ValueError(f"conv: weights {weight_matrix.shape} do not fit {c} maps {maps.shape} "
+                         f"with {kh}x{kw} kernels")
     if h < kh or w < kw:
         raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
-    oh, ow = h - kh + 1, w - kw + 1
     out = sgemm(im2col(maps, kh, kw), weight_matrix)  # (N*oh*ow, C_out)
-    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+    return out.reshape(n, h - kh + 1, w - kw + 1, -1)
 
 
 def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
-    """v if v >= 0 else v * slope, per channel (axis 1), for (N, C, H, W) or (N, C)."""
-    s = slopes.reshape((1, -1) + (1,) * (maps.ndim - 2))
-    if s.shape[1] != maps.shape[1]:
-        raise ValueError(f"prelu: {s.shape[1]} slopes for {maps.shape[1]} channels {maps.shape}")
-    return np.where(maps >= 0, maps, maps * s)
+    """v if v >= 0 else v * slope, per channel (the last axis), computed in place
+    as max(v, 0) + min(v, 0) * slope (adding a zero changes no bit)."""
+    if slopes.size != maps.shape[-1]:
+        raise ValueError(f"prelu: {slopes.size} slopes for {maps.shape[-1]} channels {maps.shape}")
+    negative = np.minimum(maps, 0)
+    negative *= slopes.reshape(-1)
+    np.maximum(maps, 0, out=maps)
+    maps += negative
+    return maps
 
 
 def pooled_size(size: int, kernel: int, stride: int) -> int:
     """Caffe-style: C round((size - kernel) / stride) + 1, halves away from zero."""
-    q = np.float32(size - kernel) / np.float32(stride)
-    return int(np.floor(abs(q) + 0.5) * np.sign(q)) + 1
+    q = float(np.float32(size - kernel) / np.float32(stride))
+    return int(np.copysign(np.floor(abs(q) + 0.5), q)) + 1
 
 
 def max_pool(maps: np.ndarray, kx: int, ky: int, sx: int, sy: int) -> np.ndarray:
-    """(N, C, H, W) -> (N, C, oh, ow). Windows start at multiples of the stride and
+    """(N, H, W, C) -> (N, oh, ow, C). Windows start at multiples of the stride and
     are cut at the map's edge, so the last row/column may see a partial window."""
-    n, c, h, w = maps.shape
+    n, h, w, c = maps.shape
     oh, ow = pooled_size(h, ky, sy), pooled_size(w, kx, sx)
     if oh < 1 or ow < 1:
         raise ValueError(f"max_pool: maps {maps.shape} too small for a {kx}x{ky} window")
     ph, pw = (oh - 1) * sy + ky, (ow - 1) * sx + kx
-    padded = np.full((n, c, max(ph, h), max(pw, w)), -np.inf, np.float32)
-    padded[:, :, :h, :w] = maps
+    if ph > h or pw > w:  # partial windows: pad with -inf so they ignore the outside
+        padded = np.full((n, max(ph, h), max(pw, w), c), -np.inf, np.float32)
+        padded[:, :h, :w] = maps
+        maps = padded
     out = None
     for dy in range(ky):
         for dx in range(kx):
-            tap = padded[:, :, dy:dy + (oh - 1) * sy + 1:sy, dx:dx + (ow - 1) * sx + 1:sx]
+            tap = maps[:, dy:dy + (oh - 1) * sy + 1:sy, dx:dx + (ow - 1) * sx + 1:sx]
             out = tap.copy() if out is None else np.maximum(out, tap, out=out)
     return out
 
 
 def flatten(maps: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N, C*W*H): each map column by column (index c*H*W + x*H + y)."""
-    n = maps.shape[0]
-    return np.ascontiguousarray(maps.transpose(0, 1, 3, 2)).reshape(n, -1)
+    """(N, H, W, C) -> (N, C*W*H): each map column by column (index c*H*W + x*H + y)."""
+    return np.ascontiguousarray(maps.transpose(0, 3, 2, 1)).reshape(len(maps), -1)
 
 
 def gemv_lanes(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -112,7 +122,7 @@ def gemv_lanes(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n, f = x.shape
     lanes = GEMV_LANES
     if f % lanes:
-        raise ValueError(f"fully connected: {f} inputs, not a multiple of {lanes} {x.shape}")
+        raise ValueError(f"fully connected: {f} inputs {x.shape}, not a multiple of {lanes}")
     xs = x.reshape(n, f // lanes, lanes).transpose(2, 0, 1)  # (16, N, F/16)
     ws = weights.reshape(f // lanes, lanes, -1).transpose(1, 0, 2)  # (16, F/16, O)
     chains = sgemm(np.ascontiguousarray(xs), np.ascontiguousarray(ws))  # (16, N, O)
@@ -134,22 +144,21 @@ def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> n
     return (sums + biases.reshape(1, -1)).astype(np.float32)
 
 
-def fully_connected_1x1(maps: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
+def fully_connected_maps(maps: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
     """A fully connected layer whose input count equals the number of maps acts on
-    every pixel: (N, C, H, W) -> (N, O, H, W). The product is rounded to float32
-    first, then the bias is added in float32."""
-    n, c, h, w = maps.shape
+    every pixel (PNet's head): (N, H, W, C) -> (N, H, W, O). OpenCV's product
+    (double, as O < 100) is rounded to float32, then the bias added in float32."""
+    n, h, w, c = maps.shape
     if c != weights.shape[0]:
         raise ValueError(f"fully connected: {c} maps {maps.shape} do not fit weights {weights.shape}")
-    pixels = maps.transpose(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
     if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
-        raise ValueError(f"fully connected over maps with {weights.shape[1]} outputs: not an MTCNN layer")
-    sums = (pixels.astype(np.float64) @ weights.astype(np.float64)).astype(np.float32)
-    out = sums + biases.reshape(1, -1)
-    return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+        raise ValueError(f"fully connected over maps with {weights.shape[1]} outputs is not supported")
+    sums = maps.reshape(-1, c).astype(np.float64) @ weights.astype(np.float64)  # (N*H*W, O)
+    out = sums.astype(np.float32) + biases.reshape(1, -1)
+    return out.reshape(n, h, w, -1)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-v)); unused by the MTCNN files, kept for format completeness."""
     from .cvexact import exp
-    return (1.0 / (1.0 + exp(-x))).astype(np.float32)
+    return (np.float32(1.0) / (np.float32(1.0) + exp(-x))).astype(np.float32)

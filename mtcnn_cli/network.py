@@ -11,8 +11,8 @@ class Network:
     """Runs the layers of one network. Weight matrices are laid out once, here;
     calling the network only computes.
 
-    Input: float32 (N, 3, H, W) maps in the order the C++ feeds them (R, G, B).
-    Output: (N, O, h, w) maps when the network ends on maps (PNet), else (N, O)."""
+    Input: float32 (N, H, W, 3) maps in the order the C++ feeds them (R, G, B).
+    Output: (N, h, w, O) maps when the network ends on maps (PNet), else (N, O)."""
 
     def __init__(self, net_layers: tuple[Layer, ...], name: str = "network"):
         self.name = name
@@ -45,8 +45,8 @@ class Network:
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
                 weights, biases = step[1], step[2]
-                if x.ndim == 4 and x.shape[1] == weights.shape[0] and x.shape[1] > 1:
-                    x = layers.fully_connected_1x1(x, weights, biases)
+                if x.ndim == 4 and x.shape[3] == weights.shape[0] and x.shape[3] > 1:
+                    x = layers.fully_connected_maps(x, weights, biases)
                 else:
                     flat = layers.flatten(x) if x.ndim == 4 else x
                     x = layers.fully_connected(flat, weights, biases)
@@ -55,5 +55,5 @@ class Network:
             else:
                 x = layers.sigmoid(x)
             if trace is not None:
-                trace.append(x)
+                trace.append(x.copy())
         return x
