@@ -14,7 +14,6 @@ its own double-precision loop for small ones.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 # OpenCV hands a matrix product to BLAS (float32) only when the result has at
 # least this many rows; smaller products it computes itself, accumulating in
@@ -30,8 +29,9 @@ GEMV_LANES = 16
 
 def sgemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32 (..., M, K) @ (..., K, N), every output element one FMA chain
-    over k in order, as OpenBLAS's gemm kernels compute it. numpy's BLAS takes
-    another route for a single row or column, so those are padded to two."""
+    over k in order, as OpenBLAS's gemm kernels compute it (checked against the
+    C++'s OpenBLAS for our shapes, `a` contiguous or transposed). numpy's BLAS
+    takes another route for a single row or column, so those are padded to two."""
     if a.shape[-2] == 1:
         return sgemm(np.concatenate([a, np.zeros_like(a)], axis=-2), b)[..., :1, :]
     if b.shape[-1] == 1:
@@ -40,15 +40,19 @@ def sgemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """(N, H, W, C) -> (N*oh*ow, C*kw*kh + 1): one row per output pixel (row-major
-    over y, x); columns per input map, the window read column by column (column
-    c*kw*kh + kx*kh + ky), then a column of ones for the bias."""
+    """(N, H, W, C) -> (C*kw*kh + 1, N*oh*ow), the transpose of the C++'s im2col:
+    a column per output pixel (row-major over y, x); rows per input map, the
+    window read column by column (row c*kw*kh + kx*kh + ky), then a row of ones
+    for the bias. Built transposed because every row is then a plain copy."""
     n, h, w, c = maps.shape
     oh, ow = h - kh + 1, w - kw + 1
-    windows = sliding_window_view(maps, (kh, kw), axis=(1, 2))  # (N, oh, ow, C, kh, kw)
-    cols = np.empty((n * oh * ow, c * kw * kh + 1), np.float32)
-    cols[:, :-1].reshape(n, oh, ow, c, kw, kh)[...] = windows.transpose(0, 1, 2, 3, 5, 4)
-    cols[:, -1] = 1.0
+    planes = np.ascontiguousarray(maps.transpose(3, 0, 1, 2))  # (C, N, H, W)
+    cols = np.empty((c * kw * kh + 1, n * oh * ow), np.float32)
+    windows = cols[:-1].reshape(c, kw, kh, n, oh, ow)
+    for kx in range(kw):
+        for ky in range(kh):
+            windows[:, kx, ky] = planes[:, :, ky:ky + oh, kx:kx + ow]
+    cols[-1] = 1.0
     return cols
 
 
@@ -68,7 +72,7 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
                          f"with {kh}x{kw} kernels")
     if h < kh or w < kw:
         raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
-    out = sgemm(im2col(maps, kh, kw), weight_matrix)  # (N*oh*ow, C_out)
+    out = sgemm(im2col(maps, kh, kw).T, weight_matrix)  # (N*oh*ow, C_out)
     return out.reshape(n, h - kh + 1, w - kw + 1, -1)
 
 
