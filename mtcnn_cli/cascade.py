@@ -6,6 +6,7 @@ plain function over arrays; `Detector` strings them together.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,52 +101,59 @@ def landmarks_in_image(boxes: np.ndarray, raw: np.ndarray) -> np.ndarray:
 
 
 class Cascade:
-    """The three networks and the steps between them. `trace`, when a dict is
-    given, receives the intermediate results the C++ stage dumps contain."""
+    """The three networks and the steps between them.
+
+    `trace`, when a dict is given, receives the intermediate results the C++
+    stage dumps contain. `timings`, when a dict is given, accumulates seconds
+    per stage: "pnet" (pyramid and PNet, with its per-scale NMS), "rnet",
+    "onet" (crops and network) and "boxes" (the NMS and box arithmetic between)."""
 
     def __init__(self, pnet: Network, rnet: Network, onet: Network):
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
 
     def run(self, img: np.ndarray, min_face: int, t1: float, t2: float, t3: float,
-            trace: dict | None = None):
+            trace: dict | None = None, timings: dict | None = None):
         """img float32 (H, W, 3) BGR -> (boxes (n, 4), scores (n,), landmarks (n, 5, 2))."""
-        height, width = img.shape[:2]
+        clock = _Clock(timings)
         nothing = (bx.empty_boxes(), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
-        boxes, scores, corrections = self.pnet_stage(img, min_face, t1, trace)
-        keep = bx.nms(boxes, scores, CROSS_SCALE_NMS)
-        boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
+        with clock("pnet"):
+            boxes, scores, corrections = self.pnet_stage(img, min_face, t1, trace)
+        with clock("boxes"):
+            keep = bx.nms(boxes, scores, CROSS_SCALE_NMS)
+            boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
         if trace is not None:
             trace["pnet_boxes"], trace["pnet_scores"] = boxes, scores[keep]
         if not len(boxes):
             return nothing
 
-        boxes, raw = self.refine(self.rnet, img, boxes, RNET_SIZE)
-        scores = face_probability(raw)
+        with clock("rnet"):
+            boxes, raw = self.refine(self.rnet, img, boxes, RNET_SIZE)
+        with clock("boxes"):
+            scores = face_probability(raw)
+            above = scores >= np.float32(t2)
+            boxes, scores, corrections = boxes[above], scores[above], raw[above, 2:6]
+            keep = bx.nms(boxes, scores, RNET_NMS)
+            boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
         if trace is not None:
-            trace["rnet_raw"] = raw
-        above = scores >= np.float32(t2)
-        boxes, scores, corrections = boxes[above], scores[above], raw[above, 2:6]
-        keep = bx.nms(boxes, scores, RNET_NMS)
-        boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
-        if trace is not None:
-            trace["rnet_boxes"] = boxes
+            trace["rnet_raw"], trace["rnet_boxes"] = raw, boxes
         if not len(boxes):
             return nothing
 
-        boxes, raw = self.refine(self.onet, img, boxes, ONET_SIZE)
-        scores = face_probability(raw)
+        with clock("onet"):
+            boxes, onet_raw = self.refine(self.onet, img, boxes, ONET_SIZE)
+        with clock("boxes"):
+            scores = face_probability(onet_raw)
+            above = scores >= np.float32(t3)
+            onet_input, scores, raw = boxes[above], scores[above], onet_raw[above]
+            boxes = bx.apply_correction(onet_input, raw[:, 2:6], add1=True)
+            keep = bx.nms(boxes, scores, ONET_NMS, minimum=True)
+            boxes, scores = boxes[keep], scores[keep]
+            landmarks = landmarks_in_image(onet_input[keep], raw[keep, 6:16])
+            final = bx.tighten(boxes)
         if trace is not None:
-            trace["onet_raw"] = raw
-        above = scores >= np.float32(t3)
-        onet_input, scores, raw = boxes[above], scores[above], raw[above]
-        boxes = bx.apply_correction(onet_input, raw[:, 2:6], add1=True)
-        keep = bx.nms(boxes, scores, ONET_NMS, minimum=True)
-        boxes, scores = boxes[keep], scores[keep]
-        landmarks = landmarks_in_image(onet_input[keep], raw[keep, 6:16])
-        if trace is not None:
-            trace["onet_boxes"] = boxes
-        return bx.tighten(boxes), scores, landmarks
+            trace["onet_raw"], trace["onet_boxes"] = onet_raw, boxes
+        return final, scores, landmarks
 
     def pnet_stage(self, img, min_face, t1, trace=None):
         """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
@@ -180,6 +188,25 @@ class Cascade:
         return boxes, network(to_maps(crops))
 
 
+class _Clock:
+    """Adds the wall time of `with clock(name):` blocks to timings[name]."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.name, self.start = timings, None, 0.0
+
+    def __call__(self, name: str):
+        self.name = name
+        return self
+
+    def __enter__(self):
+        if self.timings is not None:
+            self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        if self.timings is not None:
+            self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
 class Detector:
     """OpenFace 2.2's MTCNN face detector.
 
@@ -198,11 +225,13 @@ class Detector:
         self.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
                                Network(self.models.onet, "ONet"))
 
-    def detect(self, image, trace: dict | None = None) -> list[Face]:
+    def detect(self, image, timings: dict | None = None) -> list[Face]:
         """image: uint8 BGR (H x W x 3), grey (H x W) or BGRA (H x W x 4), as
-        cv2.imread gives. Returns the faces in the order the C++ returns them."""
+        cv2.imread gives. Returns the faces in the order the C++ returns them.
+        timings, if given, accumulates seconds per stage (see Cascade)."""
         img = as_bgr_float(image)
-        boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3, trace)
+        boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
+                                                    timings=timings)
         return [
             Face(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
                  tuple((float(p[0]), float(p[1])) for p in pts))

@@ -41,3 +41,14 @@ def reference(shared) -> Path:
 @pytest.fixture(scope="session")
 def corpus(shared) -> Path:
     return _require(shared / "corpus")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from .parity_report import RESULTS
+
+    if RESULTS:
+        terminalreporter.section("parity with OpenFace 2.2 C++")
+        for name, (images, exact, box, conf) in sorted(RESULTS.items()):
+            terminalreporter.write_line(
+                f"{name}: {exact}/{images} images bit-exact; worst box diff {box:.3g} px, "
+                f"worst confidence diff {conf:.3g}")
