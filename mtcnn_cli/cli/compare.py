@@ -1,8 +1,101 @@
-"""`mtcnn compare` (being written)."""
+"""`mtcnn compare`: proof, image by image, that our detector gives what OpenFace's C++ gives."""
+from __future__ import annotations
+
+from pathlib import Path
+
 import click
 
+FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, without importing numpy
 
-@click.command()
-def compare():
-    """Not written yet."""
-    raise click.UsageError("mtcnn compare is not written yet")
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cpp", "ref_path", required=True, type=click.Path(path_type=Path), metavar="REF",
+              help="The C++ side: OpenFace reference JSON, an OpenFace -bboxdir folder, or an "
+                   "output of `mtcnn detect`.")
+@click.argument("ours_path", required=False, type=click.Path(path_type=Path), metavar="[OURS]")
+@click.option("--cpp-format", type=click.Choice(FORMATS), help="Read REF as this format (default: detected).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder REF's image paths are relative to (default: REF's folder or its nearest "
+                   "parent holding them).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the images, when REF is a bbox folder (<stem>.txt -> <stem>.*).")
+@click.option("--models", type=click.Path(path_type=Path), help="Model folder, as for `mtcnn detect`.")
+@click.option("--min-face", type=click.IntRange(min=12), help="Override REF's min_face.")
+@click.option("--t1", type=click.FloatRange(0, 1), help="Override REF's PNet threshold.")
+@click.option("--t2", type=click.FloatRange(0, 1), help="Override REF's RNet threshold.")
+@click.option("--t3", type=click.FloatRange(0, 1), help="Override REF's ONet threshold.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images detected in parallel.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, metavar="PX",
+              help="Largest |difference| allowed in x, y, width, height (pixels).")
+@click.option("--conf-tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Largest |difference| allowed in confidence.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write every image and face compared, as JSON.")
+def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face, t1, t2, t3, jobs,
+            tolerance, conf_tolerance, report_path):
+    """Compare face detections with OpenFace 2.2's C++, image by image.
+
+    REF (--cpp) is the C++ side; OURS a JSON, JSONL or CSV written by
+    `mtcnn detect`. Without OURS, compare runs our detector on REF's images
+    with REF's parameters (min_face, t1, t2, t3) unless overridden:
+    `mtcnn compare --cpp ref.json` is the common case. Any of the formats can
+    be on either side, so two runs of ours compare too.
+
+    Faces are paired by an optimal one-to-one assignment on IoU. An image
+    passes when no face is missing or extra and every pair is within
+    --tolerance (box) and --conf-tolerance (confidence). Images the C++
+    itself failed on are listed, not compared.
+
+    The summary table goes to stderr, a one-line verdict (PASS/FAIL) to
+    stdout, the details to --report FILE.
+
+    \b
+    Exit codes:
+      0  every image has the same faces, every pair within tolerance
+      1  some image differs, is missing, or could not be read
+      2  usage error: unreadable or malformed REF/OURS, unknown format
+    """
+    from .. import compare as cmp
+
+    overrides = {"min_face": min_face, "t1": t1, "t2": t2, "t3": t3}
+    try:
+        ref = cmp.read_detections(ref_path, cpp_format)
+        if ours_path is not None:
+            check_no_run_options(overrides, models, jobs, images_dir)
+            ours = cmp.read_detections(ours_path)
+        else:
+            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
+        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance)
+        if report_path is not None:
+            cmp.write_report(report_path, cmp.report(result))
+    except cmp.CompareError as e:
+        fail(str(e))
+    cmp.print_summary(result)
+    click.echo(cmp.verdict(result))
+    click.get_current_context().exit(0 if result.passed else 1)
+
+
+def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
+    """Our detector on REF's images; CompareError for a bad model folder or parameters."""
+    if ref.format == "bboxdir" and images_dir is None:
+        raise cmp.CompareError(f"{ref.source}: a bbox folder lists no image files: give --images DIR")
+    from ..datfile import ModelError
+
+    files = cmp.image_files(ref, root, images_dir)
+    try:
+        return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs)
+    except (ModelError, ValueError) as e:
+        raise cmp.CompareError(str(e)) from None
+
+
+def check_no_run_options(overrides, models, jobs, images_dir):
+    given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+    given += ["--models"] * (models is not None) + ["--jobs"] * (jobs != 1) + ["--images"] * (images_dir is not None)
+    if given:
+        fail(f"{', '.join(given)}: only used when compare runs the detector itself (no OURS given)")
+
+
+def fail(message: str):
+    click.echo(f"mtcnn: {message}", err=True)
+    click.get_current_context().exit(2)

@@ -1,0 +1,807 @@
+"""Comparing two sets of face detections: OpenFace's C++ against ours, or two runs of ours.
+
+A set is read from any of the formats below (detected from the content):
+- "json": the OpenFace C++ reference JSON, or the JSON of `mtcnn detect` (same shape:
+  `{"params": {...}, "images": [{"path", "width", "height", "faces": [...]}]}`, an image
+  that failed has `"error"` instead of `"faces"`);
+- "jsonl": one image record per line, as `mtcnn detect --format jsonl` writes;
+- "csv": `mtcnn detect`'s CSV, one row per face;
+- "bboxdir": an OpenFace `-bboxdir` folder, one `<stem>.txt` per image holding
+  `min_x min_y max_x max_y` per face (no confidences).
+
+Faces of one image are paired one-to-one by an optimal assignment on IoU (the
+Hungarian method, below); each pair gives the differences of x, y, width, height
+and confidence. Values are compared as float32, the precision both detectors keep.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+FORMATS = ("json", "jsonl", "csv", "bboxdir")
+FIELDS = ("x", "y", "width", "height", "confidence")
+BOX_FIELDS = FIELDS[:4]
+CSV_REQUIRED = ("path", "face", "x", "y", "width", "height", "confidence", "error")
+DEFAULT_PARAMS = {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}
+
+
+class CompareError(Exception):
+    """A set of detections that cannot be read or used. The message names the
+    file (and the record, where there is one) and the problem."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFaces:
+    """One image of a set. faces: float32 (n, 5) of x, y, width, height,
+    confidence (NaN where the source gives no confidence); None when the
+    detector failed on the image, and then error says why."""
+    path: str
+    faces: np.ndarray | None
+    width: float | None = None
+    height: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionSet:
+    source: str
+    format: str
+    images: list[ImageFaces]
+    params: dict | None = None
+    detector: str | None = None
+
+
+def no_faces() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_detections(path: Path, fmt: str | None = None) -> DetectionSet:
+    """Read a set of detections; fmt one of FORMATS, or None to detect it."""
+    path = Path(path)
+    if fmt == "bboxdir" or (fmt is None and path.is_dir()):
+        return read_bbox_folder(path)
+    text = read_text(path)
+    fmt = fmt or sniff_format(path, text)
+    reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
+    return reader(path, text)
+
+
+def read_text(path: Path) -> str:
+    if path.is_dir():
+        raise CompareError(f"{path}: is a folder, not a file (an OpenFace bbox folder? use --cpp-format bboxdir)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CompareError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise CompareError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def sniff_format(path: Path, text: str) -> str:
+    """"json", "jsonl" or "csv" from the content; CompareError when none fits."""
+    head = text.lstrip()
+    if not head:
+        raise CompareError(f"{path}: empty file")
+    if head.startswith("{"):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError as whole_error:
+            first = head.splitlines()[0]
+            try:
+                record = json.loads(first)
+            except json.JSONDecodeError:
+                raise CompareError(f"{path}: not valid JSON: {describe_json_error(whole_error)}") from None
+            if isinstance(record, dict) and "path" in record:
+                return "jsonl"
+            raise CompareError(f"{path}: not valid JSON: {describe_json_error(whole_error)}") from None
+        if isinstance(whole, dict) and "path" in whole and "images" not in whole:
+            return "jsonl"  # a JSONL file of a single image
+        return "json"
+    if head.startswith("["):
+        return "json"  # parse_json says what is wrong with it
+    first = head.splitlines()[0].split(",")
+    if first[0].strip().strip('"') == "path" and len(first) > 1:
+        return "csv"
+    raise CompareError(
+        f"{path}: unknown format (expected a detection JSON, JSONL or CSV file, or an OpenFace "
+        "bbox folder); --cpp-format forces one")
+
+
+def describe_json_error(error: json.JSONDecodeError) -> str:
+    return f"{error.msg} at line {error.lineno}, column {error.colno}"
+
+
+def parse_json(path: Path, text: str) -> DetectionSet:
+    try:
+        top = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: not valid JSON: {describe_json_error(e)}") from None
+    if not isinstance(top, dict):
+        raise CompareError(f"{path}: wrong schema: the top level is a {json_type(top)}, expected an object "
+                           'with an "images" list')
+    images = top.get("images")
+    if not isinstance(images, list):
+        raise CompareError(f'{path}: wrong schema: no "images" list at the top level')
+    records = [image_record(path, item, f"images[{i}]") for i, item in enumerate(images)]
+    check_unique_paths(path, records, [f"images[{i}]" for i in range(len(records))])
+    detector = top.get("detector") if isinstance(top.get("detector"), str) else None
+    return DetectionSet(str(path), "json", records, read_params(path, top.get("params")), detector)
+
+
+def parse_jsonl(path: Path, text: str) -> DetectionSet:
+    records, places = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CompareError(f"{path}: line {number}: not valid JSON: {e.msg} at column {e.colno}") from None
+        records.append(image_record(path, item, f"line {number}"))
+        places.append(f"line {number}")
+    if not records:
+        raise CompareError(f"{path}: no image records")
+    check_unique_paths(path, records, places)
+    return DetectionSet(str(path), "jsonl", records)
+
+
+def parse_csv(path: Path, text: str) -> DetectionSet:
+    rows = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(rows, [])]
+    absent = [name for name in CSV_REQUIRED if name not in header]
+    if absent:
+        raise CompareError(f"{path}: wrong CSV header: no column {', '.join(absent)}")
+    column = {name: header.index(name) for name in CSV_REQUIRED}
+    faces, errors, order = defaultdict(list), {}, []
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise CompareError(f"{path}: line {number}: {len(row)} fields, the header has {len(header)}")
+        cell = {name: row[i].strip() for name, i in column.items()}
+        image = cell["path"]
+        if not image:
+            raise CompareError(f"{path}: line {number}: empty path")
+        if image not in faces:
+            order.append(image)
+            faces[image]
+        if cell["error"]:
+            errors[image] = cell["error"]
+        elif any(cell[name] for name in ("face",) + FIELDS):
+            faces[image].append(csv_face(path, number, cell))
+    if not order:
+        raise CompareError(f"{path}: no image rows")
+    records = [
+        ImageFaces(image, None, error=errors[image]) if image in errors
+        else ImageFaces(image, np.array(faces[image], np.float32).reshape(-1, 5))
+        for image in order]
+    return DetectionSet(str(path), "csv", records)
+
+
+def csv_face(path: Path, number: int, cell: dict) -> list[float]:
+    values = []
+    for name in FIELDS:
+        text = cell[name]
+        if name == "confidence" and not text:
+            values.append(math.nan)
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise CompareError(f"{path}: line {number}: {name} is not a number: {text!r}") from None
+        values.append(checked_number(path, f"line {number}", name, value))
+    return values
+
+
+def read_bbox_folder(folder: Path) -> DetectionSet:
+    """OpenFace `-bboxdir` output: <stem>.txt per image, `min_x min_y max_x max_y` per face."""
+    if not folder.is_dir():
+        raise CompareError(f"{folder}: not a folder (an OpenFace bbox folder was expected)")
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise CompareError(f"{folder}: no .txt files (not an OpenFace bbox folder)")
+    return DetectionSet(str(folder), "bboxdir", [bbox_file(f) for f in files])
+
+
+def bbox_file(path: Path) -> ImageFaces:
+    faces = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        words = line.replace(",", " ").split()
+        if not words:
+            continue
+        try:
+            min_x, min_y, max_x, max_y = (float(w) for w in words)
+        except ValueError:
+            raise CompareError(f"{path}: line {number}: expected four numbers min_x min_y max_x max_y, "
+                               f"got {line.strip()!r}") from None
+        where = f"line {number}"
+        for name, value in (("min_x", min_x), ("min_y", min_y), ("max_x", max_x), ("max_y", max_y)):
+            checked_number(path, where, name, value)
+        width = checked_number(path, where, "width (max_x - min_x)", max_x - min_x)
+        height = checked_number(path, where, "height (max_y - min_y)", max_y - min_y)
+        faces.append([min_x, min_y, width, height, math.nan])
+    return ImageFaces(path.stem, np.array(faces, np.float32).reshape(-1, 5))
+
+
+def image_record(path: Path, item, where: str) -> ImageFaces:
+    if not isinstance(item, dict):
+        raise CompareError(f"{path}: wrong schema: {where} is a {json_type(item)}, expected an object")
+    image = item.get("path")
+    if not isinstance(image, str) or not image:
+        raise CompareError(f'{path}: wrong schema: {where} has no "path" string')
+    size = [optional_number(path, where, item, name) for name in ("width", "height")]
+    if item.get("error") is not None:
+        if not isinstance(item["error"], str):
+            raise CompareError(f'{path}: wrong schema: {where}.error is not a string')
+        return ImageFaces(image, None, *size, error=item["error"])
+    faces = item.get("faces")
+    if not isinstance(faces, list):
+        raise CompareError(f'{path}: wrong schema: {where} ({image}) has neither a "faces" list nor an "error"')
+    rows = [face_record(path, face, f"{where}.faces[{k}]") for k, face in enumerate(faces)]
+    return ImageFaces(image, np.array(rows, np.float32).reshape(-1, 5), *size)
+
+
+def face_record(path: Path, face, where: str) -> list[float]:
+    if not isinstance(face, dict):
+        raise CompareError(f"{path}: wrong schema: {where} is a {json_type(face)}, expected an object")
+    values = []
+    for name in FIELDS:
+        if name not in face and name == "confidence":
+            values.append(math.nan)
+        elif name not in face:
+            raise CompareError(f'{path}: wrong schema: {where} has no "{name}"')
+        else:
+            values.append(checked_number(path, where, name, face[name]))
+    return values
+
+
+def optional_number(path: Path, where: str, item: dict, name: str) -> float | None:
+    return None if item.get(name) is None else checked_number(path, where, name, item[name])
+
+
+def checked_number(path: Path, where: str, name: str, value) -> float:
+    """value as a float: finite, and not negative when it is a size."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CompareError(f"{path}: wrong schema: {where}.{name} is a {json_type(value)}, expected a number")
+    if not math.isfinite(value):
+        raise CompareError(f"{path}: {where}.{name} is {value} (not a finite number)")
+    if name.startswith(("width", "height")) and value < 0:
+        raise CompareError(f"{path}: {where}.{name} is negative ({value})")
+    return float(value)
+
+
+def read_params(path: Path, params) -> dict | None:
+    """The detector parameters a set was made with, or None when it does not say."""
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise CompareError(f'{path}: wrong schema: "params" is a {json_type(params)}, expected an object')
+    found = {}
+    for name in DEFAULT_PARAMS:
+        if name in params:
+            value = checked_number(path, "params", name, params[name])
+            if name == "min_face":
+                if value != int(value):
+                    raise CompareError(f"{path}: params.min_face is not a whole number ({value})")
+                value = int(value)
+            found[name] = value
+    return found or None
+
+
+def check_unique_paths(path: Path, records: list[ImageFaces], places: list[str]) -> None:
+    seen = {}
+    for record, place in zip(records, places):
+        if record.path in seen:
+            raise CompareError(f"{path}: {place} lists {record.path} again (first at {seen[record.path]})")
+        seen[record.path] = place
+
+
+def json_type(value) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------- images of a set
+
+
+def resolve_image(image: str, ref_path: Path, root: Path | None) -> Path | None:
+    """An image path of REF as a file: absolute as is; relative to --root, else to
+    REF's folder or the nearest of its parents that holds it. None when not found."""
+    p = Path(image)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    bases = [root] if root is not None else [ref_path.resolve().parent, *ref_path.resolve().parent.parents]
+    return next((base / p for base in bases if (base / p).is_file()), None)
+
+
+def image_in_folder(stem: str, folder: Path) -> tuple[Path | None, str | None]:
+    """The image of a bbox file <stem>.txt in --images DIR: (path, None) or (None, problem)."""
+    found = sorted(f for f in folder.glob(f"{glob_escape(stem)}.*") if f.suffix.lower() != ".txt" and f.is_file())
+    if not found:
+        return None, f"no image named {stem}.* in {folder}"
+    if len(found) > 1:
+        return None, f"several images named {stem}.* in {folder}: {', '.join(f.name for f in found)}"
+    return found[0], None
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def image_files(ref: DetectionSet, root: Path | None, images_dir: Path | None) -> list[tuple[Path | None, str | None]]:
+    """For each image of REF that the C++ did not fail on: (file, None) or (None, why not)."""
+    out = []
+    for image in ref.images:
+        if image.error is not None:
+            continue
+        if ref.format == "bboxdir":
+            out.append(image_in_folder(image.path, images_dir))
+            continue
+        found = resolve_image(image.path, Path(ref.source), root)
+        where = f"--root {root}" if root is not None else f"{Path(ref.source).parent} and its parents"
+        out.append((found, None) if found else (None, f"image not found (looked in {where})"))
+    return out
+
+
+def detect_for(ref: DetectionSet, files: list[tuple[Path | None, str | None]], params: dict,
+               models=None, jobs: int = 1) -> DetectionSet:
+    """Run our detector on REF's images (those `image_files` found); the result is
+    keyed by REF's own paths, so that every image pairs with itself."""
+    from .batch import detect_images
+
+    wanted = [image for image in ref.images if image.error is None]
+    found = [str(f) for f, _ in files if f is not None]
+    results = iter(detect_images(found, models=models, jobs=jobs, landmarks=False, **params))
+    records = []
+    for image, (f, problem) in zip(wanted, files):
+        if f is None:
+            records.append(ImageFaces(image.path, None, error=problem))
+            continue
+        result = next(results)
+        if result.faces is None:
+            records.append(ImageFaces(image.path, None, result.width, result.height, error=result.error))
+            continue
+        faces = np.array([[g.x, g.y, g.width, g.height, g.confidence] for g in result.faces],
+                         np.float32).reshape(-1, 5)
+        records.append(ImageFaces(image.path, faces, result.width, result.height))
+    return DetectionSet("our detector", "run", records, dict(params), "mtcnn-cli")
+
+
+def run_params(ref: DetectionSet, overrides: dict) -> dict:
+    """REF's parameters, then the given overrides (None: not given), then the defaults."""
+    params = dict(DEFAULT_PARAMS)
+    params.update(ref.params or {})
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return params
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Boxes a (n, 4) and b (m, 4) as x, y, width, height -> IoU (n, m), in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    w = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h  # (n, m)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def min_cost_assignment(cost: np.ndarray) -> np.ndarray:
+    """Hungarian method (shortest augmenting paths with dual potentials).
+
+    cost (n, m), finite -> (min(n, m), 2) int pairs of (row, column): every row
+    matched when n <= m (else every column), with the least total cost."""
+    n, m = cost.shape
+    if n > m:
+        return min_cost_assignment(cost.T)[:, ::-1]
+    row_u, col_v = np.zeros(n), np.zeros(m)  # dual potentials
+    row_of_col = np.full(m, -1)
+    col_of_row = np.full(n, -1)
+    for start in range(n):
+        sink, reach, dist, via, rows_seen, cols_seen = shortest_augmenting_path(
+            cost, row_u, col_v, row_of_col, start)
+        # Potentials stay feasible and become tight along the path.
+        row_u[start] += reach
+        others = np.flatnonzero(rows_seen)
+        others = others[others != start]
+        row_u[others] += reach - dist[col_of_row[others]]
+        col_v[cols_seen] -= reach - dist[cols_seen]
+        # Flip the path: every column on it takes the row it was reached from.
+        col = sink
+        while True:
+            row = via[col]
+            row_of_col[col] = row
+            col_of_row[row], col = col, col_of_row[row]
+            if row == start:
+                break
+    return np.stack([np.arange(n), col_of_row], axis=1).reshape(-1, 2)
+
+
+def shortest_augmenting_path(cost, row_u, col_v, row_of_col, start):
+    """Dijkstra over reduced costs from the free row `start` to the nearest free column.
+
+    Returns the free column reached, its distance, the distances (m,) and the
+    row each column was reached from (m,), and the rows (n,) and columns (m,) scanned."""
+    n, m = cost.shape
+    dist, via = np.full(m, np.inf), np.full(m, -1)
+    rows_seen, cols_seen = np.zeros(n, bool), np.zeros(m, bool)
+    row, reach = start, 0.0
+    while True:
+        rows_seen[row] = True
+        through_row = reach + cost[row] - row_u[row] - col_v  # (m,)
+        closer = ~cols_seen & (through_row < dist)
+        dist[closer], via[closer] = through_row[closer], row
+        open_dist = np.where(cols_seen, np.inf, dist)
+        reach = open_dist.min()
+        nearest = open_dist == reach
+        free = nearest & (row_of_col == -1)
+        col = int(np.argmax(free if free.any() else nearest))
+        cols_seen[col] = True
+        if row_of_col[col] == -1:
+            return col, reach, dist, via, rows_seen, cols_seen
+        row = row_of_col[col]
+
+
+def pair_faces(ref: np.ndarray, ours: np.ndarray):
+    """Faces (n, >=4) and (m, >=4) -> pairs (k, 2) of (ref index, our index) with
+    the largest total IoU, their IoUs (k,), and the unpaired ref and our indices.
+    Faces that overlap nothing of the other side are never paired."""
+    iou = iou_matrix(ref[:, :4], ours[:, :4])  # (n, m)
+    pairs = min_cost_assignment(-iou) if iou.size else np.zeros((0, 2), int)
+    pairs = pairs[iou[pairs[:, 0], pairs[:, 1]] > 0]
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    ious = iou[pairs[:, 0], pairs[:, 1]]
+    missing = np.setdiff1d(np.arange(len(ref)), pairs[:, 0])
+    extra = np.setdiff1d(np.arange(len(ours)), pairs[:, 1])
+    return pairs, ious, missing, extra
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(eq=False)
+class ImageComparison:
+    """One image of REF against OURS. deltas: (k, 5) float64 of ours - ref for x, y,
+    width, height, confidence over the pairs (NaN confidence where a side has none)."""
+    path: str
+    ref: ImageFaces
+    ours: ImageFaces | None
+    problem: str | None = None
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), int))
+    ious: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    deltas: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    missing: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    extra: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    identical: bool = False
+    within_tolerance: bool = False
+
+    @property
+    def compared(self) -> bool:
+        return self.problem is None
+
+    @property
+    def same_count(self) -> bool:
+        return self.compared and len(self.ref.faces) == len(self.ours.faces)
+
+    @property
+    def passed(self) -> bool:
+        return self.compared and not len(self.missing) and not len(self.extra) and self.within_tolerance
+
+    @property
+    def max_box_delta(self) -> float:
+        return float(np.abs(self.deltas[:, :4]).max()) if len(self.deltas) else 0.0
+
+    @property
+    def max_conf_delta(self) -> float:
+        conf = np.abs(self.deltas[:, 4])
+        conf = conf[~np.isnan(conf)]
+        return float(conf.max()) if len(conf) else 0.0
+
+    @property
+    def status(self) -> str:
+        if not self.compared:
+            return "not compared"
+        if self.identical:
+            return "identical"
+        if len(self.missing) or len(self.extra):
+            return "faces differ" if self.same_count else "count differs"
+        return "within tolerance" if self.within_tolerance else "beyond tolerance"
+
+
+@dataclass(eq=False)
+class Comparison:
+    ref: DetectionSet
+    ours: DetectionSet
+    tolerance: float
+    conf_tolerance: float
+    images: list[ImageComparison]          # REF's images the C++ did not fail on, in REF's order
+    ref_errors: list[ImageFaces]           # REF's images the C++ failed on
+    only_ours: list[ImageFaces]            # images of OURS that REF does not list
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.images) and not self.only_ours
+
+
+def compare_image(ref: ImageFaces, ours: ImageFaces | None, tolerance: float,
+                  conf_tolerance: float) -> ImageComparison:
+    if ours is None:
+        return ImageComparison(ref.path, ref, None, problem="not in OURS")
+    if ours.faces is None:
+        return ImageComparison(ref.path, ref, ours, problem=f"ours failed: {ours.error}")
+    if None not in (ref.width, ref.height, ours.width, ours.height) and \
+            (ref.width, ref.height) != (ours.width, ours.height):
+        return ImageComparison(ref.path, ref, ours, problem=(
+            f"image size differs: {fmt_size(ref)} in REF, {fmt_size(ours)} in OURS"))
+    pairs, ious, missing, extra = pair_faces(ref.faces, ours.faces)
+    a, b = ref.faces[pairs[:, 0]], ours.faces[pairs[:, 1]]  # (k, 5) float32 each
+    deltas = b.astype(np.float64) - a.astype(np.float64)
+    box_ok = bool(np.all(np.abs(deltas[:, :4]) <= tolerance))
+    conf = deltas[:, 4][~np.isnan(deltas[:, 4])]
+    conf_ok = bool(np.all(np.abs(conf) <= conf_tolerance))
+    # Bit for bit over the fields both sides give (a bbox folder gives no confidence).
+    both = ~(np.isnan(a) | np.isnan(b))
+    identical = not len(missing) and not len(extra) and bool(np.all(a[both] == b[both]))
+    return ImageComparison(ref.path, ref, ours, None, pairs, ious, deltas, missing, extra,
+                           identical, box_ok and conf_ok)
+
+
+def fmt_size(image: ImageFaces) -> str:
+    return f"{image.width:g}x{image.height:g}"
+
+
+def compare_sets(ref: DetectionSet, ours: DetectionSet, tolerance: float = 0.01,
+                 conf_tolerance: float = 1e-4) -> Comparison:
+    by_stem = "bboxdir" in (ref.format, ours.format)
+    wanted = [image for image in ref.images if image.error is None]
+    matched, unused = match_images([i.path for i in ref.images], [i.path for i in ours.images], by_stem)
+    counterpart = {ref.images[r].path: ours.images[o] for r, o in matched.items()}
+    results = [compare_image(image, counterpart.get(image.path), tolerance, conf_tolerance) for image in wanted]
+    return Comparison(ref, ours, tolerance, conf_tolerance, results,
+                      [image for image in ref.images if image.error is not None],
+                      [ours.images[o] for o in unused])
+
+
+def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
+    """Which image of OURS is which image of REF: the same path, else the same file
+    name (the stem, when a side is a bbox folder), the candidate sharing the longest
+    tail of folders winning. Returns {ref index: our index} and OURS's unmatched indices."""
+    def name(p):
+        parts = PurePosixPath(p.replace("\\", "/"))
+        return parts.stem if by_stem else parts.name
+
+    exact = {p: j for j, p in enumerate(our_paths)}
+    by_name = defaultdict(list)
+    for j, p in enumerate(our_paths):
+        by_name[name(p)].append(j)
+    matched, used = {}, set()
+    for i, p in enumerate(ref_paths):
+        if p in exact and exact[p] not in used:
+            matched[i] = exact[p]
+            used.add(exact[p])
+    for i, p in enumerate(ref_paths):
+        if i in matched:
+            continue
+        candidates = [j for j in by_name.get(name(p), []) if j not in used]
+        scores = [common_tail(p, our_paths[j]) for j in candidates]
+        if candidates and scores.count(max(scores)) == 1:
+            j = candidates[scores.index(max(scores))]
+            matched[i] = j
+            used.add(j)
+    return matched, [j for j in range(len(our_paths)) if j not in used]
+
+
+def common_tail(a: str, b: str) -> int:
+    """How many trailing path components a and b share."""
+    pa, pb = a.replace("\\", "/").split("/")[::-1], b.replace("\\", "/").split("/")[::-1]
+    n = 0
+    while n < min(len(pa), len(pb)) and pa[n] == pb[n]:
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summarise(c: Comparison) -> dict:
+    compared = [r for r in c.images if r.compared]
+    deltas = np.concatenate([r.deltas for r in compared]) if compared else np.zeros((0, 5))  # (P, 5)
+    stats = {}
+    for k, name in enumerate(FIELDS):
+        d = np.abs(deltas[:, k])
+        d = d[~np.isnan(d)]
+        stats[name] = {"max_abs": float(d.max()) if len(d) else None,
+                       "mean_abs": float(d.mean()) if len(d) else None, "pairs": int(len(d))}
+    return {
+        "passed": c.passed,
+        "images_in_ref": len(c.ref.images),
+        "ref_errors": len(c.ref_errors),
+        "images_compared": len(compared),
+        "images_not_compared": len(c.images) - len(compared),
+        "images_only_in_ours": len(c.only_ours),
+        "images_identical": sum(r.identical for r in compared),
+        "images_same_count": sum(r.same_count for r in compared),
+        "images_passed": sum(r.passed for r in compared),
+        "images_failed": sum(not r.passed for r in c.images) + len(c.only_ours),
+        "faces_in_ref": int(sum(len(r.ref.faces) for r in compared)),
+        "faces_in_ours": int(sum(len(r.ours.faces) for r in compared)),
+        "faces_paired": int(sum(len(r.pairs) for r in compared)),
+        "faces_missing": int(sum(len(r.missing) for r in compared)),
+        "faces_extra": int(sum(len(r.extra) for r in compared)),
+        "min_iou": float(min((r.ious.min() for r in compared if len(r.ious)), default=1.0)),
+        "differences": stats,
+    }
+
+
+def worst_images(c: Comparison, limit: int = 10) -> list[ImageComparison]:
+    """Images not compared and count mismatches first, then the largest differences;
+    identical images never."""
+    def badness(r):
+        return (not r.compared, bool(len(r.missing) or len(r.extra)), not r.passed,
+                r.max_box_delta, r.max_conf_delta)
+
+    shown = [r for r in c.images if not r.identical]
+    return sorted(shown, key=badness, reverse=True)[:limit]
+
+
+def verdict(c: Comparison) -> str:
+    """The one line printed on stdout."""
+    s = summarise(c)
+    tol = f"tolerance {c.tolerance:g} px, {c.conf_tolerance:g} confidence"
+    if c.passed:
+        return (f"PASS: {s['images_compared']} images match ({s['images_identical']} identical to the bit, "
+                f"{tol})")
+    return (f"FAIL: {s['images_failed']} of {s['images_compared'] + s['images_not_compared'] + s['images_only_in_ours']}"
+            f" images differ or could not be compared ({tol})")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def f32(value) -> float | None:
+    """A float32 as the shortest decimal that reads back to it; None for NaN."""
+    value = np.float32(value)
+    return None if np.isnan(value) else float(str(value))
+
+
+def face_dict(row: np.ndarray, index: int) -> dict:
+    return {"index": index, **{name: f32(v) for name, v in zip(FIELDS, row)}}
+
+
+def image_report(r: ImageComparison) -> dict:
+    out = {"path": r.path, "status": r.status, "passed": r.passed}
+    if r.ours is not None and r.ours.path != r.path:
+        out["our_path"] = r.ours.path
+    if not r.compared:
+        out["problem"] = r.problem
+        return out
+    pairs = []
+    for (i, j), iou, d in zip(r.pairs, r.ious, r.deltas):
+        pairs.append({"ref": face_dict(r.ref.faces[i], int(i)), "ours": face_dict(r.ours.faces[j], int(j)),
+                      "iou": float(iou), "dx": float(d[0]), "dy": float(d[1]), "dwidth": float(d[2]),
+                      "dheight": float(d[3]), "dconfidence": None if np.isnan(d[4]) else float(d[4])})
+    out.update({
+        "identical": r.identical, "within_tolerance": r.within_tolerance,
+        "ref_faces": len(r.ref.faces), "our_faces": len(r.ours.faces),
+        "max_abs_box_delta": r.max_box_delta, "max_abs_confidence_delta": r.max_conf_delta,
+        "pairs": pairs,
+        "missing": [face_dict(r.ref.faces[i], int(i)) for i in r.missing],
+        "extra": [face_dict(r.ours.faces[j], int(j)) for j in r.extra],
+    })
+    return out
+
+
+def report(c: Comparison) -> dict:
+    """Everything, per image and per face, as JSON-ready data."""
+    def side(s: DetectionSet):
+        return {"source": s.source, "format": s.format, "detector": s.detector, "params": s.params}
+
+    return {
+        "ref": side(c.ref), "ours": side(c.ours),
+        "tolerance": c.tolerance, "conf_tolerance": c.conf_tolerance,
+        "summary": summarise(c),
+        "images": [image_report(r) for r in c.images],
+        "ref_errors": [{"path": i.path, "error": i.error} for i in c.ref_errors],
+        "only_in_ours": [i.path for i in c.only_ours],
+    }
+
+
+def write_report(path: Path, data: dict) -> None:
+    """The --report file, written atomically."""
+    from .atomic import OutputError, write_text
+
+    try:
+        write_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
+    except OutputError as e:
+        raise CompareError(str(e)) from None
+
+
+# --------------------------------------------------------------------------- table
+
+
+def print_summary(c: Comparison, console=None) -> None:
+    """The summary as rich tables, on stderr unless a console is given."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    s = summarise(c)
+    counts = Table(title=f"mtcnn compare: {c.ref.source} vs {c.ours.source}", show_header=False)
+    counts.add_column(justify="left")
+    counts.add_column(justify="right")
+    for label, value in (
+            ("images in REF", s["images_in_ref"]),
+            ("  C++ failed on (not compared)", s["ref_errors"]),
+            ("images compared", s["images_compared"]),
+            ("  identical to the bit", s["images_identical"]),
+            ("  same face count", s["images_same_count"]),
+            ("  within tolerance", s["images_passed"]),
+            ("images not compared (missing or unreadable)", s["images_not_compared"]),
+            ("images only in OURS", s["images_only_in_ours"]),
+            ("faces paired", s["faces_paired"]),
+            ("faces missing (only in REF)", s["faces_missing"]),
+            ("faces extra (only in OURS)", s["faces_extra"])):
+        counts.add_row(label, str(value))
+    console.print(counts)
+    console.print(differences_table(c, s))
+    worst = worst_images(c)
+    if worst:
+        console.print(worst_table(c, worst))
+    for image in c.ref_errors:
+        console.print(f"C++ failed on {image.path}: {image.error}", markup=False, highlight=False)
+    for image in c.only_ours:
+        console.print(f"only in OURS: {image.path}", markup=False, highlight=False)
+
+
+def differences_table(c: Comparison, s: dict):
+    from rich.table import Table
+
+    table = Table(title=f"differences over {s['faces_paired']} paired faces (ours - REF)")
+    for name in ("field", "max |d|", "mean |d|", "tolerance"):
+        table.add_column(name, justify="left" if name == "field" else "right")
+    for name in FIELDS:
+        d = s["differences"][name]
+        tol = c.conf_tolerance if name == "confidence" else c.tolerance
+        shown = ["-" if d[k] is None else f"{d[k]:.3g}" for k in ("max_abs", "mean_abs")]
+        table.add_row(name, *shown, f"{tol:g}")
+    return table
+
+
+def worst_table(c: Comparison, worst: list[ImageComparison]):
+    from rich.table import Table
+
+    table = Table(title="worst images (faces: REF/ours, missing, extra; max |d|)")
+    table.add_column("image", overflow="fold")
+    for name in ("REF", "ours", "miss", "extra", "box", "conf"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for r in worst:
+        if not r.compared:
+            table.add_row(r.path, str(len(r.ref.faces)), "-", "-", "-", "-", "-", r.problem)
+            continue
+        table.add_row(r.path, str(len(r.ref.faces)), str(len(r.ours.faces)), str(len(r.missing)),
+                      str(len(r.extra)), f"{r.max_box_delta:.3g}", f"{r.max_conf_delta:.3g}", r.status)
+    failing = sum(not r.passed for r in c.images)
+    if failing > len(worst):
+        table.caption = f"{failing - len([r for r in worst if not r.passed])} more failing images in --report"
+    return table
