@@ -276,12 +276,13 @@ def optional_number(path: Path, where: str, item: dict, name: str) -> float | No
 
 def checked_number(path: Path, where: str, name: str, value) -> float:
     """value as a float: finite, and not negative when it is a size."""
+    what = f"{where}: {name}" if where.startswith("line") else f"{where}.{name}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CompareError(f"{path}: wrong schema: {where}.{name} is a {json_type(value)}, expected a number")
+        raise CompareError(f"{path}: wrong schema: {what} is a {json_type(value)}, expected a number")
     if not math.isfinite(value):
-        raise CompareError(f"{path}: {where}.{name} is {value} (not a finite number)")
+        raise CompareError(f"{path}: {what} is {value} (not a finite number)")
     if name.startswith(("width", "height")) and value < 0:
-        raise CompareError(f"{path}: {where}.{name} is negative ({value})")
+        raise CompareError(f"{path}: {what} is negative ({value:g})")
     return float(value)
 
 
@@ -548,7 +549,7 @@ def compare_image(ref: ImageFaces, ours: ImageFaces | None, tolerance: float,
     if ours is None:
         return ImageComparison(ref.path, ref, None, problem="not in OURS")
     if ours.faces is None:
-        return ImageComparison(ref.path, ref, ours, problem=f"ours failed: {ours.error}")
+        return ImageComparison(ref.path, ref, ours, problem=f"ours: {ours.error}")
     if None not in (ref.width, ref.height, ours.width, ours.height) and \
             (ref.width, ref.height) != (ours.width, ours.height):
         return ImageComparison(ref.path, ref, ours, problem=(
@@ -767,10 +768,11 @@ def print_summary(c: Comparison, console=None) -> None:
     worst = worst_images(c)
     if worst:
         console.print(worst_table(c, worst))
-    for image in c.ref_errors:
-        console.print(f"C++ failed on {image.path}: {image.error}", markup=False, highlight=False)
-    for image in c.only_ours:
-        console.print(f"only in OURS: {image.path}", markup=False, highlight=False)
+    lines = [f"C++ failed on {image.path}: {image.error}" for image in c.ref_errors]
+    lines += [f"not compared: {r.path}: {r.problem}" for r in c.images if not r.compared]
+    lines += [f"only in OURS: {image.path}" for image in c.only_ours]
+    for line in lines:  # whole lines, never folded like table cells
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def differences_table(c: Comparison, s: dict):
