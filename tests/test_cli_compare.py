@@ -305,6 +305,7 @@ def test_own_run_on_a_bbox_folder_needs_images(tmp_path, stand_in):
     boxes.mkdir()
     (boxes / "a.txt").write_text("10 20 70 80\n")
     one_line_error(run("--cpp", boxes), "--images")
+    one_line_error(run("--cpp", boxes, "--images", tmp_path / "nowhere"), "nowhere: not a folder")
     images_tree(tmp_path, ["a.png", "notes.txt"])
     fake = stand_in({"a.png": [(10, 20, 60, 60, 0.97)]})
     result = run("--cpp", boxes, "--images", tmp_path / "data" / "imgs")

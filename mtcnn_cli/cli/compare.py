@@ -1,6 +1,7 @@
 """`mtcnn compare`: proof, image by image, that our detector gives what OpenFace's C++ gives."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -8,15 +9,15 @@ import click
 FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, without importing numpy
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, options_metavar="--cpp REF [OPTIONS]")
 @click.option("--cpp", "ref_path", required=True, type=click.Path(path_type=Path), metavar="REF",
               help="The C++ side: OpenFace reference JSON, an OpenFace -bboxdir folder, or an "
                    "output of `mtcnn detect`.")
 @click.argument("ours_path", required=False, type=click.Path(path_type=Path), metavar="[OURS]")
 @click.option("--cpp-format", type=click.Choice(FORMATS), help="Read REF as this format (default: detected).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder REF's image paths are relative to (default: REF's folder or its nearest "
-                   "parent holding them).")
+              help="Folder REF's image paths are relative to (default: REF's folder or the nearest "
+                   "of its parents holding them, else the current folder).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the images, when REF is a bbox folder (<stem>.txt -> <stem>.*).")
 @click.option("--models", type=click.Path(path_type=Path), help="Model folder, as for `mtcnn detect`.")
@@ -24,8 +25,8 @@ FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, w
 @click.option("--t1", type=click.FloatRange(0, 1), help="Override REF's PNet threshold.")
 @click.option("--t2", type=click.FloatRange(0, 1), help="Override REF's RNet threshold.")
 @click.option("--t3", type=click.FloatRange(0, 1), help="Override REF's ONet threshold.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Images detected in parallel.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Worker processes, as for `mtcnn detect` (0: one per CPU).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, metavar="PX",
               help="Largest |difference| allowed in x, y, width, height (pixels).")
 @click.option("--conf-tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
@@ -36,19 +37,24 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
             tolerance, conf_tolerance, report_path):
     """Compare face detections with OpenFace 2.2's C++, image by image.
 
-    REF (--cpp) is the C++ side; OURS a JSON, JSONL or CSV written by
-    `mtcnn detect`. Without OURS, compare runs our detector on REF's images
-    with REF's parameters (min_face, t1, t2, t3) unless overridden:
-    `mtcnn compare --cpp ref.json` is the common case. Any of the formats can
-    be on either side, so two runs of ours compare too.
+    REF (--cpp) is the C++ side: the C++ reference JSON, an OpenFace
+    -bboxdir folder (<stem>.txt per image; its images come from --images),
+    or an output of `mtcnn detect`, so that two runs of ours compare too.
+    OURS is a JSON, JSONL or CSV written by `mtcnn detect`. Formats are
+    detected from the content.
 
-    Faces are paired by an optimal one-to-one assignment on IoU. An image
-    passes when no face is missing or extra and every pair is within
-    --tolerance (box) and --conf-tolerance (confidence). Images the C++
-    itself failed on are listed, not compared.
+    Without OURS, compare runs our detector on REF's images with REF's
+    parameters (min_face, t1, t2, t3; detect's defaults when REF has none)
+    unless overridden: `mtcnn compare --cpp ref.json` is the common case.
+
+    Faces of an image are paired by an optimal one-to-one assignment on
+    IoU; faces that overlap nothing are missing (only in REF) or extra (only
+    in OURS). An image passes when no face is missing or extra and every
+    pair is within --tolerance (box) and --conf-tolerance (confidence).
+    Images the C++ itself failed on are listed, not compared.
 
     The summary table goes to stderr, a one-line verdict (PASS/FAIL) to
-    stdout, the details to --report FILE.
+    stdout, every image and face to --report FILE (JSON).
 
     \b
     Exit codes:
@@ -62,7 +68,7 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     try:
         ref = cmp.read_detections(ref_path, cpp_format)
         if ours_path is not None:
-            check_no_run_options(overrides, models, jobs, images_dir)
+            check_no_run_options(overrides, models, jobs, images_dir, root)
             ours = cmp.read_detections(ours_path)
         else:
             ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
@@ -80,18 +86,36 @@ def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
     """Our detector on REF's images; CompareError for a bad model folder or parameters."""
     if ref.format == "bboxdir" and images_dir is None:
         raise cmp.CompareError(f"{ref.source}: a bbox folder lists no image files: give --images DIR")
+    for option, folder in (("--images", images_dir), ("--root", root)):
+        if folder is not None and not folder.is_dir():
+            raise cmp.CompareError(f"{folder}: not a folder ({option})")
     from ..datfile import ModelError
 
     files = cmp.image_files(ref, root, images_dir)
     try:
-        return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs)
+        with progress_bar(len(files)) as step:
+            return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs,
+                                  on_image=step)
     except (ModelError, ValueError) as e:
         raise cmp.CompareError(str(e)) from None
 
 
-def check_no_run_options(overrides, models, jobs, images_dir):
+@contextmanager
+def progress_bar(total: int):
+    """A progress bar on stderr when it is a terminal; yields the step function."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("detecting", total=total)
+        yield lambda: progress.advance(task)
+
+
+def check_no_run_options(overrides, models, jobs, images_dir, root):
     given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
-    given += ["--models"] * (models is not None) + ["--jobs"] * (jobs != 1) + ["--images"] * (images_dir is not None)
+    given += ["--models"] * (models is not None) + ["--jobs"] * (jobs != 1)
+    given += ["--images"] * (images_dir is not None) + ["--root"] * (root is not None)
     if given:
         fail(f"{', '.join(given)}: only used when compare runs the detector itself (no OURS given)")
 
