@@ -196,6 +196,12 @@ def test_malformed_ours(tmp_path):
     one_line_error(run("--cpp", ref, tmp_path / "o.json"), "o.json", "x is a string")
 
 
+def test_click_usage_errors_are_one_line(tmp_path):
+    one_line_error(run(), "Missing option '--cpp'")
+    one_line_error(run("--cpp", tmp_path, "--tolerance", "-1"), "--tolerance")
+    one_line_error(run("--cpp", tmp_path, "--cpp-format", "xml"), "--cpp-format")
+
+
 def test_run_options_need_no_ours(tmp_path):
     ref = write_json(tmp_path / "ref.json", CPP)
     one_line_error(run("--cpp", ref, ref, "--min-face", 30), "--min-face", "no OURS given")

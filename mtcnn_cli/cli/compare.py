@@ -9,7 +9,23 @@ import click
 FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, without importing numpy
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, options_metavar="--cpp REF [OPTIONS]")
+class OneLineError(click.UsageError):
+    """click's own usage errors (bad option, no --cpp) as one `mtcnn: ...` line, exit 2."""
+
+    def show(self, file=None):
+        message = " ".join(self.format_message().split())
+        click.echo(f"mtcnn: compare: {message} (see mtcnn compare --help)", file=file, err=True)
+
+
+class CompareCommand(click.Command):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise OneLineError(e.format_message(), e.ctx) from None
+
+
+@click.command(cls=CompareCommand, context_settings={"help_option_names": ["-h", "--help"]}, options_metavar="--cpp REF [OPTIONS]")
 @click.option("--cpp", "ref_path", required=True, type=click.Path(path_type=Path), metavar="REF",
               help="The C++ side: OpenFace reference JSON, an OpenFace -bboxdir folder, or an "
                    "output of `mtcnn detect`.")
@@ -60,7 +76,9 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     Exit codes:
       0  every image has the same faces, every pair within tolerance
       1  some image differs, is missing, or could not be read
-      2  usage error: unreadable or malformed REF/OURS, unknown format
+      2  usage error: unreadable or malformed REF/OURS, unknown format,
+         bad option
+      130  interrupted
     """
     from .. import compare as cmp
 
@@ -77,6 +95,9 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
             cmp.write_report(report_path, cmp.report(result))
     except cmp.CompareError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("mtcnn: interrupted", err=True)
+        click.get_current_context().exit(130)
     cmp.print_summary(result)
     click.echo(cmp.verdict(result))
     click.get_current_context().exit(0 if result.passed else 1)
