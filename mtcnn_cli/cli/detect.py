@@ -1,8 +1,194 @@
-"""`mtcnn detect` (being written)."""
+"""`mtcnn detect`: options in, plain functions (mtcnn_cli.job) do the work.
+
+Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
+that `mtcnn --help` stays fast and `-v` can time them."""
+import math
+import os
+import sys
+import time
+
 import click
 
+from .. import __version__
 
-@click.command()
-def detect():
-    """Not written yet."""
-    raise click.UsageError("mtcnn detect is not written yet")
+MAX_PIXELS = 100_000_000
+
+
+class OneLineUsageError(click.UsageError):
+    """Usage errors as one line on stderr (exit status 2)."""
+
+    def show(self, file=None):
+        message = " ".join(self.format_message().split())
+        click.echo(f"mtcnn detect: error: {message} (see mtcnn detect --help)", file=file, err=True)
+
+
+class DetectCommand(click.Command):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            if isinstance(e, OneLineUsageError):
+                raise
+            raise OneLineUsageError(e.format_message(), e.ctx) from None
+
+
+class Threshold(click.ParamType):
+    """A number in [0, 1] (NaN refused)."""
+    name = "FLOAT"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if math.isnan(number) or not 0.0 <= number <= 1.0:
+            self.fail(f"{value} is not in [0, 1]", param, ctx)
+        return number
+
+
+class Shard(click.ParamType):
+    """I/N with 1 <= I <= N."""
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            index, count = (int(part) for part in str(value).split("/"))
+        except ValueError:
+            self.fail(f"{value!r} is not of the form I/N, e.g. 3/8", param, ctx)
+        if count < 1 or not 1 <= index <= count:
+            self.fail(f"{value}: need 1 <= I <= N (I counts from 1)", param, ctx)
+        return index, count
+
+
+EPILOG = """\b
+Formats (--format):
+  json   one document: {"detector", "version", "params", "images": [...]};
+         each image {"path", "width", "height", "faces": [{"x", "y",
+         "width", "height", "confidence", "landmarks": [[x, y] x 5]}]},
+         or "error": "reason" instead of "faces" for a skipped image.
+  jsonl  one image record per line, written as each image is done.
+  csv    path,face,x,y,width,height,confidence,lx1,ly1,...,lx5,ly5,error:
+         one row per face (face counts from 0); an image without faces, or
+         skipped, has one row with empty face fields.
+Default: json to a file (-o, or stdout redirected to a file) or a terminal;
+jsonl when stdout is a pipe. Numbers are float32 values written with the
+fewest digits that read back exactly.
+
+\b
+Exit status:
+  0    every image was processed
+  1    some images were skipped (each named on stderr, with the reason,
+       and recorded with "error" in the output), or an output could not
+       be written
+  2    usage error: bad option, no PATH, unusable model folder, outputs
+       that would collide or overwrite an input
+  130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
+       (json, csv) or holds every completed record (jsonl)
+"""
+
+
+@click.command(cls=DetectCommand, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("paths", nargs=-1, metavar="PATH...")
+@click.option("-0", "--null", is_flag=True,
+              help="The list read from stdin (PATH -) is NUL-separated, as find -print0 writes it.")
+@click.option("--min-face", type=click.IntRange(min=12), default=60, show_default=True,
+              help="Smallest face searched for, in pixels (at least 12).")
+@click.option("--t1", type=Threshold(), default=0.6, show_default=True, help="PNet score threshold, in [0, 1].")
+@click.option("--t2", type=Threshold(), default=0.7, show_default=True, help="RNet score threshold, in [0, 1].")
+@click.option("--t3", type=Threshold(), default=0.7, show_default=True, help="ONet score threshold, in [0, 1].")
+@click.option("--models", metavar="DIR",
+              help="An OpenFace model folder (MTCNN_detector.txt and its .dat files). "
+                   "Default: $MTCNN_MODELS, else the bundled weights.")
+@click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "csv"]),
+              help="Output format (see below). Default: json, or jsonl when stdout is a pipe.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write the output to FILE (atomically: a temporary file renamed at the end) "
+                   "instead of stdout.")
+@click.option("--bboxdir", metavar="DIR",
+              help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
+                   "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
+                   "same stem are refused before anything runs (OpenFace looks boxes up by stem).")
+@click.option("--annotate", metavar="DIR",
+              help="Also write a copy of each image with boxes, confidences and the five points "
+                   "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
+                   "leading /). Refused if it would overwrite an input image.")
+@click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
+                   "the same as with --jobs 1, in the same order.")
+@click.option("--shard", type=Shard(), metavar="I/N",
+              help="Process only the I-th of N contiguous slices of the image list, I counting "
+                   "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
+                   "whole list's.")
+@click.option("--resume", is_flag=True,
+              help="With -o FILE (and --format jsonl, the default then): skip images already in "
+                   "FILE and append the rest. Run with the same PATHs and options. A torn last line "
+                   "from a killed run is cut off first.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar and no summary (skipped images are still reported).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also report import and model-loading times, and each image's time.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+              help="Skip larger images (checked in the file header before decoding when possible).")
+@click.version_option(__version__, "--version", prog_name="mtcnn")
+@click.pass_context
+def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
+           jobs, shard, resume, quiet, verbose, max_pixels):
+    """Detect faces with OpenFace 2.2's MTCNN.
+
+    Each PATH is an image file, a folder, or - for a list of paths read from
+    stdin (one per line, or NUL-separated with -0). Folders are searched
+    recursively, in sorted order, for .jpg .jpeg .png .bmp .tif .tiff .webp
+    files (any case); symbolic links are followed, each folder once. Images
+    are processed and reported in input order; repeats are processed once.
+
+    Unreadable images (missing, not an image, truncated, too large, ...) are
+    skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
+    record with an "error" field; the batch goes on. Only data goes to
+    stdout; progress (on a terminal), messages and the summary go to stderr.
+    """
+    started = time.perf_counter()
+    if quiet and verbose:
+        raise OneLineUsageError("-q/--quiet and -v/--verbose exclude each other")
+    try:
+        from ..job import DetectOptions, UsageProblem, run_detect
+        from ..report import Reporter
+    except KeyboardInterrupt:
+        click.echo("mtcnn: error: interrupted", err=True)
+        ctx.exit(130)
+
+    reporter = Reporter(quiet=quiet, verbose=verbose)
+    reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
+    options = DetectOptions(
+        paths=tuple(paths), null=null, min_face=min_face, t1=t1, t2=t2, t3=t3, models=models,
+        fmt=fmt, output=output, bboxdir=bboxdir, annotate=annotate, landmarks=not no_landmarks,
+        jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose, max_pixels=max_pixels)
+    try:
+        status = run_detect(options, click.get_binary_stream("stdin").read, reporter)
+    except UsageProblem as e:
+        raise OneLineUsageError(str(e)) from None
+    if status == 1 and _stdout_closed():
+        _silence_stdout()
+    ctx.exit(status)
+
+
+def _stdout_closed() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so that the
+    interpreter's final flush does not complain."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,287 @@
+"""Running the detector over many images, in one process or in several.
+
+`detect_images` is the library entry point: paths in, one Result per path out,
+in input order. Worker processes (jobs > 1) each load the models once; they
+are started with one BLAS/OpenMP/OpenCV thread each so that N workers use N
+cores, and they ignore Ctrl-C: the parent decides when to stop them.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's outcome. path as given; width and height in pixels (None
+    when unknown); faces, or None and an error (a short reason) when the image
+    was skipped."""
+    path: str
+    width: int | None
+    height: int | None
+    faces: list | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every worker needs to process an image."""
+    models: str | None = None
+    min_face: int = 60
+    t1: float = 0.6
+    t2: float = 0.7
+    t3: float = 0.7
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    landmarks: bool = True
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to process; annotate_as, when set, asks for an annotated
+    copy encoded in the format of that file name's extension."""
+    path: str
+    annotate_as: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    seconds: float
+    annotated: bytes | None = None
+    annotate_error: str | None = None
+
+
+def detector_class():
+    """The Detector class (importing it loads the numpy networks' code)."""
+    from .cascade import Detector
+
+    return Detector
+
+
+def make_detector(settings: Settings):
+    """Load the models once. Raises ModelError (bad model folder) or
+    ValueError (bad parameters)."""
+    return detector_class()(models=settings.models, min_face=settings.min_face,
+                            t1=settings.t1, t2=settings.t2, t3=settings.t3)
+
+
+def _annotated_copy(image, faces, task: Task, landmarks: bool):
+    """(bytes, None) or (None, reason)."""
+    from .draw import annotate, encode
+
+    try:
+        return encode(annotate(image, faces, landmarks), task.annotate_as), None
+    except Exception as e:  # an encoder failure costs the copy, not the batch
+        return None, f"cannot draw the annotated copy: {e}"
+
+
+def process_one(detector, settings: Settings, task: Task) -> Outcome:
+    """Read, detect and (when asked) draw one image. Never raises for a bad
+    image or a detector failure on it: the Result carries the reason."""
+    start = time.perf_counter()
+    try:
+        image = read_image(task.path, settings.max_pixels)  # (H, W, 3) uint8 BGR
+    except ImageError as e:
+        result = Result(task.path, e.width, e.height, None, e.reason)
+        return Outcome(result, time.perf_counter() - start)
+    height, width = image.shape[:2]
+    try:
+        faces = list(detector.detect(image))
+    except MemoryError:
+        result = Result(task.path, width, height, None, "out of memory")
+        return Outcome(result, time.perf_counter() - start)
+    except Exception as e:  # one image must not stop a batch of thousands
+        result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}")
+        return Outcome(result, time.perf_counter() - start)
+    if not settings.landmarks:
+        faces = [replace(face, landmarks=()) for face in faces]
+    annotated, annotate_error = None, None
+    if task.annotate_as is not None:
+        annotated, annotate_error = _annotated_copy(image, faces, task, settings.landmarks)
+    result = Result(task.path, width, height, faces, None)
+    return Outcome(result, time.perf_counter() - start, annotated, annotate_error)
+
+
+# --- worker processes -----------------------------------------------------------
+
+_worker_state = None
+
+
+def _init_worker(settings: Settings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+
+    cv2.setNumThreads(1)
+    global _worker_state
+    _worker_state = (make_detector(settings), settings)
+
+
+def _work(task: Task) -> Outcome:
+    detector, settings = _worker_state
+    return process_one(detector, settings, task)
+
+
+def resolve_jobs(jobs: int) -> int:
+    """--jobs 0 means one worker per CPU this process may use."""
+    if jobs > 0:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def _children_ignore_sigint():
+    """Worker processes must not see the terminal's Ctrl-C: the parent decides
+    when they stop. A signal ignored when a program starts stays ignored in
+    it, so SIGINT is ignored while workers start; it is also blocked in the
+    parent meanwhile, so that a Ctrl-C arriving then is delivered afterwards
+    instead of being lost. (Only possible in the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+@contextmanager
+def _single_threaded_children():
+    """Workers inherit the environment at start: one BLAS/OpenMP thread each."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _ready() -> None:
+    """A task that does nothing: submitting one per worker starts them all."""
+
+
+class _Workers:
+    """A process pool started all at once (spawn: fresh interpreters, so the
+    thread limits apply before numpy loads) and stoppable at once."""
+
+    def __init__(self, processes: int, initializer, initargs):
+        context = multiprocessing.get_context("spawn")
+        with _single_threaded_children(), _children_ignore_sigint():
+            self.executor = ProcessPoolExecutor(processes, context, initializer, initargs)
+            # the executor starts a process per submission until it has them all
+            for _ in range(processes):
+                self.executor.submit(_ready)
+
+    def submit(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def stop(self) -> None:
+        """Kill the workers now (a running detection is not waited for)."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(5)
+
+
+WORKER_DIED = "the worker process died on this image (out of memory?)"
+
+
+def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
+                  work=None, initializer=None) -> Iterator[Outcome]:
+    """Outcomes in task order from `processes` workers, at most 2 tasks per
+    worker in flight. If a worker dies (killed by the kernel for lack of
+    memory, a crash in native code), the tasks in flight are run again one at
+    a time in a new pool; the one whose worker dies then gets an error
+    Result, and the batch goes on. work/initializer: for tests."""
+    work = work or _work
+
+    def start():
+        return _Workers(processes, initializer or _init_worker, (settings,))
+
+    workers = start()
+    window = 2 * processes
+    in_flight: deque = deque()  # (index, future), in task order
+    next_index, alone = 0, 0  # alone: how many upcoming tasks run one at a time
+    try:
+        while next_index < len(tasks) or in_flight:
+            while next_index < len(tasks) and len(in_flight) < (1 if alone else window):
+                in_flight.append((next_index, workers.submit(work, tasks[next_index])))
+                next_index += 1
+            index, future = in_flight.popleft()
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                workers.stop()
+                workers = start()
+                if not alone:
+                    alone = len(in_flight) + 1
+                    next_index = index
+                    in_flight.clear()
+                    continue
+                outcome = Outcome(Result(tasks[index].path, None, None, None, WORKER_DIED), 0.0)
+            alone = max(0, alone - 1)
+            yield outcome
+    finally:
+        workers.stop()
+
+
+def run_tasks(tasks: Sequence[Task], settings: Settings, jobs: int = 1,
+              detector=None) -> Iterator[Outcome]:
+    """Outcomes in the order of tasks. jobs == 1 runs here (with `detector`
+    if given); jobs > 1 starts min(jobs, len(tasks)) worker processes, which
+    are stopped when the iterator finishes, fails or is closed."""
+    tasks = list(tasks)
+    processes = min(resolve_jobs(jobs), len(tasks))
+    if processes <= 1:
+        detector = detector if detector is not None else make_detector(settings)
+        for task in tasks:
+            yield process_one(detector, settings, task)
+        return
+    yield from pool_outcomes(tasks, settings, processes)
+
+
+def detect_images(paths: Sequence[str], *, models=None, min_face: int = 60, t1: float = 0.6,
+                  t2: float = 0.7, t3: float = 0.7, jobs: int = 1,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, landmarks: bool = True) -> Iterator[Result]:
+    """Detect faces in each image file of `paths`, yielding one Result per path,
+    in input order (repeats included). The models are loaded before this
+    returns, so a bad model folder (ModelError) or bad parameters (ValueError)
+    raise here, not on the first next(). An unreadable image gives a Result
+    with `error` set and the iteration goes on. jobs: worker processes (0 =
+    one per CPU). landmarks=False gives faces with empty landmarks."""
+    settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3,
+                        max_pixels, landmarks)
+    detector = make_detector(settings)
+    tasks = [Task(os.fspath(path)) for path in paths]
+    return _results(run_tasks(tasks, settings, jobs, detector))
+
+
+def _results(outcomes) -> Iterator[Result]:
+    with closing(outcomes):
+        for outcome in outcomes:
+            yield outcome.result

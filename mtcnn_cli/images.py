@@ -1,0 +1,291 @@
+"""Reading images as OpenFace reads them, with a reason for every failure.
+
+OpenFace calls cv2.imread(path, IMREAD_COLOR): 8-bit BGR, alpha dropped, grey
+expanded, 16-bit samples scaled down, EXIF orientation applied. We read the
+file's bytes ourselves and decode them with cv2.imdecode(IMREAD_COLOR), which
+gives the same pixels and also works for any byte string as a file name.
+
+Before decoding we check what is cheap to check: that the path is a regular
+file, that it is not empty, the pixel count written in its header (PNG, JPEG,
+BMP, TIFF, WebP) against a limit, and that a JPEG or PNG is not cut short.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+DEFAULT_MAX_PIXELS = 100_000_000
+HEADER_BYTES = 256 * 1024  # enough for the header of nearly every file
+
+
+class ImageError(Exception):
+    """An image that cannot be used. `reason` is a short phrase for messages
+    ("no such file", "truncated JPEG data", ...); width and height are set when
+    the header gave them."""
+
+    def __init__(self, reason: str, width: int | None = None, height: int | None = None):
+        super().__init__(reason)
+        self.reason, self.width, self.height = reason, width, height
+
+
+def has_image_extension(name: str) -> bool:
+    """True for names ending in one of IMAGE_EXTENSIONS, in any case."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+# --- what the bytes say -------------------------------------------------------
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the file's first bytes, or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if data.startswith(b"BM"):
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _png_size(data: bytes):
+    if len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    return None
+
+
+# JPEG start-of-frame markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC)
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI, TEM
+
+
+def _jpeg_size(data: bytes):
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            at += 2
+            continue
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        (length,) = struct.unpack(">H", data[at + 2:at + 4])
+        if marker in _SOF_MARKERS:
+            if at + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            return width, height
+        at += 2 + length
+    return None
+
+
+def _bmp_size(data: bytes):
+    if len(data) < 26:
+        return None
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:
+        return struct.unpack("<HH", data[18:22])
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)
+
+
+def _tiff_size(data: bytes):
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return None
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    if ifd + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+    found = {}
+    for i in range(count):
+        entry = data[ifd + 2 + 12 * i: ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            return None
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            if kind == 3:  # SHORT
+                found[tag] = struct.unpack(order + "H", entry[8:10])[0]
+            elif kind == 4:  # LONG
+                found[tag] = struct.unpack(order + "I", entry[8:12])[0]
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def _webp_size(data: bytes):
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    return None
+
+
+_SIZE_READERS = {"PNG": _png_size, "JPEG": _jpeg_size, "BMP": _bmp_size,
+                 "TIFF": _tiff_size, "WebP": _webp_size}
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header at the start of `data`, or None when the
+    format is unknown or the header is not within `data`."""
+    reader = _SIZE_READERS.get(sniff_format(data))
+    try:
+        return reader(data) if reader else None
+    except struct.error:
+        return None
+
+
+def cut_short(data: bytes, fmt: str | None) -> bool:
+    """True when a JPEG has no end-of-image marker after its last scan, or a
+    PNG has no IEND chunk: the file was cut short (an interrupted copy or
+    download). Other formats are left to the decoder."""
+    if fmt == "JPEG":
+        return data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 2)
+    if fmt == "PNG":
+        return data.rfind(b"IEND") < 0
+    return False
+
+
+# --- reading ------------------------------------------------------------------
+
+_REASONS = {
+    errno.ENOENT: "no such file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "is a directory",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "no such file (a parent is not a folder)",
+}
+
+
+def os_reason(e: OSError) -> str:
+    """A short lower-case reason for an OSError."""
+    reason = _REASONS.get(e.errno)
+    if reason:
+        return reason
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
+
+
+def _open_readonly(path) -> int:
+    """An fd for reading; O_NONBLOCK so that a FIFO named like an image cannot
+    block the batch (it is then rejected as not a regular file)."""
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes from the current position of fd."""
+    parts, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 24))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(f"too large: {width}x{height} is {width * height} pixels, "
+                         f"more than the limit of {max_pixels} (--max-pixels)", width, height)
+
+
+def read_file(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of an image file, after the checks that need no decoding.
+    Raises ImageError."""
+    try:
+        fd = _open_readonly(path)
+    except OSError as e:
+        raise ImageError(os_reason(e)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError("is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError("not a regular file")
+        if info.st_size == 0:
+            raise ImageError("empty file")
+        data = _read_fd(fd, HEADER_BYTES)
+        size = header_size(data)
+        if size is not None:
+            _check_pixels(*size, max_pixels)
+        data += _read_fd(fd, 1 << 62)
+    except OSError as e:
+        raise ImageError(os_reason(e)) from None
+    finally:
+        os.close(fd)
+    if not data:
+        raise ImageError("empty file")
+    return data
+
+
+@contextmanager
+def _silenced_stderr():
+    """Send file descriptor 2 to /dev/null: libpng and libjpeg print their
+    complaints there, and our stderr carries one line per skipped image."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Image file bytes -> uint8 (H, W, 3) BGR, as cv2.imread(IMREAD_COLOR).
+    Raises ImageError."""
+    fmt = sniff_format(data)
+    if cut_short(data, fmt):
+        raise ImageError(f"truncated {fmt} data")
+    try:
+        with _silenced_stderr():
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        if fmt is None:
+            raise ImageError("not an image (unknown format)")
+        raise ImageError(f"corrupt or unsupported {fmt} data")
+    return image
+
+
+def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image at `path` as OpenFace reads it: uint8 (H, W, 3) BGR.
+
+    Raises ImageError(reason) for a missing, unreadable, empty, truncated,
+    corrupt or too large (more than max_pixels pixels) file."""
+    image = decode(read_file(path, max_pixels))
+    height, width = image.shape[:2]
+    _check_pixels(width, height, max_pixels)
+    return image

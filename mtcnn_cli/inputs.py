@@ -1,0 +1,126 @@
+"""From the PATHs a user typed to the list of images a batch processes.
+
+Each PATH is an image file or a folder. Folders are walked recursively: the
+entries of each folder in byte order of their names, a subfolder's images at
+the subfolder's place in that order; files are taken when their extension is
+an image's (any case), subfolders are always walked, whatever their name.
+Symbolic links are followed, each real folder is walked once, so a link back
+to a parent cannot make the walk loop. A folder that cannot be read becomes
+an item with an error, and the walk goes on.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+from .images import has_image_extension, os_reason
+
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of the batch: an image path (as given, or as found under a
+    folder), or a folder that could not be read (error set)."""
+    path: str
+    error: str | None = None
+
+
+def parse_list(data: bytes, null: bool = False) -> list[str]:
+    """A list of paths, one per line or NUL-separated (`find -print0`), as
+    file-system strings (undecodable bytes kept as surrogate escapes). Empty
+    entries are dropped; with lines, a trailing carriage return is dropped."""
+    if null:
+        parts = data.split(b"\0")
+    else:
+        parts = [line[:-1] if line.endswith(b"\r") else line for line in data.split(b"\n")]
+    return [os.fsdecode(part) for part in parts if part]
+
+
+def _sort_key(name: str) -> bytes:
+    return os.fsencode(name)
+
+
+def walk(folder: str, seen: set) -> Iterator[Item]:
+    """The images under folder, recursively, in sorted order (see module doc).
+    `seen` holds the (device, inode) of folders already walked."""
+    try:
+        info = os.stat(folder)
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: _sort_key(e.name))
+    except OSError as e:
+        yield Item(folder, os_reason(e))
+        return
+    for entry in entries:
+        path = os.path.join(folder, entry.name)
+        try:
+            is_dir = entry.is_dir()  # follows symbolic links
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from walk(path, seen)
+        elif has_image_extension(entry.name):
+            yield Item(path)
+
+
+def expand(paths: Sequence[str], read_stdin=None, null: bool = False) -> list[Item]:
+    """The PATHs in order, folders replaced by their images, `-` by the list
+    read from stdin (read_stdin() -> bytes), whose entries are PATHs too."""
+    seen: set = set()
+    items: list[Item] = []
+    for path in paths:
+        if path == STDIN and read_stdin is not None:
+            listed = parse_list(read_stdin(), null)
+            items.extend(expand([p for p in listed if p != STDIN], None))
+        elif os.path.isdir(path):
+            items.extend(walk(path, seen))
+        else:
+            items.append(Item(path))
+    return items
+
+
+def unique(items: Iterable[Item]) -> list[Item]:
+    """Items without repeats, first occurrence kept: `a/x.jpg`, `./a/x.jpg`
+    and `a//x.jpg` are the same image (compared after os.path.normpath)."""
+    kept, seen = [], set()
+    for item in items:
+        key = os.path.normpath(item.path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
+def shard(items: Sequence, index: int, count: int) -> list:
+    """The index-th (1-based) of count contiguous slices of items, sizes
+    differing by at most one: shards 1..count, concatenated in order, give
+    items exactly once and in order."""
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count}: I must be between 1 and N")
+    n = len(items)
+    start, stop = (index - 1) * n // count, index * n // count
+    return list(items[start:stop])
+
+
+def safe_relative(path: str) -> str:
+    """A relative path inside an output folder for an input path: absolute
+    paths lose their leading slash, `.` parts vanish, `..` parts become `__`.
+    So `--annotate DIR` mirrors `photos/a.jpg` at DIR/photos/a.jpg and can
+    never write outside DIR."""
+    parts = []
+    for part in os.path.normpath(path).split(os.sep):
+        if part in ("", "."):
+            continue
+        parts.append("__" if part == ".." else part)
+    return os.path.join(*parts) if parts else "_"
+
+
+def bbox_name(path: str) -> str:
+    """OpenFace's bounding-box file name for an image: the file name with its
+    extension replaced by .txt (FaceLandmarkImg -fdir DIR -bboxdir BOXES)."""
+    return os.path.splitext(os.path.basename(path))[0] + ".txt"

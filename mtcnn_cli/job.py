@@ -1,0 +1,464 @@
+"""`mtcnn detect` as plain functions: plan the batch, run it, write the outputs.
+
+The click command in cli/detect.py only parses options into DetectOptions and
+calls run_detect, which returns the exit status:
+
+    0    every image was processed
+    1    some images were skipped (their records carry the reason), or an
+         output could not be written
+    2    usage error: bad option or PATH list, unusable model folder,
+         outputs that would collide or overwrite an input
+    130  interrupted (Ctrl-C or SIGTERM)
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from . import atomic, inputs
+from .atomic import AtomicFile, LineAppender, OutputError
+from .batch import Result, Settings, Task, run_tasks
+from .draw import output_name
+from .images import DEFAULT_MAX_PIXELS
+from .interrupt import Interrupts
+from .output import bbox_text, make_format
+from .report import Reporter, display
+
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageProblem(Exception):
+    """Something wrong with what the user asked for: exit status 2."""
+
+
+@dataclass
+class DetectOptions:
+    paths: tuple = ()
+    null: bool = False
+    min_face: int = 60
+    t1: float = 0.6
+    t2: float = 0.7
+    t3: float = 0.7
+    models: str | None = None
+    fmt: str | None = None
+    output: str | None = None
+    bboxdir: str | None = None
+    annotate: str | None = None
+    landmarks: bool = True
+    jobs: int = 1
+    shard: tuple | None = None  # (I, N), I from 1
+    resume: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def settings(self) -> Settings:
+        return Settings(self.models, self.min_face, self.t1, self.t2, self.t3,
+                        self.max_pixels, self.landmarks)
+
+    def params(self) -> dict:
+        return {"min_face": self.min_face, "t1": self.t1, "t2": self.t2, "t3": self.t3}
+
+
+@dataclass
+class Plan:
+    """The images of this run, in order, and where their side outputs go."""
+    items: list  # inputs.Item, not yet in the resumed file
+    already_done: int = 0
+    already_failed: int = 0
+    annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
+    bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
+
+
+# --- choosing ----------------------------------------------------------------------
+
+def stream_kind(stream) -> str:
+    """'terminal', 'file' (a regular file) or 'pipe' (anything else)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return "pipe"
+    if os.isatty(fd):
+        return "terminal"
+    try:
+        return "file" if stat.S_ISREG(os.fstat(fd).st_mode) else "pipe"
+    except OSError:
+        return "pipe"
+
+
+def to_stdout(output: str | None) -> bool:
+    return output is None or output == "-"
+
+
+def choose_format(fmt: str | None, output: str | None, resume: bool, stdout_kind: str) -> str:
+    """--format, else jsonl with --resume, else json for a file or a terminal,
+    jsonl for a pipe (records stream out as images are done)."""
+    if resume:
+        if fmt not in (None, "jsonl"):
+            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
+        if to_stdout(output):
+            raise UsageProblem("--resume needs -o FILE: the JSONL file to complete")
+        return "jsonl"
+    if fmt:
+        return fmt
+    if not to_stdout(output) or stdout_kind in ("terminal", "file"):
+        return "json"
+    return "jsonl"
+
+
+# --- planning ----------------------------------------------------------------------
+
+def gather(options: DetectOptions, read_stdin) -> list:
+    paths = list(options.paths)
+    if not paths:
+        raise UsageProblem("no PATH given: name image files or folders, or - to read a list from stdin")
+    if paths.count(inputs.STDIN) > 1:
+        raise UsageProblem("- (the list on stdin) can be given only once")
+    if options.null and inputs.STDIN not in paths:
+        raise UsageProblem("-0/--null describes the list on stdin: give - as a PATH")
+    items = inputs.unique(inputs.expand(paths, read_stdin, options.null))
+    if inputs.STDIN in paths and not items and len(paths) == 1:
+        raise UsageProblem("the list on stdin is empty")
+    return items
+
+
+def _check_folder_option(name: str, folder: str) -> None:
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageProblem(f"{name} {display(folder)}: exists and is not a folder")
+
+
+def side_targets(items, annotate: str | None, bboxdir: str | None):
+    """(annotate_to, bbox_to): where each image's annotated copy and box file
+    go. Raises UsageProblem when two images would share a file."""
+    annotate_to, bbox_to, owner = {}, {}, {}
+    for item in items:
+        if item.error:
+            continue
+        if annotate is not None:
+            target = os.path.join(annotate, output_name(inputs.safe_relative(item.path)))
+            if target in owner:
+                raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
+                                   f"would both be drawn to {display(target)}")
+            owner[target] = item.path
+            annotate_to[item.path] = target
+        if bboxdir is not None:
+            target = os.path.join(bboxdir, inputs.bbox_name(item.path))
+            if target in owner:
+                raise UsageProblem(
+                    f"--bboxdir: {display(owner[target])} and {display(item.path)} have the same name "
+                    f"stem, so both would need {display(target)} (OpenFace looks boxes up by stem "
+                    f"in one folder): run them in separate batches")
+            owner[target] = item.path
+            bbox_to[item.path] = target
+    return annotate_to, bbox_to
+
+
+def _identity(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def refuse_overwriting_inputs(items, targets: dict) -> None:
+    """targets: output path -> option name. Raises UsageProblem when an
+    existing output path is one of the input images (same file)."""
+    existing = {path: name for path, name in targets.items() if os.path.lexists(path)}
+    if not existing:
+        return
+    images = {}
+    for item in items:
+        if not item.error:
+            key = _identity(item.path)
+            if key is not None:
+                images.setdefault(key, item.path)
+    for path, name in existing.items():
+        key = _identity(path)
+        if key in images:
+            raise UsageProblem(f"{name} would overwrite the input image {display(images[key])} "
+                               f"(as {display(path)})")
+
+
+def read_done(path: str) -> dict:
+    """--resume: the records already in the JSONL file, path -> failed?
+    A torn last line (from a kill) is cut off first."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        dropped = atomic.cut_torn_tail(path)
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except (OSError, OutputError) as e:
+        raise UsageProblem(f"--resume: cannot read {display(path)}: {e}") from None
+    done = {}
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            record = json.loads(line)
+            done[record["path"]] = "error" in record
+        except (ValueError, TypeError, KeyError):
+            raise UsageProblem(f"--resume: {display(path)} line {number} is not a JSONL image "
+                               f"record; is it a file written by --format jsonl?") from None
+    if dropped:
+        done[None] = dropped  # reported by the caller
+    return done
+
+
+def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
+    """The run's images and side-output paths; also the bytes of a torn line
+    cut from a resumed file. Raises UsageProblem."""
+    items = gather(options, read_stdin)
+    for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
+        if folder is not None:
+            _check_folder_option(name, folder)
+    if not to_stdout(options.output) and os.path.isdir(options.output):
+        raise UsageProblem(f"-o {display(options.output)}: is a folder")
+    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir)
+    targets = {t: "--annotate" for t in annotate_to.values()}
+    targets.update({t: "--bboxdir" for t in bbox_to.values()})
+    if not to_stdout(options.output):
+        targets[options.output] = "-o"
+    refuse_overwriting_inputs(items, targets)
+    if options.shard:
+        items = inputs.shard(items, *options.shard)
+    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
+    dropped = 0
+    if options.resume:
+        done = read_done(options.output)
+        dropped = done.pop(None, 0)
+        plan.items = [item for item in items if item.path not in done]
+        plan.already_done = len(items) - len(plan.items)
+        plan.already_failed = sum(1 for item in items if done.get(item.path))
+    return plan, dropped
+
+
+# --- where records go ------------------------------------------------------------------
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+class StdoutSink:
+    """Records to stdout: streamed and flushed per record, or (a JSON
+    document) held until the end so that an interrupted run writes nothing."""
+
+    def __init__(self, hold: bool, terminal: bool):
+        self.hold, self.terminal, self.parts = hold, terminal, []
+        self.binary = None if terminal else sys.stdout.buffer
+
+    def _emit(self, text: str) -> None:
+        if not text:
+            return
+        if self.terminal:  # through sys.stdout, which the progress display may wrap
+            sys.stdout.write(_encode(text).decode("utf-8", "backslashreplace"))
+            sys.stdout.flush()
+        else:
+            self.binary.write(_encode(text))
+            self.binary.flush()
+
+    def write(self, text: str) -> None:
+        if self.hold:
+            self.parts.append(text)
+        else:
+            self._emit(text)
+
+    def finish(self) -> None:
+        self._emit("".join(self.parts))
+        self.parts = []
+
+    def abort(self) -> None:
+        self.parts = []
+
+
+class FileSink:
+    """-o FILE: a temporary file renamed over FILE at the end. When stopped
+    early, JSONL (keep_partial) keeps the completed lines; JSON and CSV leave
+    FILE as it was."""
+
+    def __init__(self, path: str, keep_partial: bool):
+        self.file = AtomicFile(path, "wb")
+        self.keep_partial = keep_partial
+
+    def write(self, text: str) -> None:
+        self.file.write(_encode(text))
+        self.file.flush()
+
+    def finish(self) -> None:
+        self.file.commit()
+
+    def abort(self) -> None:
+        if self.keep_partial:
+            try:
+                self.file.commit()
+                return
+            except OutputError:
+                pass
+        self.file.discard()
+
+
+class AppendSink:
+    """--resume: whole lines appended to FILE, one write() each."""
+
+    def __init__(self, path: str):
+        self.appender = LineAppender(path)
+
+    def write(self, text: str) -> None:
+        if text:
+            self.appender.append(_encode(text))
+
+    def finish(self) -> None:
+        self.appender.close()
+
+    abort = finish
+
+
+def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str):
+    if options.resume:
+        return AppendSink(options.output)
+    if to_stdout(options.output):
+        return StdoutSink(hold=fmt_name == "json", terminal=stdout_kind == "terminal")
+    return FileSink(options.output, keep_partial=fmt_name == "jsonl")
+
+
+# --- side outputs -----------------------------------------------------------------------
+
+def _inside(folder: str, path: str) -> bool:
+    root = os.path.realpath(folder)
+    where = os.path.realpath(os.path.dirname(path))
+    return where == root or where.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
+    """Write the box file and annotated copy of one processed image,
+    atomically. Returns the problems (one message each)."""
+    result, problems = outcome.result, []
+    if result.error is not None:
+        return problems
+    target = plan.bbox_to.get(result.path)
+    if target is not None:
+        try:
+            atomic.write_bytes(target, bbox_text(result.faces).encode("ascii"))
+        except OutputError as e:
+            problems.append(str(e))
+    target = plan.annotate_to.get(result.path)
+    if target is not None:
+        if outcome.annotate_error:
+            problems.append(f"{display(target)}: {outcome.annotate_error}")
+        else:
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if not _inside(options.annotate, target):
+                    raise OutputError(f"not writing {display(target)}: a symbolic link leads "
+                                      f"outside {display(options.annotate)}")
+                atomic.write_bytes(target, outcome.annotated)
+            except OSError as e:
+                problems.append(f"cannot write {display(target)}: {e.strerror or e}")
+            except OutputError as e:
+                problems.append(str(e))
+    return problems
+
+
+# --- running ----------------------------------------------------------------------------
+
+def load_detector(settings: Settings, reporter: Reporter):
+    """The detector, its models loaded (timed for -v). Raises UsageProblem."""
+    from . import batch
+    from .datfile import ModelError
+
+    start = time.perf_counter()
+    batch.detector_class()
+    imported = time.perf_counter()
+    try:
+        detector = batch.make_detector(settings)
+    except (ModelError, ValueError, OSError) as e:
+        raise UsageProblem(f"cannot load the models: {e}") from None
+    loaded = time.perf_counter()
+    source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
+    reporter.verbose(f"imported the detector in {imported - start:.3f} s")
+    reporter.verbose(f"loaded the models ({display(source)}) in {loaded - imported:.3f} s")
+    return detector
+
+
+def _results_in_order(plan: Plan, outcomes):
+    """(Result, Outcome | None) for every item, in order: unreadable folders
+    interleaved with the images' outcomes."""
+    for item in plan.items:
+        if item.error:
+            yield Result(item.path, None, None, None, item.error), None
+        else:
+            outcome = next(outcomes)
+            yield outcome.result, outcome
+
+
+def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
+    """The whole command; returns the exit status. Raises UsageProblem (2)."""
+    with Interrupts() as interrupts:
+        try:
+            return _run(options, read_stdin, reporter, interrupts)
+        except KeyboardInterrupt:
+            reporter.stop()
+            reporter.error(f"interrupted after {reporter.images} images")
+            return EXIT_INTERRUPTED
+
+
+def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
+    stdout_kind = stream_kind(sys.stdout)
+    fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
+    plan, dropped = make_plan(options, read_stdin)
+    if dropped:
+        reporter.warn(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+    if not plan.items and not plan.already_done:
+        reporter.warn("no images found")
+    detector = load_detector(options.settings(), reporter)
+    for folder in (options.annotate, options.bboxdir):
+        if folder is not None:
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as e:
+                raise UsageProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
+    return stdout_kind, fmt_name, plan, detector
+
+
+def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
+    stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
+    fmt = make_format(fmt_name, options.params(), options.landmarks)
+    with interrupts.critical():
+        try:
+            sink = open_sink(options, fmt_name, stdout_kind)
+        except OutputError as e:
+            raise UsageProblem(str(e)) from None
+    tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
+    failures = plan.already_failed
+    try:
+        reporter.start(len(plan.items), plan.already_done, stdout_kind == "terminal")
+        with closing(run_tasks(tasks, options.settings(), options.jobs, detector)) as outcomes:
+            with interrupts.critical():
+                sink.write(fmt.start())
+            for result, outcome in _results_in_order(plan, outcomes):
+                with interrupts.critical():
+                    problems = write_side_outputs(plan, options, outcome) if outcome else []
+                    sink.write(fmt.record(result))
+                failures += (result.error is not None) or bool(problems)
+                reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+        with interrupts.critical():
+            sink.write(fmt.end())
+            sink.finish()
+    except KeyboardInterrupt:
+        interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short
+        sink.abort()
+        raise
+    except (OutputError, BrokenPipeError) as e:
+        interrupts.depth += 1
+        sink.abort()
+        reporter.stop()
+        reporter.error(str(e) if isinstance(e, OutputError) else "stdout was closed")
+        return EXIT_SKIPPED
+    finally:
+        reporter.stop()
+    reporter.summary(failures)
+    return EXIT_SKIPPED if failures else EXIT_OK

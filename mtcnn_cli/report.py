@@ -1,0 +1,112 @@
+"""What `mtcnn detect` tells the user on stderr: a progress bar (only on a
+terminal), one line per skipped image, a one-line summary. Never stdout."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+PREFIX = "mtcnn: "
+_CONTROL = {i: f"\\x{i:02x}" for i in list(range(32)) + [127]}
+
+
+def display(path) -> str:
+    """A path as one printable line: undecodable bytes and control characters
+    (a newline in a file name) written as \\xNN escapes."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROL)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _progress(console, total: int):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                               TextColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f} img/s")
+
+    return Progress(TextColumn("detecting"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[faces]} faces"), Rate(), TimeRemainingColumn(),
+                    console=console, transient=True)
+
+
+class Reporter:
+    """quiet: no progress, no summary (skips and errors are still reported).
+    verbose: timings and one line per image. progress: None = when stderr is
+    a terminal; a rich Console may be given (tests)."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False, progress=None, console=None):
+        self.quiet, self.is_verbose = quiet, verbose
+        self.want_progress = progress
+        self.console = console
+        self.bar = self.task = None
+        self.images = self.faces = self.skipped = 0
+        self.total = self.already_done = 0
+        self.started = time.perf_counter()
+
+    # one line each
+    def _line(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(message, err=True)
+
+    def verbose(self, message: str) -> None:
+        if self.is_verbose:
+            self._line(PREFIX + message)
+
+    def warn(self, message: str) -> None:
+        self._line(PREFIX + message)
+
+    def error(self, message: str) -> None:
+        self._line(PREFIX + "error: " + message)
+
+    def start(self, total: int, already_done: int = 0, stdout_terminal: bool = False) -> None:
+        self.total, self.already_done = total, already_done
+        self.started = time.perf_counter()
+        show = self.want_progress
+        if show is None:
+            show = sys.stderr.isatty()
+        if show and not self.quiet and total:
+            from rich.console import Console
+
+            console = self.console or Console(stderr=True)
+            self.bar = _progress(console, total)
+            self.bar.start()
+            self.task = self.bar.add_task("detect", total=total, faces=0)
+
+    def image(self, result, seconds: float, problems=()) -> None:
+        self.images += 1
+        if result.error is not None:
+            self.skipped += 1
+            self._line(f"{PREFIX}skipped {display(result.path)}: {result.error}")
+        else:
+            self.faces += len(result.faces)
+            self.verbose(f"{display(result.path)}: {plural(len(result.faces), 'face')} in "
+                         f"{1000 * seconds:.0f} ms")
+        for problem in problems:
+            self._line(PREFIX + problem)
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, faces=self.faces)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def summary(self, failures: int) -> None:
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self.started
+        done = f" ({self.already_done} done before)" if self.already_done else ""
+        self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
+                   f"{plural(failures, 'failure')}, {seconds:.1f} s")
