@@ -406,7 +406,8 @@ def run_params(ref: DetectionSet, overrides: dict) -> dict:
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Boxes a (n, 4) and b (m, 4) as x, y, width, height -> IoU (n, m), in float64."""
+    """Boxes a (n, 4) and b (m, 4) as x, y, width, height -> IoU (n, m), in float64.
+    Two equal boxes of no area overlap fully (1), so that equal sets always pair."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
     bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
@@ -414,8 +415,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     h = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = w * h  # (n, m)
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    equal = np.all(a[:, None, :] == b[None, :, :], axis=2)  # (n, m)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), equal.astype(np.float64))
 
 
 def min_cost_assignment(cost: np.ndarray) -> np.ndarray:

@@ -366,3 +366,27 @@ def test_real_run_on_a_tampered_subset(shared, openface_models, mf60, tmp_path):
     assert images[k]["pairs"][0]["dx"] == pytest.approx(-0.5, abs=1e-4)
     assert images[j]["status"] == "count differs" and len(images[j]["extra"]) == 1
     assert images[3]["problem"].startswith("ours: ")
+
+
+def test_bbox_folder_round_trip(reference, corpus, openface_models, tmp_path):
+    """`detect --bboxdir`, then compare that folder with our own run on its images, with
+    detect's JSON, and with an edited copy."""
+    names = [p.split("/")[-1] for p in (i["path"] for i in json.loads((reference / "mf60.json").read_text())["images"][:3])]
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    detected = CliRunner().invoke(main, ["detect", "--models", str(openface_models), "--bboxdir", str(boxes),
+                                         "-o", str(tmp_path / "d.json"), "-q", *(str(corpus / n) for n in names)])
+    assert detected.exit_code == 0, detected.stderr
+    assert sorted(p.name for p in boxes.iterdir()) == sorted(n.rsplit(".", 1)[0] + ".txt" for n in names)
+
+    result = run("--cpp", boxes, "--images", corpus, "--models", openface_models)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("PASS: 3 images match")
+    assert run("--cpp", boxes, tmp_path / "d.json").exit_code == 0
+
+    edited = next(p for p in sorted(boxes.iterdir()) if p.read_text().strip())
+    first, *rest = edited.read_text().splitlines()
+    x, y, right, bottom = map(float, first.split())
+    edited.write_text("\n".join([f"{x} {y} {right + 0.5} {bottom}", *rest]) + "\n")
+    result = run("--cpp", boxes, tmp_path / "d.json")
+    assert result.exit_code == 1 and "beyond tolerance" in result.stderr

@@ -59,6 +59,12 @@ def test_iou_by_hand():
     np.testing.assert_allclose(cmp.iou_matrix(a, b), [[50 / 150, 1.0, 0.0, 0.25]])
 
 
+def test_equal_boxes_of_no_area_still_pair():
+    ref = faces((5, 5, 0, 10), (50, 50, 0, 0))
+    pairs, _, missing, extra = cmp.pair_faces(ref, ref[::-1].copy())
+    assert pairs.tolist() == [[0, 1], [1, 0]] and len(missing) == len(extra) == 0
+
+
 def test_faces_in_a_different_order_pair_with_themselves():
     ref = faces((10, 10, 50, 50, 0.99), (200, 40, 60, 61, 0.98), (100, 300, 40, 40, 0.97))
     ours = ref[[2, 0, 1]]
