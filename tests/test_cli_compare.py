@@ -30,6 +30,13 @@ def one_line_error(result, *fragments):
     return lines[0]
 
 
+def fails(result):
+    """Exit 1 with the FAIL verdict (not an exception, which CliRunner also reports as 1)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1 and result.stdout.startswith("FAIL: "), (result.stdout, result.stderr)
+    return True
+
+
 def write_json(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -78,8 +85,7 @@ def test_tampered_face_removed(mf60, reference, tmp_path):
     ours = write_json(tmp_path / "ours.json", mf60)
     report = tmp_path / "r.json"
     result = run("--cpp", reference / "mf60.json", ours, "--report", report)
-    assert result.exit_code == 1
-    assert result.stdout.startswith("FAIL: 1 of 76 images")
+    assert fails(result) and result.stdout.startswith("FAIL: 1 of 76 images")
     assert "count differs" in result.stderr
     image = json.loads(report.read_text())["images"][k]
     assert image["status"] == "count differs"
@@ -91,7 +97,7 @@ def test_tampered_box_shifted_half_a_pixel(mf60, reference, tmp_path):
     mf60["images"][k]["faces"][0]["y"] += 0.5
     report = tmp_path / "r.json"
     result = run("--cpp", reference / "mf60.json", write_json(tmp_path / "o.json", mf60), "--report", report)
-    assert result.exit_code == 1 and result.stdout.startswith("FAIL")
+    assert fails(result)
     data = json.loads(report.read_text())
     pair = data["images"][k]["pairs"][0]
     assert pair["dy"] == pytest.approx(0.5, abs=1e-4) and pair["dx"] == 0
@@ -105,7 +111,7 @@ def test_tampered_confidence(mf60, reference, tmp_path):
     k = first_image_with(mf60, 1)
     mf60["images"][k]["faces"][0]["confidence"] -= 1e-3
     ours = write_json(tmp_path / "o.json", mf60)
-    assert run("--cpp", reference / "mf60.json", ours).exit_code == 1
+    assert fails(run("--cpp", reference / "mf60.json", ours))
     assert run("--cpp", reference / "mf60.json", ours, "--conf-tolerance", 2e-3).exit_code == 0
 
 
@@ -141,7 +147,7 @@ def test_ours_as_jsonl_and_csv(mf60, reference, tmp_path):
 def test_image_missing_from_ours(mf60, reference, tmp_path):
     gone = mf60["images"].pop(3)["path"]
     result = run("--cpp", reference / "mf60.json", write_json(tmp_path / "o.json", mf60))
-    assert result.exit_code == 1
+    assert fails(result)
     assert gone in result.stderr and "not in OURS" in result.stderr
 
 
@@ -296,8 +302,7 @@ def test_own_run_unreadable_and_missing_images_are_per_image(tmp_path, stand_in)
     stand_in({"a.jpg": [(1, 2, 30, 30, 0.9)]}, errors={"bad.jpg": "cannot decode the image"})
     report = tmp_path / "r.json"
     result = run("--cpp", ref, "--report", report)
-    assert result.exit_code == 1
-    assert result.stdout.startswith("FAIL: 2 of 3 images")
+    assert fails(result) and result.stdout.startswith("FAIL: 2 of 3 images")
     assert "cannot decode the image" in result.stderr and "image not found" in result.stderr
     images = {i["path"]: i for i in json.loads(report.read_text())["images"]}
     assert images["imgs/a.jpg"]["status"] == "identical"
@@ -360,7 +365,7 @@ def test_real_run_on_a_tampered_subset(shared, openface_models, mf60, tmp_path):
     ref = write_json(tmp_path / "ref.json", dict(mf60, images=subset))
     report = tmp_path / "r.json"
     result = run("--cpp", ref, "--root", shared, "--models", openface_models, "--report", report)
-    assert result.exit_code == 1
+    assert fails(result)
     images = json.loads(report.read_text())["images"]
     assert images[k]["status"] == "beyond tolerance"
     assert images[k]["pairs"][0]["dx"] == pytest.approx(-0.5, abs=1e-4)
@@ -389,4 +394,4 @@ def test_bbox_folder_round_trip(reference, corpus, openface_models, tmp_path):
     x, y, right, bottom = map(float, first.split())
     edited.write_text("\n".join([f"{x} {y} {right + 0.5} {bottom}", *rest]) + "\n")
     result = run("--cpp", boxes, tmp_path / "d.json")
-    assert result.exit_code == 1 and "beyond tolerance" in result.stderr
+    assert fails(result) and "beyond tolerance" in result.stderr
