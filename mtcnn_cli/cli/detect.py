@@ -167,7 +167,7 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
         fmt=fmt, output=output, bboxdir=bboxdir, annotate=annotate, landmarks=not no_landmarks,
         jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose, max_pixels=max_pixels)
     try:
-        status = run_detect(options, click.get_binary_stream("stdin").read, reporter)
+        status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except UsageProblem as e:
         raise OneLineUsageError(str(e)) from None
     if status == 1 and _stdout_closed():
