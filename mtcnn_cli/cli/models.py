@@ -1,8 +1,100 @@
-"""`mtcnn models` (being written)."""
+"""`mtcnn models`: export the bundled networks as OpenFace files, or inspect a set."""
+from __future__ import annotations
+
+from pathlib import Path
+
 import click
 
 
-@click.command()
+class OneLineUsage(click.UsageError):
+    """A usage error (missing DIR, unknown option) as one `mtcnn: ...` line, exit 2."""
+
+    def show(self, file=None):
+        command = subcommand_path(self.ctx)
+        message = " ".join(self.format_message().split())
+        click.echo(f"mtcnn: {command}: {message} (see mtcnn {command} --help)", err=True)
+
+
+def subcommand_path(ctx: click.Context | None) -> str:
+    """'models export' for `mtcnn models export`, whatever the program's name."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or "models"
+
+
+class OneLineUsageCommand(click.Command):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise OneLineUsage(e.format_message(), e.ctx) from None
+
+
+class OneLineUsageGroup(click.Group):
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            raise OneLineUsage(e.format_message(), e.ctx) from None
+
+
+def fail(error: Exception):
+    """One line on stderr, exit status 2."""
+    click.echo(f"mtcnn: {error}", err=True)
+    raise SystemExit(2)
+
+
+@click.group(cls=OneLineUsageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def models():
-    """Not written yet."""
-    raise click.UsageError("mtcnn models is not written yet")
+    """Model files: export the bundled networks in OpenFace's format, or show
+    where a set of networks comes from and what it holds."""
+
+
+@models.command(cls=OneLineUsageCommand)
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--models", "source", metavar="SRC", type=click.Path(path_type=Path),
+              help="Export the networks of this model folder instead of the bundled ones.")
+def export(folder, source):
+    """Write PNet.dat, RNet.dat, ONet.dat and MTCNN_detector.txt into DIR
+    (created if missing), in OpenFace 2.2's format.
+
+    The bundled networks (the mtcnn package's MIT-licensed weights) come out
+    byte-identical to OpenFace 2.2.0's own files. DIR can then be given to
+    --models or $MTCNN_MODELS, or to OpenFace itself."""
+    from ..datfile import ModelError
+    from ..models import export_models, load_model_folder
+
+    try:
+        chosen = load_model_folder(source) if source is not None else None
+        written = export_models(folder, chosen)
+    except ModelError as e:
+        fail(e)
+    for path in written.values():
+        click.echo(str(path))
+
+
+@models.command(cls=OneLineUsageCommand)
+@click.argument("folder", metavar="[DIR]", required=False, type=click.Path(path_type=Path))
+def info(folder):
+    """Show, for each network, where it comes from, its SHA-256, and its layers
+    with the shapes they give on the network's input (PNet 12x12, RNet 24x24,
+    ONet 48x48).
+
+    DIR is a model folder (or an OpenFace checkout or install holding one);
+    default $MTCNN_MODELS, then the bundled weights."""
+    from ..datfile import ModelError
+    from ..models import describe_network, load_models
+
+    try:
+        loaded = load_models(folder)
+        lines = [f"models: {loaded.source}"]
+        for name, layers in loaded.networks().items():
+            file = loaded.files.get(name)
+            lines += ["", f"{name}: {file if file is not None else loaded.source}",
+                      f"  sha256 {loaded.sha256[name]}"]
+            lines += [f"  {line}" for line in describe_network(layers, name, loaded.source)]
+    except ModelError as e:
+        fail(e)
+    click.echo("\n".join(lines))
