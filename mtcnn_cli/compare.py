@@ -804,18 +804,18 @@ def differences_table(c: Comparison, s: dict):
 def worst_table(c: Comparison, worst: list[ImageComparison]):
     from rich.table import Table
 
-    table = Table(title="worst images (faces: REF/ours, missing, extra; max |d|)")
-    table.add_column("image", overflow="fold")
-    for name in ("REF", "ours", "miss", "extra", "box", "conf"):
+    table = Table(title="worst images (faces REF/ours, missing/extra, largest |d|)")
+    table.add_column("image", overflow="fold", ratio=1)
+    for name in ("faces", "miss/extra", "box", "conf"):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
     for r in worst:
         if not r.compared:
-            table.add_row(r.path, str(len(r.ref.faces)), "-", "-", "-", "-", "-", r.problem)
+            table.add_row(r.path, f"{len(r.ref.faces)}/-", "-", "-", "not compared")
             continue
-        table.add_row(r.path, str(len(r.ref.faces)), str(len(r.ours.faces)), str(len(r.missing)),
-                      str(len(r.extra)), f"{r.max_box_delta:.3g}", f"{r.max_conf_delta:.3g}", r.status)
+        table.add_row(r.path, f"{len(r.ref.faces)}/{len(r.ours.faces)}", f"{len(r.missing)}/{len(r.extra)}",
+                      f"{r.max_box_delta:.3g}", f"{r.max_conf_delta:.3g}")
     failing = sum(not r.passed for r in c.images)
-    if failing > len(worst):
-        table.caption = f"{failing - len([r for r in worst if not r.passed])} more failing images in --report"
+    shown = sum(not r.passed for r in worst)
+    if failing > shown:
+        table.caption = f"{failing - shown} more failing images in --report"
     return table
