@@ -27,7 +27,6 @@ import numpy as np
 
 FORMATS = ("json", "jsonl", "csv", "bboxdir")
 FIELDS = ("x", "y", "width", "height", "confidence")
-BOX_FIELDS = FIELDS[:4]
 CSV_REQUIRED = ("path", "face", "x", "y", "width", "height", "confidence", "error")
 DEFAULT_PARAMS = {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}
 
@@ -59,10 +58,6 @@ class DetectionSet:
     images: list[ImageFaces]
     params: dict | None = None
     detector: str | None = None
-
-
-def no_faces() -> np.ndarray:
-    return np.zeros((0, 5), np.float32)
 
 
 # --------------------------------------------------------------------------- readers
@@ -667,14 +662,15 @@ def summarise(c: Comparison) -> dict:
 
 
 def worst_images(c: Comparison, limit: int = 10) -> list[ImageComparison]:
-    """Images not compared and count mismatches first, then the largest differences;
-    identical images never."""
-    def badness(r):
-        return (not r.compared, bool(len(r.missing) or len(r.extra)), not r.passed,
-                r.max_box_delta, r.max_conf_delta)
+    """Every image not compared or with a face missing or extra, then the `limit`
+    others with the largest differences; identical images never."""
+    def size(r):
+        return r.max_box_delta, r.max_conf_delta
 
-    shown = [r for r in c.images if not r.identical]
-    return sorted(shown, key=badness, reverse=True)[:limit]
+    counts = [r for r in c.images if not r.compared or len(r.missing) or len(r.extra)]
+    others = [r for r in c.images if r.compared and not len(r.missing) and not len(r.extra) and not r.identical]
+    counts.sort(key=lambda r: (not r.compared, *size(r)), reverse=True)
+    return counts + sorted(others, key=size, reverse=True)[:limit]
 
 
 def verdict(c: Comparison) -> str:

@@ -3,7 +3,6 @@
 Tests marked `parity` run the real detector over the C++ reference sets (76 images
 each, 10-30 s per set); the others use a stand-in detector or no detector at all."""
 import json
-import shutil
 from types import SimpleNamespace
 
 import pytest

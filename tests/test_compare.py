@@ -16,6 +16,10 @@ def faces(*rows):
     return np.array([list(r) + [0.9] * (5 - len(r)) for r in rows], np.float32).reshape(-1, 5)
 
 
+def no_faces():
+    return np.zeros((0, 5), np.float32)
+
+
 def one_set(images, fmt="json"):
     return cmp.DetectionSet("test", fmt, images)
 
@@ -95,7 +99,7 @@ def test_faces_that_overlap_nothing_stay_unpaired():
 
 
 def test_no_faces_on_either_side():
-    pairs, ious, missing, extra = cmp.pair_faces(cmp.no_faces(), faces((1, 2, 3, 4)))
+    pairs, ious, missing, extra = cmp.pair_faces(no_faces(), faces((1, 2, 3, 4)))
     assert pairs.shape == (0, 2) and len(ious) == 0 and len(missing) == 0 and extra.tolist() == [0]
 
 
@@ -163,8 +167,8 @@ def test_sets_ref_errors_are_listed_not_counted():
 
 
 def test_sets_missing_and_extra_images_fail():
-    ref = one_set([cmp.ImageFaces("a.jpg", faces((0, 0, 50, 50))), cmp.ImageFaces("b.jpg", cmp.no_faces())])
-    ours = one_set([cmp.ImageFaces("a.jpg", faces((0, 0, 50, 50))), cmp.ImageFaces("c.jpg", cmp.no_faces())])
+    ref = one_set([cmp.ImageFaces("a.jpg", faces((0, 0, 50, 50))), cmp.ImageFaces("b.jpg", no_faces())])
+    ours = one_set([cmp.ImageFaces("a.jpg", faces((0, 0, 50, 50))), cmp.ImageFaces("c.jpg", no_faces())])
     c = cmp.compare_sets(ref, ours)
     assert not c.passed
     assert [r.problem for r in c.images] == [None, "not in OURS"]
@@ -185,6 +189,19 @@ def test_summary_statistics():
     assert s["differences"]["width"]["max_abs"] == 0.0
     worst = cmp.worst_images(c)
     assert [r.path for r in worst] == ["b.jpg", "a.jpg"]  # a count mismatch comes first
+
+
+def test_worst_images_all_count_mismatches_then_the_largest_differences():
+    ref = one_set([cmp.ImageFaces(f"{i}.jpg", faces((0, 0, 50, 50))) for i in range(30)])
+    ours = []
+    for i in range(30):
+        if i % 3 == 0:  # 10 count mismatches
+            ours.append(cmp.ImageFaces(f"{i}.jpg", faces((0, 0, 50, 50), (100, 0, 50, 50))))
+        else:  # 20 boxes off by i/100 px
+            ours.append(cmp.ImageFaces(f"{i}.jpg", faces((i / 100, 0, 50, 50))))
+    worst = cmp.worst_images(cmp.compare_sets(ref, one_set(ours)), limit=3)
+    assert sorted(r.path for r in worst[:10]) == sorted(f"{i}.jpg" for i in range(0, 30, 3))
+    assert [r.path for r in worst[10:]] == ["29.jpg", "28.jpg", "26.jpg"]
 
 
 def test_report_is_plain_json_per_image_and_face():
