@@ -49,8 +49,9 @@ def test_pnet_layer_outputs_match_cpp(openface_detector, reference):
     assert len(trace) == len(meta["layers"])
     for layer, ours in zip(meta["layers"], trace):
         expected = f32(reference / layer["file"].split("/")[-1], layer["shape"])
-        assert ours[0].shape == expected.shape, layer
-        np.testing.assert_array_equal(ours[0], expected, err_msg=f"PNet layer {layer['index']} ({layer['type_name']})")
+        maps = ours[0].transpose(2, 0, 1)  # (H, W, C) -> the dump's (C, H, W)
+        assert maps.shape == expected.shape, layer
+        np.testing.assert_array_equal(maps, expected, err_msg=f"PNet layer {layer['index']} ({layer['type_name']})")
 
 
 STAGES = None
