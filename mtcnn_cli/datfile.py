@@ -230,7 +230,7 @@ def _read_conv(cur: _Cursor, chain: _Channels) -> Conv:
     n_kernels = n_in * n_out
     smallest = _MATRIX_HEADER.size + 4  # a 1x1 kernel
     cur.require(4 * n_out + n_kernels * smallest,
-                f"{n_out} biases and {n_in}x{n_out} kernels")
+                f"{n_out} {'bias' if n_out == 1 else 'biases'} and {n_in}x{n_out} kernels")
     chain.conv(cur, n_in, n_out, at)
     biases = cur.floats(n_out, "the biases")                     # (n_out,)
     start = cur.pos
@@ -240,14 +240,16 @@ def _read_conv(cur: _Cursor, chain: _Channels) -> Conv:
                         f"{MAX_KERNEL}x{MAX_KERNEL}", start)
     cur.pos = start
     record = _MATRIX_HEADER.size + 4 * kh * kw
-    cur.require(n_kernels * record,
-                f"the kernels ({n_in}x{n_out} matrices of {kh}x{kw} floats)")
-    # every kernel is a header then kh*kw floats: read them all as records
+    # every kernel is a header then kh*kw floats: view the ones the file holds as
+    # records, find the first whose header differs, then insist on all of them
+    complete = min(n_kernels, cur.left() // record)
     layout = np.dtype([("header", "<i4", (3,)), ("values", _FLOAT, (kh, kw))])
-    records = np.frombuffer(cur.data, layout, n_kernels, start)
+    records = np.frombuffer(cur.data, layout, complete, start)
     odd = np.flatnonzero(np.any(records["header"] != (kh, kw, CV_32F), axis=1))
     if odd.size:
         _odd_kernel(cur, int(odd[0]), n_out, start + int(odd[0]) * record, kh, kw)
+    cur.require(n_kernels * record,
+                f"the kernels ({n_in}x{n_out} matrices of {kh}x{kw} floats)")
     kernels = records["values"].astype(np.float32).reshape(n_in, n_out, kh, kw)
     cur.pos = start + n_kernels * record
     return Conv(kernels, biases)
@@ -335,22 +337,23 @@ def parse_network(data: bytes, source: str) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def _read_bytes(path: Path, limit: int, what: str) -> bytes:
+def _read_bytes(path: Path, limit: int, kind: str) -> bytes:
+    """The bytes of a file of `kind` (e.g. "network file"), at most `limit` of them."""
     try:
         if path.is_dir():
-            raise ModelError(f"{path}: is a folder, not {what}")
+            raise ModelError(f"{path}: is a folder, not a {kind}")
         size = path.stat().st_size
         if size > limit:
-            raise ModelError(f"{path}: {size} bytes, more than any {what} (limit {limit})")
+            raise ModelError(f"{path}: {size} bytes, more than any {kind} (limit {limit})")
         return path.read_bytes()
     except OSError as e:
-        raise ModelError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+        raise ModelError(f"{path}: cannot read the {kind}: {e.strerror or e}") from None
 
 
 def read_network(path) -> tuple[Layer, ...]:
     """The layers of a `.dat` network file. Raises ModelError."""
     path = Path(path)
-    return parse_network(_read_bytes(path, MAX_FILE_BYTES, "a network file"), str(path))
+    return parse_network(_read_bytes(path, MAX_FILE_BYTES, "network file"), str(path))
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -474,7 +477,7 @@ def read_detector_list(path) -> dict[str, Path]:
     """The networks an `MTCNN_detector.txt` names: {"PNet": .../PNet.dat, ...},
     paths relative to the list's folder (a trailing \\r is tolerated)."""
     path = Path(path)
-    return parse_detector_list(_read_bytes(path, MAX_LIST_BYTES, "a detector list"), path)
+    return parse_detector_list(_read_bytes(path, MAX_LIST_BYTES, "detector list"), path)
 
 
 def detector_list_text(files: dict[str, str]) -> str:
