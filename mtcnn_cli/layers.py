@@ -99,18 +99,18 @@ def max_pool(maps: np.ndarray, kx: int, ky: int, sx: int, sy: int) -> np.ndarray
     are cut at the map's edge, so the last row/column may see a partial window."""
     n, h, w, c = maps.shape
     oh, ow = pooled_size(h, ky, sy), pooled_size(w, kx, sx)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"max_pool: maps {maps.shape} too small for a {kx}x{ky} window")
-    ph, pw = (oh - 1) * sy + ky, (ow - 1) * sx + kx
-    if ph > h or pw > w:  # partial windows: pad with -inf so they ignore the outside
-        padded = np.full((n, max(ph, h), max(pw, w), c), -np.inf, np.float32)
-        padded[:, :h, :w] = maps
-        maps = padded
-    out = None
+    if oh < 1 or ow < 1 or (oh - 1) * sy >= h or (ow - 1) * sx >= w:
+        raise ValueError(f"max_pool: maps {maps.shape} do not fit a {kx}x{ky} window with stride {sx}x{sy}")
+    # Offset (0, 0) of every window is inside the map; every other offset is
+    # taken only for the windows it falls inside of.
+    out = maps[:, 0:(oh - 1) * sy + 1:sy, 0:(ow - 1) * sx + 1:sx].copy()
     for dy in range(ky):
+        rows = min(oh, len(range(dy, h, sy)))
         for dx in range(kx):
-            tap = maps[:, dy:dy + (oh - 1) * sy + 1:sy, dx:dx + (ow - 1) * sx + 1:sx]
-            out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+            cols = min(ow, len(range(dx, w, sx)))
+            if dy or dx:
+                tap = maps[:, dy:dy + (rows - 1) * sy + 1:sy, dx:dx + (cols - 1) * sx + 1:sx]
+                np.maximum(out[:, :rows, :cols], tap, out=out[:, :rows, :cols])
     return out
 
 
