@@ -350,10 +350,14 @@ def _read_bytes(path: Path, limit: int, kind: str) -> bytes:
         raise ModelError(f"{path}: cannot read the {kind}: {e.strerror or e}") from None
 
 
+def read_network_bytes(path) -> bytes:
+    """A network file's bytes, refusing folders and files above MAX_FILE_BYTES."""
+    return _read_bytes(Path(path), MAX_FILE_BYTES, "network file")
+
+
 def read_network(path) -> tuple[Layer, ...]:
     """The layers of a `.dat` network file. Raises ModelError."""
-    path = Path(path)
-    return parse_network(_read_bytes(path, MAX_FILE_BYTES, "network file"), str(path))
+    return parse_network(read_network_bytes(path), str(path))
 
 
 # --- writing ----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Two sources:
   install of OpenFace that holds one; read only through our `.dat` parser;
 - by default, the weights shipped by the MIT-licensed `mtcnn` package (the
   same float32 values as OpenFace's files, in another layout), rebuilt here
-  into OpenFace's networks byte for byte.
+  into OpenFace's networks byte for byte, and kept in the user's cache as a
+  model folder (importing joblib takes longer than reading three .dat files).
 
 Trust: the package's weights are pickles (joblib), and unpickling can run
 code. Only the files of the installed `mtcnn` package are ever unpickled, and
@@ -30,8 +31,8 @@ import numpy as np
 
 from .datfile import (NETWORK_NAMES, Conv, FullyConnected, Layer, MaxPool, ModelError, PReLU,
                       Sigmoid, describe_layer, network_to_bytes, parse_network,
-                      read_detector_list, write_bytes_atomically, write_detector_list)
-from .datfile import MAX_FILE_BYTES as _MAX_FILE_BYTES
+                      read_detector_list, read_network_bytes, write_bytes_atomically,
+                      write_detector_list)
 
 DETECTOR_LIST = "MTCNN_detector.txt"
 
@@ -250,16 +251,9 @@ def _read_network_file(path: Path) -> tuple[tuple[Layer, ...], str]:
     """(layers, sha256 hex) of one network file of a model folder."""
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelError(_pickle_refusal(str(path)))
-    try:
-        if not path.is_file():
-            raise ModelError(f"{path}: network file missing (named in {DETECTOR_LIST})")
-        size = path.stat().st_size
-        if size > _MAX_FILE_BYTES:
-            raise ModelError(f"{path}: {size} bytes, more than any network file "
-                             f"(limit {_MAX_FILE_BYTES})")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not path.exists():
+        raise ModelError(f"{path}: network file missing (named in {DETECTOR_LIST})")
+    data = read_network_bytes(path)
     if _looks_pickled(data):
         raise ModelError(_pickle_refusal(f"{path} is a pickle or compressed stream"))
     return parse_network(data, str(path)), hashlib.sha256(data).hexdigest()

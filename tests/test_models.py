@@ -132,7 +132,7 @@ def test_cache_spares_the_conversion_and_loads_fast(tmp_path, sums):
     assert float(took) < 0.2
 
 
-def test_a_tampered_cache_is_not_used(tmp_path, sums):
+def test_a_tampered_cache_is_not_used(tmp_path, monkeypatch, sums):
     cache = tmp_path / "cache"
     run_loader(cache)
     (entry,) = cache.iterdir()
@@ -142,7 +142,7 @@ def test_a_tampered_cache_is_not_used(tmp_path, sums):
     digest, used_joblib, _ = run_loader(cache)
     assert used_joblib == "True"                         # converted again from the package
     models.bundled_models.cache_clear()
-    os.environ["MTCNN_CACHE_DIR"] = str(cache)           # restored by the autouse fixture
+    monkeypatch.setenv("MTCNN_CACHE_DIR", str(cache))
     assert load_models().sha256["ONet"] == sums["ONet.dat"]
 
 
