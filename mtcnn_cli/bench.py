@@ -1,0 +1,255 @@
+"""`make bench`: speed and memory of the detector on the shared corpus.
+
+Prints, per image, its size, faces and milliseconds (median of repeats) next
+to the C++'s time from the reference timing file; per stage, milliseconds and
+share; the effective arithmetic rate; peak memory; totals with one BLAS thread
+and with all; a 12-megapixel image's time and memory; the gain of batching
+RNet/ONet over a per-crop path of our own, measured in the same run; and
+images per second for --jobs 1 and 2. It asserts nothing.
+
+Usage: python -m mtcnn_cli.bench [--shared DIR] [--repeat N] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("pnet", "rnet", "onet", "boxes")
+
+
+def shared_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("MTCNN_SHARED"):
+        return Path(os.environ["MTCNN_SHARED"])
+    return Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def network_macs(network, h: int, w: int, n: int = 1) -> int:
+    """Multiply-accumulates of one forward pass over n inputs of h x w."""
+    from . import layers
+    from .datfile import Conv, FullyConnected, MaxPool
+
+    total, c, flat = 0, 3, None
+    for layer in network.layers:
+        if isinstance(layer, Conv):
+            c_in, c_out, kh, kw = layer.kernels.shape
+            h, w = h - kh + 1, w - kw + 1
+            total += h * w * (c_in * kh * kw + 1) * c_out
+            c = c_out
+        elif isinstance(layer, MaxPool):
+            h = layers.pooled_size(h, layer.kernel_y, layer.stride_y)
+            w = layers.pooled_size(w, layer.kernel_x, layer.stride_x)
+        elif isinstance(layer, FullyConnected):
+            f_in, f_out = layer.weights.shape
+            total += (h * w if flat is None and f_in == c else 1) * f_in * f_out
+            flat = f_out
+    return total * n
+
+
+def image_macs(detector, trace: dict) -> int:
+    cascade = detector.cascade
+    macs = sum(network_macs(cascade.pnet, s["h_pyr"], s["w_pyr"]) for s in trace.get("scales", []))
+    macs += network_macs(cascade.rnet, 24, 24, len(trace.get("pnet_boxes", ())))
+    macs += network_macs(cascade.onet, 48, 48, len(trace.get("rnet_boxes", ())))
+    return macs
+
+
+class PerCropCascade:
+    """Our own unbatched baseline: RNet and ONet run on one crop at a time."""
+
+    def __init__(self, cascade):
+        from .cascade import Cascade
+
+        self.inner = Cascade(cascade.pnet, cascade.rnet, cascade.onet)
+        batched = self.inner.refine
+
+        def one_at_a_time(network, img, boxes, size):
+            outs = [batched(network, img, boxes[i:i + 1], size) for i in range(len(boxes))]
+            if not outs:
+                return batched(network, img, boxes, size)
+            return np.concatenate([b for b, _ in outs]), np.concatenate([r for _, r in outs])
+
+        self.inner.refine = one_at_a_time
+
+    def run(self, *args, **kwargs):
+        return self.inner.run(*args, **kwargs)
+
+
+def load_corpus(shared: Path, quick: bool):
+    timing = json.loads((shared / "reference" / "openface-2.2-cpp" / "timing_mf60.json").read_text())
+    images = timing["images"]
+    if quick:
+        images = images[::8]
+    return images
+
+
+def measure(args) -> dict:
+    """One process's measurements (BLAS threads fixed by the environment)."""
+    import cv2
+
+    from .cascade import Detector, as_bgr_float
+
+    shared = shared_dir(args.shared)
+    t0 = time.perf_counter()
+    detector = Detector(models=args.models)
+    load_s = time.perf_counter() - t0
+    rows, stage_totals = [], dict.fromkeys(STAGES, 0.0)
+    per_crop = PerCropCascade(detector.cascade)
+    batched_s = unbatched_s = 0.0
+    total_macs = 0
+    for item in load_corpus(shared, args.quick):
+        image = cv2.imread(str(shared / item["path"]), cv2.IMREAD_COLOR)
+        img = as_bgr_float(image)
+        trace = {}
+        faces = detector.cascade.run(img, 60, 0.6, 0.7, 0.7, trace=trace)[0]
+        times, stages = [], []
+        for _ in range(args.repeat):
+            timings = {}
+            start = time.perf_counter()
+            detector.detect(image, timings=timings)
+            times.append(time.perf_counter() - start)
+            stages.append(timings)
+        best = int(np.argsort(times)[len(times) // 2])
+        ms = times[best] * 1000
+        for k in STAGES:
+            stage_totals[k] += stages[best].get(k, 0.0)
+        macs = image_macs(detector, trace)
+        total_macs += macs
+        start = time.perf_counter()
+        per_crop.run(img, 60, 0.6, 0.7, 0.7)
+        unbatched_s += time.perf_counter() - start
+        batched_s += times[best]
+        rows.append({"path": item["path"], "w": image.shape[1], "h": image.shape[0], "faces": len(faces),
+                     "ms": ms, "cpp_ms": item.get("ms_median"), "macs": macs})
+    return {"rows": rows, "stages": stage_totals, "load_s": load_s, "macs": total_macs,
+            "batched_s": batched_s, "unbatched_s": unbatched_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def measure_large(args) -> dict:
+    """A 12-megapixel image (a corpus photo scaled to 4000x3000) and the same
+    photo at 1000x750: time and peak memory, for linearity."""
+    import cv2
+
+    from .cascade import Detector
+
+    shared = shared_dir(args.shared)
+    photo = cv2.imread(str(shared / "corpus" / "openface__sample6.jpg"), cv2.IMREAD_COLOR)
+    detector = Detector(models=args.models)
+    out = {}
+    for w, h in ((1000, 750), (2000, 1500), (4000, 3000)):
+        image = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+        detector.detect(image)
+        start = time.perf_counter()
+        detector.detect(image)
+        out[f"{w}x{h}"] = (time.perf_counter() - start) * 1000
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def measure_jobs(args) -> dict:
+    """Images per second through the batch runner with --jobs 1 and 2."""
+    from .batch import detect_images
+
+    shared = shared_dir(args.shared)
+    paths = [str(shared / item["path"]) for item in load_corpus(shared, args.quick)] * 2
+    out = {}
+    for jobs in (1, 2):
+        start = time.perf_counter()
+        for _ in detect_images(paths, models=args.models, jobs=jobs):
+            pass
+        out[jobs] = len(paths) / (time.perf_counter() - start)
+    return out
+
+
+def in_subprocess(mode: str, args, threads: int) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "mtcnn_cli.bench", "--child", mode, "--repeat", str(args.repeat)]
+    if args.shared:
+        cmd += ["--shared", args.shared]
+    if args.models:
+        cmd += ["--models", args.models]
+    if args.quick:
+        cmd.append("--quick")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"bench: {mode} measurement failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def report(one: dict, many: dict, large: dict, jobs: dict | None, threads: int) -> None:
+    rows = one["rows"]
+    print(f"{'image':48} {'size':>10} {'faces':>5} {'ms':>8} {'C++ ms':>8} {'ratio':>6}")
+    slower = []
+    for r in rows:
+        ratio = r["ms"] / r["cpp_ms"] if r["cpp_ms"] else float("nan")
+        if ratio > 1:
+            slower.append(r["path"])
+        print(f"{Path(r['path']).name[:48]:48} {r['w']:>4}x{r['h']:<5} {r['faces']:>5} {r['ms']:8.1f} "
+              f"{r['cpp_ms'] or float('nan'):8.1f} {ratio:6.2f}")
+    ours = sum(r["ms"] for r in rows)
+    cpp = sum(r["cpp_ms"] for r in rows if r["cpp_ms"])
+    stage_sum = sum(one["stages"].values()) or 1.0
+    print("\nper stage (1 thread, sum over images):")
+    names = {"pnet": "pyramid + PNet", "rnet": "RNet", "onet": "ONet", "boxes": "NMS and boxes"}
+    for k in STAGES:
+        v = one["stages"][k]
+        print(f"  {names[k]:16} {v * 1000:9.1f} ms {100 * v / stage_sum:5.1f} %")
+    print(f"\narithmetic: {one['macs'] / 1e9:.2f} GMAC, {2 * one['macs'] / (ours / 1000) / 1e9:.1f} GFLOP/s effective")
+    print(f"model loading: {one['load_s'] * 1000:.1f} ms")
+    print(f"peak memory (corpus run): {one['peak_rss_mb']:.0f} MiB")
+    print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ (reference machine, 1 thread) {cpp:9.1f} ms   "
+          f"ratio {ours / cpp:.2f}")
+    print(f"total, {threads} threads: {sum(r['ms'] for r in many['rows']):9.1f} ms")
+    print(f"images slower than the C++: {len(slower)}" + (f" ({', '.join(Path(p).name for p in slower)})" if slower else ""))
+    print(f"\nbatching: RNet/ONet over all crops {one['batched_s'] * 1000:.1f} ms vs one crop at a time "
+          f"{one['unbatched_s'] * 1000:.1f} ms: {one['unbatched_s'] / max(one['batched_s'], 1e-9):.2f}x")
+    sizes = [k for k in large if "x" in k]
+    print("\nlarge images (1 thread): " + ", ".join(f"{k} {large[k]:.0f} ms" for k in sizes))
+    mp = {k: int(k.split("x")[0]) * int(k.split("x")[1]) / 1e6 for k in sizes}
+    print("  ms per megapixel: " + ", ".join(f"{k} {large[k] / mp[k]:.1f}" for k in sizes))
+    print(f"  peak memory with the 4000x3000 image: {large['peak_rss_mb']:.0f} MiB")
+    if jobs:
+        print(f"\nbatch throughput: --jobs 1 {jobs['1']:.1f} images/s, --jobs 2 {jobs['2']:.1f} images/s, "
+              f"{jobs['2'] / jobs['1']:.2f}x")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", help="the shared data folder (default $MTCNN_SHARED or ../shared)")
+    parser.add_argument("--models", help="model folder (default: $MTCNN_MODELS, then the bundled weights)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per image; the median counts")
+    parser.add_argument("--quick", action="store_true", help="every 8th image only")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        fn = {"corpus": measure, "large": measure_large, "jobs": measure_jobs}[args.child]
+        json.dump(fn(args), sys.stdout)
+        return
+    threads = os.cpu_count() or 1
+    print(f"mtcnn-cli benchmark: {len(load_corpus(shared_dir(args.shared), args.quick))} images, "
+          f"median of {args.repeat} runs each", file=sys.stderr)
+    one = in_subprocess("corpus", args, 1)
+    many = in_subprocess("corpus", args, threads)
+    large = in_subprocess("large", args, 1)
+    try:
+        jobs = in_subprocess("jobs", args, 1)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        jobs = None
+    report(one, many, large, jobs, threads)
+
+
+if __name__ == "__main__":
+    main()
