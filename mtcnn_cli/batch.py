@@ -8,6 +8,7 @@ cores, and they ignore Ctrl-C: the parent decides when to stop them.
 from __future__ import annotations
 
 import multiprocessing
+from multiprocessing import resource_tracker
 import os
 import signal
 import threading
@@ -20,8 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
+from .threads import THREAD_VARIABLES, one_blas_thread
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         return Outcome(result, time.perf_counter() - start)
     height, width = image.shape[:2]
     try:
-        faces = list(detector.detect(image))
+        with one_blas_thread():  # the bits of a GEMM depend on the thread count
+            faces = list(detector.detect(image))
     except MemoryError:
         result = Result(task.path, width, height, None, "out of memory")
         return Outcome(result, time.perf_counter() - start)
@@ -118,10 +120,23 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
 # --- worker processes -----------------------------------------------------------
 
 _worker_state = None
+PARENT_CHECK_SECONDS = 0.5
 
 
-def _init_worker(settings: Settings) -> None:
+def exit_with_parent(parent: int) -> None:
+    """End this worker when its parent is gone (killed with SIGKILL, say):
+    nothing else would, as a worker holds both ends of its task pipe."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(settings: Settings, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent)
     import cv2
 
     cv2.setNumThreads(1)
@@ -154,6 +169,8 @@ def _children_ignore_sigint():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # multiprocessing's resource tracker, when it starts, unblocks SIGINT: start it first
+    resource_tracker.ensure_running()
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -221,7 +238,7 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     work = work or _work
 
     def start():
-        return _Workers(processes, initializer or _init_worker, (settings,))
+        return _Workers(processes, initializer or _init_worker, (settings, os.getpid()))
 
     workers = start()
     window = 2 * processes
@@ -229,21 +246,23 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     next_index, alone = 0, 0  # alone: how many upcoming tasks run one at a time
     try:
         while next_index < len(tasks) or in_flight:
-            while next_index < len(tasks) and len(in_flight) < (1 if alone else window):
-                in_flight.append((next_index, workers.submit(work, tasks[next_index])))
-                next_index += 1
-            index, future = in_flight.popleft()
             try:
-                outcome = future.result()
+                while next_index < len(tasks) and len(in_flight) < (1 if alone else window):
+                    in_flight.append((next_index, workers.submit(work, tasks[next_index])))
+                    next_index += 1
+                outcome = in_flight[0][1].result()
+                in_flight.popleft()
             except BrokenProcessPool:
+                first = in_flight[0][0] if in_flight else next_index
                 workers.stop()
                 workers = start()
-                if not alone:
-                    alone = len(in_flight) + 1
-                    next_index = index
-                    in_flight.clear()
+                in_flight.clear()
+                if not alone:  # run the tasks that were in flight again, one at a time
+                    alone, next_index = max(1, next_index - first), first
                     continue
-                outcome = Outcome(Result(tasks[index].path, None, None, None, WORKER_DIED), 0.0)
+                # running alone, this task killed its worker
+                outcome = Outcome(Result(tasks[first].path, None, None, None, WORKER_DIED), 0.0)
+                next_index = first + 1
             alone = max(0, alone - 1)
             yield outcome
     finally:

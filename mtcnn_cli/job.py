@@ -185,11 +185,11 @@ def refuse_overwriting_inputs(items, targets: dict) -> None:
                                f"(as {display(path)})")
 
 
-def read_done(path: str) -> dict:
-    """--resume: the records already in the JSONL file, path -> failed?
-    A torn last line (from a kill) is cut off first."""
+def read_done(path: str) -> tuple[dict, int]:
+    """--resume: the records already in the JSONL file as {path: failed?},
+    and the size of a torn last line (from a kill) cut off first."""
     if not os.path.exists(path):
-        return {}
+        return {}, 0
     try:
         dropped = atomic.cut_torn_tail(path)
         with open(path, "rb") as f:
@@ -204,9 +204,7 @@ def read_done(path: str) -> dict:
         except (ValueError, TypeError, KeyError):
             raise UsageProblem(f"--resume: {display(path)} line {number} is not a JSONL image "
                                f"record; is it a file written by --format jsonl?") from None
-    if dropped:
-        done[None] = dropped  # reported by the caller
-    return done
+    return done, dropped
 
 
 def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
@@ -229,8 +227,7 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
     dropped = 0
     if options.resume:
-        done = read_done(options.output)
-        dropped = done.pop(None, 0)
+        done, dropped = read_done(options.output)
         plan.items = [item for item in items if item.path not in done]
         plan.already_done = len(items) - len(plan.items)
         plan.already_failed = sum(1 for item in items if done.get(item.path))
@@ -244,22 +241,18 @@ def _encode(text: str) -> bytes:
 
 
 class StdoutSink:
-    """Records to stdout: streamed and flushed per record, or (a JSON
-    document) held until the end so that an interrupted run writes nothing."""
+    """Records to stdout: streamed and flushed per record, or held until the
+    end: a JSON document (so that an interrupted run writes nothing), and
+    anything for a terminal (which the progress bar is drawing on)."""
 
-    def __init__(self, hold: bool, terminal: bool):
-        self.hold, self.terminal, self.parts = hold, terminal, []
-        self.binary = None if terminal else sys.stdout.buffer
+    def __init__(self, hold: bool):
+        self.hold, self.parts = hold, []
+        self.stream = sys.stdout.buffer
 
     def _emit(self, text: str) -> None:
-        if not text:
-            return
-        if self.terminal:  # through sys.stdout, which the progress display may wrap
-            sys.stdout.write(_encode(text).decode("utf-8", "backslashreplace"))
-            sys.stdout.flush()
-        else:
-            self.binary.write(_encode(text))
-            self.binary.flush()
+        if text:
+            self.stream.write(_encode(text))
+            self.stream.flush()
 
     def write(self, text: str) -> None:
         if self.hold:
@@ -321,7 +314,7 @@ def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str):
     if options.resume:
         return AppendSink(options.output)
     if to_stdout(options.output):
-        return StdoutSink(hold=fmt_name == "json", terminal=stdout_kind == "terminal")
+        return StdoutSink(hold=fmt_name == "json" or stdout_kind == "terminal")
     return FileSink(options.output, keep_partial=fmt_name == "jsonl")
 
 
@@ -435,7 +428,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
     failures = plan.already_failed
     try:
-        reporter.start(len(plan.items), plan.already_done, stdout_kind == "terminal")
+        reporter.start(len(plan.items), plan.already_done)
         with closing(run_tasks(tasks, options.settings(), options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
@@ -445,6 +438,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
                 reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+        reporter.stop()
         with interrupts.critical():
             sink.write(fmt.end())
             sink.finish()

@@ -36,7 +36,7 @@ def _progress(console, total: int):
 
     return Progress(TextColumn("detecting"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[faces]} faces"), Rate(), TimeRemainingColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
 
 
 class Reporter:
@@ -70,7 +70,7 @@ class Reporter:
     def error(self, message: str) -> None:
         self._line(PREFIX + "error: " + message)
 
-    def start(self, total: int, already_done: int = 0, stdout_terminal: bool = False) -> None:
+    def start(self, total: int, already_done: int = 0) -> None:
         self.total, self.already_done = total, already_done
         self.started = time.perf_counter()
         show = self.want_progress

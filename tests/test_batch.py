@@ -158,7 +158,7 @@ def test_detector_failure_on_one_image_is_that_images_error(tmp_path, stand_in, 
 
 # --- worker processes ------------------------------------------------------------------
 
-def quiet_init(settings):
+def quiet_init(settings, parent):
     """Worker initializer for the tests below: no detector needed."""
     import signal
 

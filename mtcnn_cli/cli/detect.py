@@ -153,6 +153,9 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
     started = time.perf_counter()
     if quiet and verbose:
         raise OneLineUsageError("-q/--quiet and -v/--verbose exclude each other")
+    from ..threads import limit_this_process
+
+    limit_this_process()  # same bits with --jobs 1 as in the single-threaded workers
     try:
         from ..job import DetectOptions, UsageProblem, run_detect
         from ..report import Reporter
