@@ -109,4 +109,4 @@ class Reporter:
         seconds = time.perf_counter() - self.started
         done = f" ({self.already_done} done before)" if self.already_done else ""
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
-                   f"{plural(failures, 'failure')}, {seconds:.1f} s")
+                   f"{plural(failures, 'failure')}, {seconds:.{2 if seconds < 10 else 1}f} s")

@@ -244,3 +244,23 @@ def test_verbose_reports_timings(tmp_path, corpus):
                      "loaded the models (bundled weights) in", "1 face in"):
         assert fragment in err
     assert json.loads(done.stdout)["faces"]  # stdout is a pipe: jsonl, one record
+
+
+def test_model_folders(tmp_path, corpus, openface_models):
+    """OpenFace's own .dat files hold the bundled weights' values: same output.
+    A folder that is not a model folder, from --models or $MTCNN_MODELS, is a
+    usage error."""
+    photo = corpus / SMALL_FACES[0]
+    bundled = run(photo, cwd=tmp_path)
+    theirs = run(photo, "--models", openface_models, cwd=tmp_path)
+    assert bundled.returncode == theirs.returncode == 0
+    assert json.loads(theirs.stdout)["faces"] and theirs.stdout == bundled.stdout
+    for models in (tmp_path, tmp_path / "missing"):
+        refused = run(photo, "--models", models, "-o", tmp_path / "out.json", cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stdout == b""
+        lines = refused.stderr.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mtcnn detect: error: cannot load the models: ")
+    env = dict(environment(), MTCNN_MODELS=str(tmp_path))
+    refused = subprocess.run(command(photo), cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    assert refused.returncode == 2 and b"cannot load the models" in refused.stderr
+    assert not (tmp_path / "out.json").exists()
