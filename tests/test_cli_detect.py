@@ -265,7 +265,6 @@ def test_every_bad_input_is_skipped_with_a_reason(tmp_path, stand_in, monkeypatc
     skipped = [line for line in result.stderr.splitlines() if line.startswith("mtcnn: skipped ")]
     assert skipped == [f"mtcnn: skipped {p}: {reasons[p]}" for p in records if reasons[p]]
     assert "7 failures" in result.stderr.splitlines()[-1]
-    assert str(good)  # the good image was processed among the bad ones
     assert records["in/good.png"]["faces"]
 
 
