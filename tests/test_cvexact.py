@@ -1,0 +1,157 @@
+"""cvexact against OpenCV 4.6.0 and glibc, bit for bit.
+
+The expected values in fixtures/cvexact/ were computed by OpenCV 4.6.0 itself (the
+build the C++ reference used) and by glibc's expf, not by this package; see
+fixtures/cvexact/README.md.
+"""
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mtcnn_cli.cvexact import (
+    _EXPF_TABLE, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cvexact"
+
+
+def load(name: str) -> dict:
+    with np.load(FIXTURES / name) as data:
+        return {key: data[key] for key in data.files}
+
+
+RESIZE = load("resize.npz")
+RESIZE_CASES = sorted(key[:-4] for key in RESIZE if key.endswith(".src"))
+
+
+def assert_same_bits(got: np.ndarray, want: np.ndarray):
+    """Equal shapes and float32 bits; any NaN only has to meet a NaN."""
+    assert got.dtype == np.float32 and got.shape == want.shape
+    both_nan = np.isnan(got) & np.isnan(want)
+    differ = (got.view(np.uint32) != want.view(np.uint32)) & ~both_nan
+    assert not differ.any(), (
+        f"{differ.sum()} of {got.size} values differ, e.g. got {got[differ][:3]} "
+        f"want {want[differ][:3]}")
+
+
+@pytest.mark.parametrize("case", RESIZE_CASES)
+def test_resize_matches_opencv_46(case):
+    src, want = RESIZE[case + ".src"], RESIZE[case + ".out"]
+    got = resize_bilinear(src, want.shape[1], want.shape[0])
+    assert_same_bits(got, want)
+
+
+def test_resize_fixture_covers_every_code_path():
+    shapes = [(RESIZE[c + ".src"].shape, RESIZE[c + ".out"].shape) for c in RESIZE_CASES]
+    assert any(s == o for s, o in shapes)  # copy
+    assert any(s[0] == 2 * o[0] and s[1] == 2 * o[1] for s, o in shapes)  # 2x2 mean
+    assert any(o[0] > s[0] for s, o in shapes) and any(o[0] < s[0] for s, o in shapes)
+    assert {len(s) for s, _ in shapes} == {2, 3}
+    assert {s[2] for s, _ in shapes if len(s) == 3} >= {1, 3, 4}
+
+
+def test_resize_keeps_a_single_channel_axis():
+    src = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    assert resize_bilinear(src, 5, 2).shape == (2, 5, 1)
+    assert resize_bilinear(src[:, :, 0], 5, 2).shape == (2, 5)
+
+
+@pytest.mark.parametrize("src, size, error", [
+    (np.zeros((4, 4, 3), np.float64), (2, 2), TypeError),
+    (np.zeros((4,), np.float32), (2, 2), ValueError),
+    (np.zeros((0, 4, 3), np.float32), (2, 2), ValueError),
+    (np.zeros((4, 4, 3), np.float32), (0, 2), ValueError),
+])
+def test_resize_rejects_bad_input(src, size, error):
+    with pytest.raises(error):
+        resize_bilinear(src, *size)
+
+
+@pytest.mark.parametrize("size", [24, 48])
+def test_crop_and_resize_matches_opencv_46(size):
+    data = load("crops.npz")
+    got = crop_and_resize(data["image"], data[f"boxes{size}"], size)
+    assert_same_bits(got, data[f"out{size}"])
+
+
+def test_crop_and_resize_is_per_box():
+    """A batch gives each box the result it gets alone, whatever its neighbours."""
+    data = load("crops.npz")
+    boxes = data["boxes24"]
+    together = crop_and_resize(data["image"], boxes[::-1], 24)[::-1]
+    alone = np.concatenate([crop_and_resize(data["image"], b[None], 24) for b in boxes])
+    assert_same_bits(together, alone)
+
+
+def test_crop_and_resize_without_boxes():
+    image = np.zeros((5, 6, 3), np.float32)
+    assert crop_and_resize(image, np.zeros((0, 4), np.int64), 24).shape == (0, 24, 24, 3)
+
+
+@pytest.mark.parametrize("boxes", [
+    np.array([[0, 0, -1, 3]]), np.array([[0.0, 0.0, 3.0, 3.0]]), np.zeros((2, 3), np.int64)])
+def test_crop_and_resize_rejects_bad_boxes(boxes):
+    with pytest.raises(ValueError):
+        crop_and_resize(np.zeros((5, 6, 3), np.float32), boxes, 24)
+
+
+def test_exp_matches_opencv_46():
+    data = load("exp.npz")
+    assert data["x"].size > 2000 and np.isnan(data["x"]).any()
+    for name in ("x", "short_x", "one_x"):  # vector code, scalar code (< 16 values), one value
+        assert_same_bits(exp(data[name]), data[name.replace("x", "y")])
+
+
+def test_exp_keeps_the_shape():
+    x = np.linspace(-5, 5, 24, dtype=np.float32).reshape(4, 6)
+    assert exp(x).shape == (4, 6)
+    assert_same_bits(exp(x).ravel(), exp(x.ravel()))
+
+
+def test_exp_nan_depends_on_array_length_as_in_opencv():
+    long = np.full(16, np.nan, np.float32)
+    assert (exp(long) == 0).all()
+    assert np.isnan(exp(long[:15])).all()
+
+
+def test_expf_matches_glibc():
+    data = load("expf.npz")
+    assert_same_bits(expf(data["x"]), data["y"])
+
+
+def test_expf_table_matches_glibc_published_constants():
+    # entries of glibc's __exp2f_data.tab, as published in its source
+    assert int(_EXPF_TABLE[0]) == 0x3FF0000000000000
+    assert int(_EXPF_TABLE[1]) == 0x3FEFD9B0D3158574
+    assert int(_EXPF_TABLE[16]) == 0x3FEEA09E667F3BCD
+    assert int(_EXPF_TABLE[31]) == 0x3FEFD0765B6E4540
+
+
+def test_fma64_is_correctly_rounded():
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(3000) * 10.0 ** rng.integers(-5, 5, 3000)
+    b = rng.standard_normal(3000)
+    # c close to -a*b: heavy cancellation, where a separate multiply and add go wrong
+    c = np.where(rng.random(3000) < 0.5, -(a * b), rng.standard_normal(3000))
+    got = _fma64(a, b, c)
+    want = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])
+    assert np.array_equal(got, want)
+    assert not np.array_equal(a * b + c, want)  # the test data does need the fused form
+
+
+def test_normalise_shifts_every_channel():
+    x = np.array([[[0.0, 127.5, 255.0]]], np.float32)
+    assert_same_bits(normalise(x), np.array([[[-0.99609375, 0.0, 0.99609375]]], np.float32))
+
+
+def test_pnet_input_of_the_first_reference_image(reference, corpus):
+    """resize + normalise reproduce the C++'s PNet input dump, bit for bit."""
+    meta = json.loads((reference / "stages_mf60.pnet_input_s0.json").read_text())
+    want = np.fromfile(reference / meta["file"], dtype="<f4").reshape(meta["shape"])
+    image_path = corpus / Path(meta["image"]).name
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR).astype(np.float32)
+    got = normalise(resize_bilinear(image, meta["w_pyr"], meta["h_pyr"]))
+    assert_same_bits(got, want)
