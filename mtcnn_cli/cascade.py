@@ -14,6 +14,7 @@ import numpy as np
 from . import boxes as bx
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
 from .network import Network
+from .threads import one_blas_thread
 
 PYRAMID_FACTOR = 0.709
 PNET_NMS, CROSS_SCALE_NMS, RNET_NMS, ONET_NMS = 0.5, 0.7, 0.7, 0.7
@@ -230,8 +231,11 @@ class Detector:
         cv2.imread gives. Returns the faces in the order the C++ returns them.
         timings, if given, accumulates seconds per stage (see Cascade)."""
         img = as_bgr_float(image)
-        boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
-                                                    timings=timings)
+        # The C++'s bits are those of single-threaded BLAS: a threaded GEMM splits
+        # the work differently and can change the last bit of a sum.
+        with one_blas_thread():
+            boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
+                                                        timings=timings)
         return [
             Face(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
                  tuple((float(p[0]), float(p[1])) for p in pts))

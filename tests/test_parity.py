@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mtcnn_cli.cascade import Detector, as_bgr_float, to_maps
-from mtcnn_cli.network import Network
+from mtcnn_cli.threads import one_blas_thread
 
 from .parity_report import record
 
@@ -23,6 +23,13 @@ def f32(path, shape):
 def load_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+@pytest.fixture(autouse=True)
+def single_threaded_blas():
+    # tests below call the cascade directly, without Detector.detect's guard
+    with one_blas_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
