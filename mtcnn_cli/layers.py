@@ -77,14 +77,22 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
 
 
 def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
-    """v if v >= 0 else v * slope, per channel (the last axis), computed in place
-    as max(v, 0) + min(v, 0) * slope (adding a zero changes no bit)."""
-    if slopes.size != maps.shape[-1]:
-        raise ValueError(f"prelu: {slopes.size} slopes for {maps.shape[-1]} channels {maps.shape}")
-    negative = np.minimum(maps, 0)
-    negative *= slopes.reshape(-1)
-    np.maximum(maps, 0, out=maps)
-    maps += negative
+    """v if v >= 0 else v * slope, per channel (the last axis). Works in place.
+
+    With t = v * slope (rounded): for a slope <= 1, max(v, t) is exactly that
+    (t <= v when v >= 0, t >= v when v < 0, rounding being monotonic), and for
+    a slope >= 1 so is min(v, t). Two passes instead of a select."""
+    s = slopes.reshape(-1)
+    if s.size != maps.shape[-1]:
+        raise ValueError(f"prelu: {s.size} slopes for {maps.shape[-1]} channels {maps.shape}")
+    scaled = maps * s
+    steep = s > 1
+    if steep.any():
+        steep_values = np.minimum(maps, scaled)
+        np.maximum(maps, scaled, out=maps)
+        np.copyto(maps, steep_values, where=steep)
+    else:
+        np.maximum(maps, scaled, out=maps)
     return maps
 
 
@@ -94,24 +102,34 @@ def pooled_size(size: int, kernel: int, stride: int) -> int:
     return int(np.copysign(np.floor(abs(q) + 0.5), q)) + 1
 
 
+def _window_max(maps: np.ndarray, axis: int, kernel: int, stride: int, count: int) -> np.ndarray:
+    """Max over windows along one axis: `count` windows starting at multiples of
+    the stride, each cut at the map's edge."""
+    length = maps.shape[axis]
+
+    def along(index: slice):
+        full = [slice(None)] * maps.ndim
+        full[axis] = index
+        return tuple(full)
+
+    out = maps[along(slice(0, (count - 1) * stride + 1, stride))].copy()
+    for offset in range(1, kernel):
+        n = min(count, len(range(offset, length, stride)))  # windows this offset falls in
+        if n:
+            first = out[along(slice(0, n))]
+            np.maximum(first, maps[along(slice(offset, offset + (n - 1) * stride + 1, stride))], out=first)
+    return out
+
+
 def max_pool(maps: np.ndarray, kx: int, ky: int, sx: int, sy: int) -> np.ndarray:
     """(N, H, W, C) -> (N, oh, ow, C). Windows start at multiples of the stride and
-    are cut at the map's edge, so the last row/column may see a partial window."""
+    are cut at the map's edge, so the last row/column may see a partial window.
+    Separable: the max over columns first, then over rows."""
     n, h, w, c = maps.shape
     oh, ow = pooled_size(h, ky, sy), pooled_size(w, kx, sx)
     if oh < 1 or ow < 1 or (oh - 1) * sy >= h or (ow - 1) * sx >= w:
         raise ValueError(f"max_pool: maps {maps.shape} do not fit a {kx}x{ky} window with stride {sx}x{sy}")
-    # Offset (0, 0) of every window is inside the map; every other offset is
-    # taken only for the windows it falls inside of.
-    out = maps[:, 0:(oh - 1) * sy + 1:sy, 0:(ow - 1) * sx + 1:sx].copy()
-    for dy in range(ky):
-        rows = min(oh, len(range(dy, h, sy)))
-        for dx in range(kx):
-            cols = min(ow, len(range(dx, w, sx)))
-            if dy or dx:
-                tap = maps[:, dy:dy + (rows - 1) * sy + 1:sy, dx:dx + (cols - 1) * sx + 1:sx]
-                np.maximum(out[:, :rows, :cols], tap, out=out[:, :rows, :cols])
-    return out
+    return _window_max(_window_max(maps, 2, kx, sx, ow), 1, ky, sy, oh)  # (N, H, ow, C) -> (N, oh, ow, C)
 
 
 def flatten(maps: np.ndarray) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""The layers against their plain definitions (small loops over small arrays).
+
+Values are small integers or halves where exactness matters, so that every
+order of summation gives the same float32 result and the comparison is exact."""
+import numpy as np
+import pytest
+
+from mtcnn_cli import layers
+from mtcnn_cli.datfile import Conv, FullyConnected, MaxPool, PReLU
+from mtcnn_cli.network import Network
+
+rng = np.random.default_rng(7)
+
+
+def ints(*shape, lo=-4, hi=5):
+    return rng.integers(lo, hi, shape).astype(np.float32)
+
+
+def naive_conv(maps, kernels, biases):
+    """maps (N, H, W, C_in), kernels (C_in, C_out, kh, kw): out[o](y, x) = b[o] +
+    sum_i sum_ky sum_kx in[i](y+ky, x+kx) * K[i][o](ky, kx)."""
+    n, h, w, c_in = maps.shape
+    _, c_out, kh, kw = kernels.shape
+    out = np.zeros((n, h - kh + 1, w - kw + 1, c_out), np.float64)
+    for o in range(c_out):
+        for y in range(h - kh + 1):
+            for x in range(w - kw + 1):
+                window = maps[:, y:y + kh, x:x + kw, :]  # (N, kh, kw, C_in)
+                out[:, y, x, o] = biases[o] + np.einsum("nabi,iab->n", window, kernels[:, o])
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("n, h, w, c_in, c_out, k", [(1, 7, 9, 3, 4, 3), (3, 5, 6, 2, 5, 2), (1, 3, 3, 4, 2, 3)])
+def test_conv_is_cross_correlation_with_bias(n, h, w, c_in, c_out, k):
+    maps, kernels, biases = ints(n, h, w, c_in), ints(c_in, c_out, k, k), ints(c_out)
+    out = layers.conv(maps, layers.conv_weight_matrix(kernels, biases), k, k)
+    np.testing.assert_array_equal(out, naive_conv(maps, kernels, biases))
+
+
+def test_conv_kernel_is_not_square_symmetric():
+    # a kernel with a single 1 at (ky=0, kx=1) picks the pixel to the right
+    maps = ints(1, 4, 4, 1)
+    kernels = np.zeros((1, 1, 2, 2), np.float32)
+    kernels[0, 0, 0, 1] = 1
+    out = layers.conv(maps, layers.conv_weight_matrix(kernels, np.zeros(1, np.float32)), 2, 2)
+    np.testing.assert_array_equal(out[0, :, :, 0], maps[0, :3, 1:, 0])
+
+
+def test_im2col_column_order_is_map_then_column_then_row():
+    maps = np.arange(2 * 3 * 3, dtype=np.float32).reshape(1, 3, 3, 2)  # (N, H, W, C)
+    cols = layers.im2col(maps, 2, 2)  # (C*kw*kh + 1, P)
+    # output pixel 0 (y=0, x=0); row c*4 + kx*2 + ky holds maps[0, ky, kx, c]
+    for c in range(2):
+        for kx in range(2):
+            for ky in range(2):
+                assert cols[c * 4 + kx * 2 + ky, 0] == maps[0, ky, kx, c]
+    assert (cols[-1] == 1).all()
+
+
+@pytest.mark.parametrize("slopes", [[0.25, 0.5], [-0.5, 0.75], [1.5, 0.25], [1.25, -2.0], [1.0, 0.0]])
+def test_prelu_matches_its_definition(slopes):
+    s = np.float32(slopes)
+    x = rng.standard_normal((3, 5, 4, 2)).astype(np.float32) * 10
+    x[0, 0, 0] = [0.0, -0.0]
+    expected = np.where(x >= 0, x, x * s)
+    np.testing.assert_array_equal(layers.prelu(x.copy(), s), expected)
+
+
+def test_prelu_on_flat_activations_is_per_feature():
+    x = np.float32([[-2, 2, -4], [4, -8, 1]])
+    np.testing.assert_array_equal(layers.prelu(x.copy(), np.float32([0.5, 0.25, -1])), [[-1, 2, 4], [4, -2, 1]])
+
+
+def naive_pool(maps, k, s):
+    n, h, w, c = maps.shape
+    oh, ow = layers.pooled_size(h, k, s), layers.pooled_size(w, k, s)
+    out = np.full((n, oh, ow, c), -np.inf, np.float32)
+    for oy in range(oh):
+        for ox in range(ow):
+            out[:, oy, ox] = maps[:, oy * s:oy * s + k, ox * s:ox * s + k].max(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("h, w, k, s", [(22, 22, 3, 2), (9, 9, 3, 2), (10, 10, 2, 2), (7, 5, 2, 2), (13, 11, 3, 2), (4, 4, 3, 2)])
+def test_max_pool_with_partial_edge_windows(h, w, k, s):
+    maps = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    np.testing.assert_array_equal(layers.max_pool(maps, k, k, s, s), naive_pool(maps, k, s))
+
+
+@pytest.mark.parametrize("size, kernel, stride, expected", [(22, 3, 2, 11), (9, 3, 2, 4), (4, 3, 2, 2), (10, 2, 2, 5), (11, 2, 2, 6)])
+def test_pooled_size_rounds_halves_up_like_caffe(size, kernel, stride, expected):
+    assert layers.pooled_size(size, kernel, stride) == expected
+
+
+def test_flatten_reads_each_map_column_by_column():
+    maps = np.arange(2 * 2 * 3, dtype=np.float32).reshape(1, 2, 3, 2)  # (N, H=2, W=3, C=2)
+    flat = layers.flatten(maps)[0]
+    h, w = 2, 3
+    for c in range(2):
+        for x in range(w):
+            for y in range(h):
+                assert flat[c * h * w + x * h + y] == maps[0, y, x, c]
+
+
+@pytest.mark.parametrize("n_out", [6, 16, 128, 256])
+def test_fully_connected_is_w_v_plus_b(n_out):
+    x, w, b = ints(4, 64), ints(64, n_out), ints(n_out)
+    np.testing.assert_array_equal(layers.fully_connected(x, w, b), x @ w + b)
+
+
+def test_gemv_lanes_sums_sixteen_chains_pairwise():
+    # lane 0 holds 2^25 (float32 spacing 4 there), lanes 2 and 3 hold 2 each
+    # (inputs k = 18 and 3: lane = k mod 16). Pairwise: (2^25 + 0) + (2 + 2)
+    # = 2^25 + 4 exactly. Adding the 2s one at a time to 2^25 would lose both
+    # (each a tie, rounded to even), giving 2^25.
+    x = np.ones((2, 32), np.float32)
+    w = np.zeros((32, 1), np.float32)
+    w[0, 0], w[18, 0], w[3, 0] = 2.0 ** 25, 2.0, 2.0
+    assert layers.gemv_lanes(x, w)[0, 0] == 2.0 ** 25 + 4
+    assert np.float32(np.float32(2.0 ** 25) + np.float32(2)) + np.float32(2) == 2.0 ** 25
+
+
+def test_fully_connected_maps_acts_on_every_pixel():
+    maps, w, b = ints(2, 3, 4, 5), ints(5, 6), ints(6)
+    out = layers.fully_connected_maps(maps, w, b)
+    np.testing.assert_array_equal(out, np.einsum("nhwc,co->nhwo", maps, w) + b)
+
+
+def test_single_row_gemm_equals_batched_rows():
+    a = rng.standard_normal((5, 577)).astype(np.float32)
+    b = rng.standard_normal((577, 64)).astype(np.float32)
+    whole = layers.sgemm(a, b)
+    for i in range(5):
+        np.testing.assert_array_equal(layers.sgemm(a[i:i + 1], b), whole[i:i + 1])
+
+
+def test_network_runs_layers_in_order_and_names_shapes_in_errors():
+    net = Network((Conv(ints(3, 4, 3, 3), ints(4)), PReLU(np.float32([[0.5]] * 4)),
+                   MaxPool(2, 2, 2, 2), FullyConnected(ints(2, 1), ints(4, 2))))
+    out = net(ints(1, 8, 8, 3))
+    assert out.shape == (1, 3, 3, 2)
+    with pytest.raises(ValueError, match=r"\(1, 8, 8, 5\)"):
+        net(ints(1, 8, 8, 5))
