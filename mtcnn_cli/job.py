@@ -33,7 +33,13 @@ EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageProblem(Exception):
-    """Something wrong with what the user asked for: exit status 2."""
+    """Something wrong with the command line: exit status 2."""
+
+
+class FileProblem(UsageProblem):
+    """A file or folder the command line names that cannot be used (the model
+    folder, -o, --resume's file, --annotate or --bboxdir): exit status 2; the
+    message names it and says why."""
 
 
 @dataclass
@@ -129,7 +135,7 @@ def gather(options: DetectOptions, read_stdin) -> list:
 
 def _check_folder_option(name: str, folder: str) -> None:
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageProblem(f"{name} {display(folder)}: exists and is not a folder")
+        raise FileProblem(f"{name} {display(folder)}: exists and is not a folder")
 
 
 def side_targets(items, annotate: str | None, bboxdir: str | None):
@@ -195,14 +201,14 @@ def read_done(path: str) -> tuple[dict, int]:
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")
     except (OSError, OutputError) as e:
-        raise UsageProblem(f"--resume: cannot read {display(path)}: {e}") from None
+        raise FileProblem(f"--resume: cannot read {display(path)}: {e}") from None
     done = {}
     for number, line in enumerate(lines[:-1], 1):
         try:
             record = json.loads(line)
             done[record["path"]] = "error" in record
         except (ValueError, TypeError, KeyError):
-            raise UsageProblem(f"--resume: {display(path)} line {number} is not a JSONL image "
+            raise FileProblem(f"--resume: {display(path)} line {number} is not a JSONL image "
                                f"record; is it a file written by --format jsonl?") from None
     return done, dropped
 
@@ -215,7 +221,7 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
         if folder is not None:
             _check_folder_option(name, folder)
     if not to_stdout(options.output) and os.path.isdir(options.output):
-        raise UsageProblem(f"-o {display(options.output)}: is a folder")
+        raise FileProblem(f"-o {display(options.output)}: is a folder")
     annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir)
     targets = {t: "--annotate" for t in annotate_to.values()}
     targets.update({t: "--bboxdir" for t in bbox_to.values()})
@@ -359,7 +365,7 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
 # --- running ----------------------------------------------------------------------------
 
 def load_detector(settings: Settings, reporter: Reporter):
-    """The detector, its models loaded (timed for -v). Raises UsageProblem."""
+    """The detector, its models loaded (timed for -v). Raises FileProblem."""
     from . import batch
     from .datfile import ModelError
 
@@ -369,7 +375,7 @@ def load_detector(settings: Settings, reporter: Reporter):
     try:
         detector = batch.make_detector(settings)
     except (ModelError, ValueError, OSError) as e:
-        raise UsageProblem(f"cannot load the models: {e}") from None
+        raise FileProblem(f"cannot load the models: {e}") from None
     loaded = time.perf_counter()
     source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
     reporter.verbose(f"imported the detector in {imported - start:.3f} s")
@@ -413,7 +419,7 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
             try:
                 os.makedirs(folder, exist_ok=True)
             except OSError as e:
-                raise UsageProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
+                raise FileProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
     return stdout_kind, fmt_name, plan, detector
 
 
@@ -424,7 +430,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         try:
             sink = open_sink(options, fmt_name, stdout_kind)
         except OutputError as e:
-            raise UsageProblem(str(e)) from None
+            raise FileProblem(str(e)) from None
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
     failures = plan.already_failed
     try:

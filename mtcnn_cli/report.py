@@ -24,6 +24,13 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration to the millisecond under 0.01 s, to the hundredth under
+    10 s, to the tenth above: '0.004 s', '0.04 s', '4.20 s', '42.0 s'."""
+    decimals = 1 if seconds >= 10 else 2 if seconds >= 0.0095 else 3
+    return f"{seconds:.{decimals}f} s"
+
+
 def _progress(console, total: int):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
                                TextColumn, TimeRemainingColumn)
@@ -68,7 +75,8 @@ class Reporter:
         self._line(PREFIX + message)
 
     def error(self, message: str) -> None:
-        self._line(PREFIX + "error: " + message)
+        """A problem that ends the run early (interrupted, stdout closed)."""
+        self._line(PREFIX + message)
 
     def start(self, total: int, already_done: int = 0) -> None:
         self.total, self.already_done = total, already_done
@@ -109,4 +117,4 @@ class Reporter:
         seconds = time.perf_counter() - self.started
         done = f" ({self.already_done} done before)" if self.already_done else ""
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
-                   f"{plural(failures, 'failure')}, {seconds:.{2 if seconds < 10 else 1}f} s")
+                   f"{plural(failures, 'failure')}, {seconds_text(seconds)}")

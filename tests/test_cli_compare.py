@@ -11,22 +11,13 @@ from click.testing import CliRunner
 from mtcnn_cli import batch
 from mtcnn_cli.cli import main
 
+from .cli_support import one_line_error, usage_error
+
 SETS = ["mf60", "mf20", "mf40_loose", "mf100_strict"]
 
 
 def run(*args):
     return CliRunner().invoke(main, ["compare", *map(str, args)])
-
-
-def one_line_error(result, *fragments):
-    """A usage error: exit 2, nothing on stdout, one `mtcnn: ...` line on stderr."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mtcnn: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 def fails(result):
@@ -203,14 +194,14 @@ def test_malformed_ours(tmp_path):
 
 
 def test_click_usage_errors_are_one_line(tmp_path):
-    one_line_error(run(), "Missing option '--cpp'")
-    one_line_error(run("--cpp", tmp_path, "--tolerance", "-1"), "--tolerance")
-    one_line_error(run("--cpp", tmp_path, "--cpp-format", "xml"), "--cpp-format")
+    usage_error(run(), "compare", "Missing option '--cpp'")
+    usage_error(run("--cpp", tmp_path, "--tolerance", "-1"), "compare", "--tolerance")
+    usage_error(run("--cpp", tmp_path, "--cpp-format", "xml"), "compare", "--cpp-format")
 
 
 def test_run_options_need_no_ours(tmp_path):
     ref = write_json(tmp_path / "ref.json", CPP)
-    one_line_error(run("--cpp", ref, ref, "--min-face", 30), "--min-face", "no OURS given")
+    usage_error(run("--cpp", ref, ref, "--min-face", 30), "compare", "--min-face", "no OURS given")
 
 
 def test_report_that_cannot_be_written(tmp_path):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from mtcnn_cli import images, inputs
 from mtcnn_cli.cli import main
 
+from .cli_support import one_line_error, usage_error
 from .detect_support import StandInDetector, expected_faces, make_image, stand_in  # noqa: F401
 
 
@@ -30,14 +31,6 @@ def jsonl(text):
 
 def f32(values):
     return [np.float32(float(v)) for v in values]
-
-
-def assert_usage_error(result, fragment):
-    assert result.exit_code == 2, result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mtcnn detect: error: "), result.stderr
-    assert fragment in lines[0]
 
 
 @pytest.fixture
@@ -190,13 +183,13 @@ def test_stdout_carries_only_data(photos, stand_in):
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, fragment, stand_in, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert_usage_error(detect(*args, input=""), fragment)
+    usage_error(detect(*args, input=""), "detect", fragment)
     assert os.listdir(tmp_path) == []
 
 
-def test_unusable_model_folder_is_a_usage_error(photos, stand_in, tmp_path):
+def test_unusable_model_folder_is_one_line_exit_2(photos, stand_in, tmp_path):
     result = detect("photos", "--models", tmp_path / "nowhere", "-o", "out.json")
-    assert_usage_error(result, "cannot load the models")
+    one_line_error(result, "cannot load the models")
     assert not os.path.exists("out.json")
 
 
@@ -312,7 +305,7 @@ def test_bboxdir_files_for_openface(photos, stand_in):
 def test_bboxdir_refuses_two_images_with_one_stem(photos, stand_in):
     make_image("photos/sub/a.jpg", 1)
     result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
-    assert_usage_error(result, "same name stem")
+    usage_error(result, "detect", "same name stem")
     assert "photos/a.png" in result.stderr and "photos/sub/a.jpg" in result.stderr
     assert not os.path.exists("out.json") and not os.path.exists("boxes")
     assert stand_in.calls == []
@@ -324,7 +317,7 @@ def test_bboxdir_never_overwrites_an_input(photos, stand_in):
     os.rename("photos/notes.png", "photos/notes.txt")  # an image with a .txt name, given explicitly
     before = open("photos/notes.txt", "rb").read()
     result = detect("photos/notes.txt", "--bboxdir", "photos")
-    assert_usage_error(result, "--bboxdir would overwrite the input image photos/notes.txt")
+    usage_error(result, "detect", "--bboxdir would overwrite the input image photos/notes.txt")
     assert open("photos/notes.txt", "rb").read() == before
 
 
@@ -357,18 +350,18 @@ def test_annotate_places_dotdot_and_absolute_paths_inside(tmp_path, stand_in, mo
 def test_annotate_refuses_to_overwrite_inputs(photos, stand_in):
     before = open("photos/a.png", "rb").read()
     result = detect("photos/a.png", "--annotate", ".")
-    assert_usage_error(result, "--annotate would overwrite the input image photos/a.png")
+    usage_error(result, "detect", "--annotate would overwrite the input image photos/a.png")
     assert open("photos/a.png", "rb").read() == before
 
 
 def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     before = open("photos/a.png", "rb").read()
-    assert_usage_error(detect("photos", "-o", "photos/a.png"), "-o would overwrite the input image")
+    usage_error(detect("photos", "-o", "photos/a.png"), "detect", "-o would overwrite the input image")
     assert open("photos/a.png", "rb").read() == before
 
 
-def test_output_in_a_missing_folder_is_a_usage_error(photos, stand_in):
-    assert_usage_error(detect("photos", "-o", "no/such/folder/out.json"), "no/such/folder/out.json")
+def test_output_in_a_missing_folder_is_one_line_exit_2(photos, stand_in):
+    one_line_error(detect("photos", "-o", "no/such/folder/out.json"), "no/such/folder/out.json")
 
 
 # --- shards, resume, interruption -------------------------------------------------------
@@ -411,7 +404,7 @@ def test_resume_remembers_earlier_failures(photos, stand_in):
 def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):
     detect("photos", "-o", "out.json", "--format", "json")
     before = open("out.json").read()
-    assert_usage_error(detect("photos", "--resume", "-o", "out.json"), "is not a JSONL image record")
+    one_line_error(detect("photos", "--resume", "-o", "out.json"), "is not a JSONL image record")
     assert open("out.json").read() == before
 
 
@@ -430,7 +423,7 @@ def test_interrupted_run_leaves_the_old_file(photos, stand_in, monkeypatch, fmt)
     monkeypatch.setattr(StandInDetector, "detect", interrupt_on(3))
     result = detect("photos", "--format", fmt, "-o", "out")
     assert result.exit_code == 130
-    assert result.stderr.splitlines()[-1] == "mtcnn: error: interrupted after 2 images"
+    assert result.stderr.splitlines()[-1] == "mtcnn: interrupted after 2 images"
     assert "Traceback" not in result.stderr
     assert open("out").read() == "old"
     assert sorted(os.listdir()) == ["out", "photos"]  # no temporary file left

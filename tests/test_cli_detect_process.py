@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from .cli_support import one_line_error
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "from mtcnn_cli.cli import main; main(prog_name='mtcnn')"
 SMALL_FACES = ["facerec__obama_small.jpg", "openface__frame_det_000000_112x112_0.7.bmp",
@@ -177,7 +179,7 @@ def test_killed_batches_resume_to_exactly_one_record_per_image(batch_folder, tmp
             assert process.returncode in (130, 0, 1), err  # 0/1: the batch ended before the signal
             assert b"Traceback" not in err
             if process.returncode == 130:
-                assert err.decode().splitlines()[-1].startswith("mtcnn: error: interrupted after ")
+                assert err.decode().splitlines()[-1].startswith("mtcnn: interrupted after ")
         interrupted.append(process.returncode in (130, -9))
         records(out)  # every line complete
         assert_no_process_left(marker)
@@ -228,7 +230,7 @@ def test_closed_stdout_stops_quietly(batch_folder, tmp_path):
     process.wait(timeout=120)
     assert process.returncode == 1
     assert b"Traceback" not in err and b"Exception ignored" not in err
-    assert err.decode().splitlines()[-1] == "mtcnn: error: stdout was closed"
+    assert err.decode().splitlines()[-1] == "mtcnn: stdout was closed"
 
 
 def test_shards_in_processes(batch_folder, tmp_path):
@@ -249,7 +251,7 @@ def test_verbose_reports_timings(tmp_path, corpus):
 def test_model_folders(tmp_path, corpus, openface_models):
     """OpenFace's own .dat files hold the bundled weights' values: same output.
     A folder that is not a model folder, from --models or $MTCNN_MODELS, is a
-    usage error."""
+    one-line error, exit status 2."""
     photo = corpus / SMALL_FACES[0]
     bundled = run(photo, cwd=tmp_path)
     theirs = run(photo, "--models", openface_models, cwd=tmp_path)
@@ -257,9 +259,7 @@ def test_model_folders(tmp_path, corpus, openface_models):
     assert json.loads(theirs.stdout)["faces"] and theirs.stdout == bundled.stdout
     for models in (tmp_path, tmp_path / "missing"):
         refused = run(photo, "--models", models, "-o", tmp_path / "out.json", cwd=tmp_path)
-        assert refused.returncode == 2 and refused.stdout == b""
-        lines = refused.stderr.decode().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("mtcnn detect: error: cannot load the models: ")
+        assert one_line_error(refused).startswith("mtcnn: cannot load the models: ")
     env = dict(environment(), MTCNN_MODELS=str(tmp_path))
     refused = subprocess.run(command(photo), cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert refused.returncode == 2 and b"cannot load the models" in refused.stderr

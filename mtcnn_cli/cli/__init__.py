@@ -2,9 +2,10 @@
 import click
 
 from .. import __version__
+from .common import CONTEXT, Group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mtcnn")
 def main():
     """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""

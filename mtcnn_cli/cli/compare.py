@@ -6,26 +6,12 @@ from pathlib import Path
 
 import click
 
+from .common import CONTEXT, Command, fail, usage_error
+
 FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, without importing numpy
 
 
-class OneLineError(click.UsageError):
-    """click's own usage errors (bad option, no --cpp) as one `mtcnn: ...` line, exit 2."""
-
-    def show(self, file=None):
-        message = " ".join(self.format_message().split())
-        click.echo(f"mtcnn: compare: {message} (see mtcnn compare --help)", file=file, err=True)
-
-
-class CompareCommand(click.Command):
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            raise OneLineError(e.format_message(), e.ctx) from None
-
-
-@click.command(cls=CompareCommand, context_settings={"help_option_names": ["-h", "--help"]}, options_metavar="--cpp REF [OPTIONS]")
+@click.command(cls=Command, context_settings=CONTEXT, options_metavar="--cpp REF [OPTIONS]")
 @click.option("--cpp", "ref_path", required=True, type=click.Path(path_type=Path), metavar="REF",
               help="The C++ side: OpenFace reference JSON, an OpenFace -bboxdir folder, or an "
                    "output of `mtcnn detect`.")
@@ -96,8 +82,7 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     except cmp.CompareError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        click.echo("mtcnn: interrupted", err=True)
-        click.get_current_context().exit(130)
+        fail("interrupted", 130)
     cmp.print_summary(result)
     click.echo(cmp.verdict(result))
     click.get_current_context().exit(0 if result.passed else 1)
@@ -138,9 +123,5 @@ def check_no_run_options(overrides, models, jobs, images_dir, root):
     given += ["--models"] * (models is not None) + ["--jobs"] * (jobs != 1)
     given += ["--images"] * (images_dir is not None) + ["--root"] * (root is not None)
     if given:
-        fail(f"{', '.join(given)}: only used when compare runs the detector itself (no OURS given)")
-
-
-def fail(message: str):
-    click.echo(f"mtcnn: {message}", err=True)
-    click.get_current_context().exit(2)
+        usage_error(f"{', '.join(given)}: only used when compare runs the detector itself "
+                    f"(no OURS given)")

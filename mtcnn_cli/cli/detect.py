@@ -10,26 +10,9 @@ import time
 import click
 
 from .. import __version__
+from .common import CONTEXT, Command, fail, usage_error
 
 MAX_PIXELS = 100_000_000
-
-
-class OneLineUsageError(click.UsageError):
-    """Usage errors as one line on stderr (exit status 2)."""
-
-    def show(self, file=None):
-        message = " ".join(self.format_message().split())
-        click.echo(f"mtcnn detect: error: {message} (see mtcnn detect --help)", file=file, err=True)
-
-
-class DetectCommand(click.Command):
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            if isinstance(e, OneLineUsageError):
-                raise
-            raise OneLineUsageError(e.format_message(), e.ctx) from None
 
 
 class Threshold(click.ParamType):
@@ -89,8 +72,7 @@ Exit status:
 """
 
 
-@click.command(cls=DetectCommand, epilog=EPILOG,
-               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, epilog=EPILOG, context_settings={**CONTEXT, "max_content_width": 100})
 @click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("-0", "--null", is_flag=True,
               help="The list read from stdin (PATH -) is NUL-separated, as find -print0 writes it.")
@@ -152,16 +134,15 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
     """
     started = time.perf_counter()
     if quiet and verbose:
-        raise OneLineUsageError("-q/--quiet and -v/--verbose exclude each other")
+        usage_error("-q/--quiet and -v/--verbose exclude each other")
     from ..threads import limit_this_process
 
     limit_this_process()  # same bits with --jobs 1 as in the single-threaded workers
     try:
-        from ..job import DetectOptions, UsageProblem, run_detect
+        from ..job import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..report import Reporter
     except KeyboardInterrupt:
-        click.echo("mtcnn: error: interrupted", err=True)
-        ctx.exit(130)
+        fail("interrupted", 130)
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -171,8 +152,10 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
         jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose, max_pixels=max_pixels)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
+    except FileProblem as e:
+        fail(e)
     except UsageProblem as e:
-        raise OneLineUsageError(str(e)) from None
+        usage_error(str(e))
     if status == 1 and _stdout_closed():
         _silence_stdout()
     ctx.exit(status)

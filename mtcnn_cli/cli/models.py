@@ -5,54 +5,16 @@ from pathlib import Path
 
 import click
 
-
-class OneLineUsage(click.UsageError):
-    """A usage error (missing DIR, unknown option) as one `mtcnn: ...` line, exit 2."""
-
-    def show(self, file=None):
-        command = subcommand_path(self.ctx)
-        message = " ".join(self.format_message().split())
-        click.echo(f"mtcnn: {command}: {message} (see mtcnn {command} --help)", err=True)
+from .common import CONTEXT, Group, fail
 
 
-def subcommand_path(ctx: click.Context | None) -> str:
-    """'models export' for `mtcnn models export`, whatever the program's name."""
-    names = []
-    while ctx is not None and ctx.parent is not None:
-        names.append(ctx.info_name)
-        ctx = ctx.parent
-    return " ".join(reversed(names)) or "models"
-
-
-class OneLineUsageCommand(click.Command):
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            raise OneLineUsage(e.format_message(), e.ctx) from None
-
-
-class OneLineUsageGroup(click.Group):
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as e:
-            raise OneLineUsage(e.format_message(), e.ctx) from None
-
-
-def fail(error: Exception):
-    """One line on stderr, exit status 2."""
-    click.echo(f"mtcnn: {error}", err=True)
-    raise SystemExit(2)
-
-
-@click.group(cls=OneLineUsageGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings=CONTEXT)
 def models():
     """Model files: export the bundled networks in OpenFace's format, or show
     where a set of networks comes from and what it holds."""
 
 
-@models.command(cls=OneLineUsageCommand)
+@models.command()
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--models", "source", metavar="SRC", type=click.Path(path_type=Path),
               help="Export the networks of this model folder instead of the bundled ones.")
@@ -75,7 +37,7 @@ def export(folder, source):
         click.echo(str(path))
 
 
-@models.command(cls=OneLineUsageCommand)
+@models.command()
 @click.argument("folder", metavar="[DIR]", required=False, type=click.Path(path_type=Path))
 def info(folder):
     """Show, for each network, where it comes from, its SHA-256, and its layers

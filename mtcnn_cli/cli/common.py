@@ -1,0 +1,112 @@
+"""What every `mtcnn` command shares: how errors are shown.
+
+Every error is one line on stderr, never a traceback, in one of two forms:
+
+    mtcnn detect: no PATH given: ... (see mtcnn detect --help)
+        the command line itself is wrong: a bad or missing option or
+        argument, options that exclude each other (exit status 2);
+    mtcnn: models/x: no MTCNN_detector.txt in this folder
+        a file, folder or model that cannot be used, an image skipped, an
+        interruption: the message names the file and the problem.
+
+Commands get the first form by being declared with cls=Command (or
+cls=Group), which turns click's own usage errors into it; they raise
+usage_error() for their own command-line checks and call fail() for the
+second form.
+"""
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+PROGRAM = "mtcnn"
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+EXIT_USAGE = 2
+
+
+def one_line(message: str) -> str:
+    """The message with every run of white space (newlines too) as one space."""
+    return " ".join(str(message).split())
+
+
+def command_name(ctx: click.Context | None) -> str:
+    """'detect', or 'models export', for the command `ctx` runs ('' for the
+    program itself), whatever name the program was started under."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def usage_line(message: str, ctx: click.Context | None) -> str:
+    """`mtcnn SUBCOMMAND: MESSAGE (see mtcnn SUBCOMMAND --help)`."""
+    name = command_name(ctx)
+    command = f"{PROGRAM} {name}" if name else PROGRAM
+    return f"{command}: {one_line(message)} (see {command} --help)"
+
+
+def error_line(message: str) -> str:
+    """`mtcnn: MESSAGE`."""
+    return f"{PROGRAM}: {one_line(message)}"
+
+
+class OneLineUsageError(click.UsageError):
+    """A wrong command line, shown as usage_line(); exit status 2."""
+
+    def show(self, file=None) -> None:
+        click.echo(usage_line(self.format_message(), self.ctx), file=file, err=True)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    """click's usage error as a OneLineUsageError; a bare group's help
+    (NoArgsIsHelpError) stays as it is."""
+    if isinstance(error, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return error
+    return OneLineUsageError(error.format_message(), error.ctx)
+
+
+class Command(click.Command):
+    """A click command whose usage errors are one line (see the module)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+
+class Group(click.Group):
+    """A click group whose usage errors (its own options, an unknown
+    subcommand) are one line; @group.command() makes Commands."""
+    command_class = Command
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+
+def usage_error(message: str) -> NoReturn:
+    """Stop the running command: its command line is wrong (exit status 2)."""
+    raise OneLineUsageError(message, click.get_current_context(silent=True))
+
+
+def say(message: str) -> None:
+    """One `mtcnn: MESSAGE` line on stderr."""
+    click.echo(error_line(message), err=True)
+
+
+def fail(message, status: int = EXIT_USAGE) -> NoReturn:
+    """Stop with `mtcnn: MESSAGE` on stderr (a file, folder or model that
+    cannot be used; an interruption with status 130)."""
+    say(str(message))
+    raise click.exceptions.Exit(status)
