@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import atomic
+from .atomic import OutputError
 
 CONV, MAX_POOL, FULLY_CONNECTED, PRELU, SIGMOID = 0, 1, 2, 3, 4
 CV_32F = 5
@@ -415,40 +417,18 @@ def network_to_bytes(layers) -> bytes:
     return _INT32.pack(len(layers)) + b"".join(layer_to_bytes(layer) for layer in layers)
 
 
-def _new_file_mode() -> int:
-    """Permissions of a new file under the process's umask (mkstemp gives 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_bytes_atomically(path, data: bytes) -> None:
-    """Replace `path` with `data`: a temporary file in the same folder, then
-    os.replace, so no reader sees half a file. Raises ModelError."""
-    path = Path(path)
+def write_model_file(path, data: bytes) -> None:
+    """Replace `path` with `data` (mtcnn_cli.atomic: a temporary file in the
+    same folder, then os.replace). Raises ModelError."""
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".tmp",
-                                    dir=path.parent)
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, _new_file_mode())
-        os.replace(temp, path)
-    except OSError as e:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
+        atomic.write_bytes(path, data)
+    except OutputError as e:
+        raise ModelError(str(e)) from None
 
 
 def write_network(layers, path) -> None:
     """Write a `.dat` network file atomically. Raises ModelError."""
-    write_bytes_atomically(path, network_to_bytes(layers))
+    write_model_file(path, network_to_bytes(layers))
 
 
 # --- MTCNN_detector.txt -----------------------------------------------------------------
@@ -499,4 +479,4 @@ def write_detector_list(path, files: dict[str, str] | None = None) -> None:
     if files is None:
         files = {name: f"{name}.dat" for name in NETWORK_NAMES}
     text = detector_list_text({name: os.fspath(file) for name, file in files.items()})
-    write_bytes_atomically(path, text.encode("utf-8"))
+    write_model_file(path, text.encode("utf-8"))

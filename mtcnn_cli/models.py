@@ -31,8 +31,8 @@ import numpy as np
 
 from .datfile import (NETWORK_NAMES, Conv, FullyConnected, Layer, MaxPool, ModelError, PReLU,
                       Sigmoid, describe_layer, network_to_bytes, parse_network,
-                      read_detector_list, read_network_bytes, write_bytes_atomically,
-                      write_detector_list)
+                      read_detector_list, read_network_bytes, write_detector_list,
+                      write_model_file, write_network)
 
 DETECTOR_LIST = "MTCNN_detector.txt"
 
@@ -530,7 +530,7 @@ def _write_cache(entry: Path, models: MTCNNModels) -> None:
         temp = Path(tempfile.mkdtemp(prefix=".bundled-", dir=entry.parent))
         export_models(temp, models)
         sums = "".join(f"{models.sha256[name]}  {name}.dat\n" for name in NETWORK_NAMES)
-        write_bytes_atomically(temp / "SHA256SUMS", sums.encode("ascii"))
+        write_model_file(temp / "SHA256SUMS", sums.encode("ascii"))
         os.rename(temp, entry)
         temp = None
     except (OSError, ModelError):
@@ -581,7 +581,7 @@ def export_models(folder, models: MTCNNModels | None = None) -> dict[str, Path]:
     written = {}
     for name, layers in models.networks().items():
         path = folder / f"{name}.dat"
-        write_bytes_atomically(path, network_to_bytes(layers))
+        write_network(layers, path)
         written[path.name] = path
     write_detector_list(folder / DETECTOR_LIST)
     written[DETECTOR_LIST] = folder / DETECTOR_LIST
