@@ -191,6 +191,14 @@ class _Cursor:
         rows, cols = self.matrix_header(what)
         return self.floats(rows * cols, what).reshape(rows, cols)
 
+    def column(self, what: str) -> np.ndarray:
+        """A CV_32F matrix of one column -> float32 (rows, 1)."""
+        at = self.pos
+        matrix = self.matrix(what)
+        if matrix.shape[1] != 1:
+            raise self.error(f"{what} is {matrix.shape[0]}x{matrix.shape[1]}, must be one column", at)
+        return matrix
+
 
 class _Channels:
     """What the reader knows of the maps flowing between layers, to catch layers
@@ -276,11 +284,7 @@ def _read_max_pool(cur: _Cursor) -> MaxPool:
 
 
 def _read_fully_connected(cur: _Cursor, chain: _Channels) -> FullyConnected:
-    at = cur.pos
-    biases = cur.matrix("the bias matrix")                       # (n_out, 1)
-    if biases.shape[1] != 1:
-        raise cur.error(f"the bias matrix is {biases.shape[0]}x{biases.shape[1]}, "
-                        f"must be one column", at)
+    biases = cur.column("the bias matrix")                       # (n_out, 1)
     at_weights = cur.pos
     weights = cur.matrix("the weight matrix")                    # (n_in, n_out)
     if weights.shape[1] != biases.shape[0]:
@@ -293,10 +297,7 @@ def _read_fully_connected(cur: _Cursor, chain: _Channels) -> FullyConnected:
 
 def _read_prelu(cur: _Cursor, chain: _Channels) -> PReLU:
     at = cur.pos
-    slopes = cur.matrix("the slope matrix")                      # (channels, 1)
-    if slopes.shape[1] != 1:
-        raise cur.error(f"the slope matrix is {slopes.shape[0]}x{slopes.shape[1]}, "
-                        f"must be one column", at)
+    slopes = cur.column("the slope matrix")                      # (channels, 1)
     if slopes.shape[0] > MAX_MAPS:
         raise cur.error(f"the slope matrix has {slopes.shape[0]} rows, more than the "
                         f"limit of {MAX_MAPS} channels", at)

@@ -24,7 +24,6 @@ from . import atomic, inputs
 from .atomic import AtomicFile, LineAppender, OutputError
 from .batch import Result, Settings, Task, run_tasks
 from .draw import output_name
-from .images import DEFAULT_MAX_PIXELS
 from .interrupt import Interrupts
 from .output import bbox_text, make_format
 from .report import Reporter, display
@@ -44,31 +43,23 @@ class FileProblem(UsageProblem):
 
 @dataclass
 class DetectOptions:
+    settings: Settings = field(default_factory=Settings)  # what each image is processed with
     paths: tuple = ()
     null: bool = False
-    min_face: int = 60
-    t1: float = 0.6
-    t2: float = 0.7
-    t3: float = 0.7
-    models: str | None = None
     fmt: str | None = None
     output: str | None = None
     bboxdir: str | None = None
     annotate: str | None = None
-    landmarks: bool = True
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
     quiet: bool = False
     verbose: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    def settings(self) -> Settings:
-        return Settings(self.models, self.min_face, self.t1, self.t2, self.t3,
-                        self.max_pixels, self.landmarks)
 
     def params(self) -> dict:
-        return {"min_face": self.min_face, "t1": self.t1, "t2": self.t2, "t3": self.t3}
+        """The detector's parameters, as the JSON document records them."""
+        s = self.settings
+        return {"min_face": s.min_face, "t1": s.t1, "t2": s.t2, "t3": s.t3}
 
 
 @dataclass
@@ -413,7 +404,7 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
         reporter.warn(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
     if not plan.items and not plan.already_done:
         reporter.warn("no images found")
-    detector = load_detector(options.settings(), reporter)
+    detector = load_detector(options.settings, reporter)
     for folder in (options.annotate, options.bboxdir):
         if folder is not None:
             try:
@@ -425,7 +416,7 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.landmarks)
+    fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
     with interrupts.critical():
         try:
             sink = open_sink(options, fmt_name, stdout_kind)
@@ -435,7 +426,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     failures = plan.already_failed
     try:
         reporter.start(len(plan.items), plan.already_done)
-        with closing(run_tasks(tasks, options.settings(), options.jobs, detector)) as outcomes:
+        with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
             for result, outcome in _results_in_order(plan, outcomes):

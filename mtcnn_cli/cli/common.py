@@ -67,8 +67,9 @@ def _one_line(error: click.UsageError) -> click.UsageError:
     return OneLineUsageError(error.format_message(), error.ctx)
 
 
-class Command(click.Command):
-    """A click command whose usage errors are one line (see the module)."""
+class _OneLineUsage:
+    """Mixin for click commands and groups: usage errors raised while parsing
+    the command line become OneLineUsageErrors."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -77,16 +78,14 @@ class Command(click.Command):
             raise _one_line(e) from None
 
 
-class Group(click.Group):
+class Command(_OneLineUsage, click.Command):
+    """A click command whose usage errors are one line (see the module)."""
+
+
+class Group(_OneLineUsage, click.Group):
     """A click group whose usage errors (its own options, an unknown
     subcommand) are one line; @group.command() makes Commands."""
     command_class = Command
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            raise _one_line(e) from None
 
     def resolve_command(self, ctx, args):
         try:

@@ -139,6 +139,7 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
 
     limit_this_process()  # same bits with --jobs 1 as in the single-threaded workers
     try:
+        from ..batch import Settings
         from ..job import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..report import Reporter
     except KeyboardInterrupt:
@@ -146,10 +147,11 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
+    settings = Settings(models=models, min_face=min_face, t1=t1, t2=t2, t3=t3,
+                        max_pixels=max_pixels, landmarks=not no_landmarks)
     options = DetectOptions(
-        paths=tuple(paths), null=null, min_face=min_face, t1=t1, t2=t2, t3=t3, models=models,
-        fmt=fmt, output=output, bboxdir=bboxdir, annotate=annotate, landmarks=not no_landmarks,
-        jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose, max_pixels=max_pixels)
+        settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
+        annotate=annotate, jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:
