@@ -99,6 +99,22 @@ def test_stdout_redirected_to_a_file_gets_json(photos, stand_in):
     assert job.choose_format("csv", None, False, "terminal") == "csv"
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+@pytest.mark.parametrize("paths", [["photos"], ["photos/b.JPG"], ["empty"]])
+def test_every_format_ends_with_a_newline(photos, stand_in, fmt, paths):
+    """On stdout and in -o files, for many images, one, or none (jsonl then
+    writes nothing at all)."""
+    os.mkdir("empty")
+    piped = detect(*paths, "--format", fmt, "-q")
+    detect(*paths, "--format", fmt, "-o", "out")
+    written = open("out", encoding="utf-8").read()
+    assert written == piped.stdout
+    if paths == ["empty"] and fmt == "jsonl":
+        assert written == ""
+    else:
+        assert written.endswith("\n") and not written.endswith("\n\n"), repr(written[-20:])
+
+
 def test_csv_output(photos, stand_in):
     result = detect("photos", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))

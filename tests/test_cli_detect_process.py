@@ -2,6 +2,7 @@
 bundled weights, signals sent at several points of a batch."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -237,6 +238,44 @@ def test_shards_in_processes(batch_folder, tmp_path):
     whole = run(batch_folder, "--format", "jsonl", cwd=tmp_path).stdout
     parts = [run(batch_folder, "--format", "jsonl", "--shard", f"{i}/2", cwd=tmp_path).stdout for i in (1, 2)]
     assert parts[0] and parts[1] and parts[0] + parts[1] == whole
+
+
+def _run_on_a_terminal(args, cwd) -> str:
+    """stdout and stderr both on one pseudo-terminal, as a user sees them
+    (less the escape sequences)."""
+    master, slave = os.openpty()
+    process = subprocess.Popen(command(*args), cwd=cwd, env=environment(), stdin=subprocess.DEVNULL,
+                               stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert process.wait(timeout=300) == 0, seen
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode())  # the progress bar's drawing
+    return text.replace("\r\n", "\n").replace("\r", "")
+
+
+@pytest.mark.parametrize("fmt", [None, "jsonl", "csv"])
+def test_on_a_terminal_the_summary_gets_its_own_line(tmp_path, corpus, fmt):
+    photo = str(corpus / SMALL_FACES[0])
+    screen = _run_on_a_terminal([photo] + (["--format", fmt] if fmt else []), tmp_path)
+    data, summary = screen.split("mtcnn: 1 image, 1 face, 0 failures, ")
+    assert data.endswith("\n"), repr(data[-80:])
+    last = data.splitlines()[-1]
+    if fmt is None:  # json on a terminal
+        assert last == "}" and json.loads(data[data.index("{"):])["images"][0]["path"] == photo
+    elif fmt == "jsonl":
+        assert json.loads(last)["path"] == photo
+    else:
+        assert last.startswith(photo + ",0,")
+    assert summary.endswith(" s\n") and "0.0 s" not in summary and "0.00 s" not in summary
 
 
 def test_verbose_reports_timings(tmp_path, corpus):
