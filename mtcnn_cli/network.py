@@ -34,6 +34,16 @@ class Network:
             return ("sigmoid",)
         raise TypeError(f"unknown layer {layer!r}")
 
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """Height and width of the maps this network makes from an h x w input."""
+        for step in self._steps:
+            if step[0] == "conv":
+                h, w = h - step[2] + 1, w - step[3] + 1
+            elif step[0] == "pool":
+                kx, ky, sx, sy = step[1:]
+                h, w = layers.pooled_size(h, ky, sy), layers.pooled_size(w, kx, sx)
+        return h, w
+
     def __call__(self, maps: np.ndarray, trace: list | None = None) -> np.ndarray:
         """trace, if given, receives every layer's output (for parity tests)."""
         x = maps

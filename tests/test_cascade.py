@@ -1,0 +1,48 @@
+"""The cascade's shortcuts give the same bits as the plain computation."""
+import numpy as np
+import pytest
+
+from mtcnn_cli import Detector
+from mtcnn_cli import cascade as cc
+from mtcnn_cli.threads import one_blas_thread
+
+
+@pytest.fixture(scope="module")
+def networks():
+    return Detector().cascade
+
+
+@pytest.mark.parametrize("h, w", [(700, 90), (701, 61), (333, 500), (12, 12), (13, 2000)])
+def test_pnet_in_bands_equals_one_pass(networks, monkeypatch, h, w):
+    monkeypatch.setattr(cc, "CACHE_BYTES", 1 << 16)  # many small bands
+    maps = np.random.default_rng(h * w).uniform(-1, 1, (1, h, w, 3)).astype(np.float32)
+    with one_blas_thread():
+        whole = networks.pnet(maps)
+        banded = networks.pnet_in_bands(maps)
+    assert banded.shape == whole.shape
+    np.testing.assert_array_equal(banded, whole)
+
+
+def test_output_size_follows_the_layers(networks):
+    for h, w in [(12, 12), (13, 13), (389, 500), (24, 24)]:
+        out = networks.pnet(np.zeros((1, h, w, 3), np.float32))
+        assert networks.pnet.output_size(h, w) == out.shape[1:3]
+
+
+@pytest.mark.parametrize("size, network", [(24, "rnet"), (48, "onet")])
+def test_refine_in_batches_equals_one_batch(networks, monkeypatch, size, network):
+    rng = np.random.default_rng(size)
+    img = rng.uniform(0, 255, (300, 400, 3)).astype(np.float32)
+    xy = rng.integers(-30, 380, (50, 2))
+    side = rng.integers(0, 120, (50, 1))
+    boxes = np.hstack([xy, side, side]).astype(np.float32)
+    net = getattr(networks, network)
+    with one_blas_thread():
+        monkeypatch.setattr(cc, "CACHE_BYTES", 1 << 40)
+        _, whole = networks.refine(net, img, boxes, size)
+        monkeypatch.setattr(cc, "CACHE_BYTES", 1)
+        _, one_by_one = networks.refine(net, img, boxes, size)
+        monkeypatch.setattr(cc, "CACHE_BYTES", 4 * size * size * 32 * 7)
+        _, sevens = networks.refine(net, img, boxes, size)
+    np.testing.assert_array_equal(one_by_one, whole)
+    np.testing.assert_array_equal(sevens, whole)
