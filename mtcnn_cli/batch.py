@@ -230,7 +230,7 @@ WORKER_DIED = "the worker process died on this image (out of memory?)"
 
 def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
                   work=None, initializer=None) -> Iterator[Outcome]:
-    """Outcomes in task order from `processes` workers, at most 2 tasks per
+    """Outcomes in task order from `processes` workers, at most 8 tasks per
     worker in flight. If a worker dies (killed by the kernel for lack of
     memory, a crash in native code), the tasks in flight are run again one at
     a time in a new pool; the one whose worker dies then gets an error
@@ -241,7 +241,9 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
         return _Workers(processes, initializer or _init_worker, (settings, os.getpid()))
 
     workers = start()
-    window = 2 * processes
+    # Results come out in task order, so a slow image at the head holds back the
+    # rest: a deep window keeps the other workers busy meanwhile.
+    window = 8 * processes
     in_flight: deque = deque()  # (index, future), in task order
     next_index, alone = 0, 0  # alone: how many upcoming tasks run one at a time
     try:
