@@ -45,38 +45,50 @@ def proposals(prob: np.ndarray, corrections: np.ndarray, scale: float, threshold
     return boxes, prob[ys, xs], corrections[:, ys, xs].T.astype(F32)
 
 
+def overlaps(rects: np.ndarray, rows: np.ndarray, minimum: bool) -> np.ndarray:
+    """float32 overlap of the integer rects `rows` (B, 4) with every rect (n, 4):
+    (B, n). Integer intersection area (empty unless both sides are positive)
+    over the union (a1 + a2 - inter, in float) or over the smaller area."""
+    x1, y1, w, h = (rects[:, k] for k in range(4))
+    bx1, by1, bw, bh = (rows[:, k:k + 1] for k in range(4))
+    iw = np.minimum(bx1 + bw, x1 + w) - np.maximum(bx1, x1)
+    ih = np.minimum(by1 + bh, y1 + h) - np.maximum(by1, y1)
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0).astype(F32)
+    if minimum:
+        denom = np.minimum(bw * bh, w * h).astype(F32)
+    else:
+        denom = (bw * bh + w * h).astype(F32) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / denom
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, minimum: bool = False) -> np.ndarray:
     """Indices kept by non-maximum suppression, in the order they are selected.
 
     Candidates are ordered by score, equal scores in input order; the last one
     (highest score, latest among ties) is taken, and every remaining box whose
-    overlap with it is strictly above the threshold is dropped. Overlap uses the
-    boxes as integer rects: intersection / union (IoU) or / the smaller area."""
+    overlap with it is strictly above the threshold is dropped; repeat. Overlap
+    uses the boxes as integer rects (see `overlaps`).
+
+    Equivalently: walk the candidates from the highest score down, keep each one
+    not yet dropped, and drop everything it overlaps. Overlaps are computed for a
+    block of candidates at a time against all boxes."""
     n = len(boxes)
-    if n == 0:
-        return np.zeros(0, np.int64)
     rects = to_int_rect(boxes)
-    x1, y1 = rects[:, 0], rects[:, 1]
-    x2, y2 = x1 + rects[:, 2], y1 + rects[:, 3]
-    areas = rects[:, 2] * rects[:, 3]
+    order = np.argsort(scores, kind="stable")[::-1]  # selection order
     thresh = F32(threshold)
-    remaining = np.argsort(scores, kind="stable")  # ascending; ties keep input order
+    dropped = np.zeros(n, bool)
     kept = []
-    while remaining.size:
-        best, remaining = remaining[-1], remaining[:-1]
-        kept.append(best)
-        if not remaining.size:
-            break
-        iw = np.minimum(x2[best], x2[remaining]) - np.maximum(x1[best], x1[remaining])
-        ih = np.minimum(y2[best], y2[remaining]) - np.maximum(y1[best], y1[remaining])
-        inter = np.where((iw > 0) & (ih > 0), iw * ih, 0).astype(F32)
-        if minimum:
-            denom = np.minimum(areas[best], areas[remaining]).astype(F32)
-        else:
-            denom = (areas[best] + areas[remaining]).astype(F32) - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
-            overlap = inter / denom
-        remaining = remaining[~(overlap > thresh)]
+    block = max(16, min(256, (1 << 22) // max(n, 1)))
+    for start in range(0, n, block):
+        candidates = order[start:start + block]
+        if dropped[candidates].all():
+            continue
+        over = overlaps(rects, rects[candidates], minimum) > thresh  # (B, n)
+        for i, index in enumerate(candidates):
+            if not dropped[index]:
+                kept.append(index)
+                dropped |= over[i]
     return np.asarray(kept, np.int64)
 
 
