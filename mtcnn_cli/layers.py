@@ -86,13 +86,11 @@ def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
     if s.size != maps.shape[-1]:
         raise ValueError(f"prelu: {s.size} slopes for {maps.shape[-1]} channels {maps.shape}")
     scaled = maps * s
-    steep = s > 1
-    if steep.any():
-        steep_values = np.minimum(maps, scaled)
-        np.maximum(maps, scaled, out=maps)
-        np.copyto(maps, steep_values, where=steep)
-    else:
-        np.maximum(maps, scaled, out=maps)
+    steep = np.flatnonzero(s > 1)  # usually none or a few channels
+    steep_values = np.minimum(maps[..., steep], scaled[..., steep]) if steep.size else None
+    np.maximum(maps, scaled, out=maps)
+    if steep.size:
+        maps[..., steep] = steep_values
     return maps
 
 
