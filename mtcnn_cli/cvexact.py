@@ -40,6 +40,11 @@ _QUARTER = F32(0.25)
 # ----------------------------------------------------------------------------------------
 
 
+def _between(a: np.ndarray, low, high) -> np.ndarray:
+    """np.clip without its call overhead (it is on every pyramid level's path)."""
+    return np.minimum(np.maximum(a, low), high)
+
+
 def _axis_taps(src_len: int, dst_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unclamped taps of one axis: (i0 int64, w0 float32, w1 float32), each (dst_len,)."""
     scale = 1.0 / (dst_len / src_len)  # double, as OpenCV: 1 / inv_scale
@@ -65,7 +70,7 @@ def _column_taps(src_w: int, dst_w: int):
 def _row_taps(src_h: int, dst_h: int):
     """Vertical taps: (y0, y1, w0, w1), row indices clipped into the image."""
     y0, w0, w1 = _axis_taps(src_h, dst_h)
-    return np.clip(y0, 0, src_h - 1), np.clip(y0 + 1, 0, src_h - 1), w0, w1
+    return _between(y0, 0, src_h - 1), _between(y0 + 1, 0, src_h - 1), w0, w1
 
 
 def _is_halving(src_w: int, src_h: int, width: int, height: int) -> bool:
@@ -210,7 +215,7 @@ def _batch_taps(src_len: np.ndarray, size: int, horizontal: bool):
         w0, w1 = np.where(copy, F32(1), w0), np.where(copy, F32(0), w1)
         i0 = np.minimum(i0, last)
         return i0, np.minimum(i0 + 1, last), w0.astype(F32), w1.astype(F32)
-    return np.clip(i0, 0, last), np.clip(i0 + 1, 0, last), w0, w1
+    return _between(i0, 0, last), _between(i0 + 1, 0, last), w0, w1
 
 
 def _sample(pixels: np.ndarray, shape: tuple[int, int], boxes: np.ndarray,
@@ -370,11 +375,11 @@ def exp(x: np.ndarray) -> np.ndarray:
         raise TypeError(f"exp needs float32, got {x.dtype}")
     limit = F32(_EXP_LIMIT)
     # the vector code's max() returns the bound for NaN; short arrays get NaN back below
-    v = np.where(np.isnan(x), -limit, np.clip(x, -limit, limit))
+    v = np.where(np.isnan(x), -limit, _between(x, -limit, limit))
     v = v * F32(_EXP_PRESCALE)
     k = np.rint(v).astype(np.int32)  # round half to even
     r = (v - k.astype(F32)) * F32(1.0 / 64)
-    biased = np.clip((k >> 6) + 127, 0, 255).astype(np.int32)
+    biased = _between((k >> 6) + 127, 0, 255).astype(np.int32)
     scale = _EXP_TABLE[k & 63] * (biased << 23).view(F32)
     poly = r + _EXP_A1
     poly = _fma32(poly, r, _EXP_A2)
