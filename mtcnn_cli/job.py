@@ -182,25 +182,40 @@ def refuse_overwriting_inputs(items, targets: dict) -> None:
                                f"(as {display(path)})")
 
 
+RECORD_START = b'{"path": '  # how every JSONL record we write begins
+
+
+def _torn_record(tail: bytes) -> bool:
+    """Whether the bytes after the last newline can be the start of one of
+    our records, cut short by a kill."""
+    return tail.startswith(RECORD_START) or RECORD_START.startswith(tail)
+
+
 def read_done(path: str) -> tuple[dict, int]:
     """--resume: the records already in the JSONL file as {path: failed?},
-    and the size of a torn last line (from a kill) cut off first."""
+    and the size of a torn last line (from a kill) cut off. The complete
+    lines are checked first: a file that is not ours is left untouched."""
     if not os.path.exists(path):
         return {}, 0
     try:
-        dropped = atomic.cut_torn_tail(path)
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")
-    except (OSError, OutputError) as e:
-        raise FileProblem(f"--resume: cannot read {display(path)}: {e}") from None
+    except OSError as e:
+        raise FileProblem(f"--resume: cannot read {display(path)}: {e.strerror or e}") from None
+    not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
     done = {}
     for number, line in enumerate(lines[:-1], 1):
         try:
             record = json.loads(line)
             done[record["path"]] = "error" in record
         except (ValueError, TypeError, KeyError):
-            raise FileProblem(f"--resume: {display(path)} line {number} is not a JSONL image "
-                               f"record; is it a file written by --format jsonl?") from None
+            raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}") from None
+    if not _torn_record(lines[-1]):
+        raise FileProblem(f"--resume: {display(path)} line {len(lines)} {not_ours}")
+    try:
+        dropped = atomic.cut_torn_tail(path) if lines[-1] else 0
+    except OutputError as e:
+        raise FileProblem(f"--resume: {e}") from None
     return done, dropped
 
 

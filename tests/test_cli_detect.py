@@ -424,6 +424,19 @@ def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):
     assert open("out.json").read() == before
 
 
+def test_resume_leaves_a_file_that_is_not_ours_untouched(photos, stand_in):
+    open("notes.txt", "w").write("line one\nmy notes")
+    one_line_error(detect("photos/a.png", "--resume", "-o", "notes.txt"), "notes.txt", "line 1")
+    assert open("notes.txt").read() == "line one\nmy notes"
+
+
+def test_resume_refuses_a_tail_that_cannot_be_a_torn_record(photos, stand_in):
+    whole = detect("photos/a.png").stdout
+    open("out.jsonl", "w").write(whole + "my notes")
+    one_line_error(detect("photos/a.png", "--resume", "-o", "out.jsonl"), "out.jsonl", "line 2")
+    assert open("out.jsonl").read() == whole + "my notes"
+
+
 def interrupt_on(call: int):
     def detect(self, image):
         StandInDetector.calls.append(image.shape)
