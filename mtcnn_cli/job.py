@@ -163,6 +163,15 @@ def _identity(path):
     return info.st_dev, info.st_ino
 
 
+def refuse_colliding_output(output: str, targets: dict) -> None:
+    """targets: side-output path -> option name. Raises UsageProblem when -o
+    names one of them (the same path, or the same existing file)."""
+    where, key = os.path.abspath(output), _identity(output)
+    for path, name in targets.items():
+        if os.path.abspath(path) == where or (key is not None and _identity(path) == key):
+            raise UsageProblem(f"-o {display(output)} is also a {name} output")
+
+
 def refuse_overwriting_inputs(items, targets: dict) -> None:
     """targets: output path -> option name. Raises UsageProblem when an
     existing output path is one of the input images (same file)."""
@@ -232,6 +241,7 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     targets = {t: "--annotate" for t in annotate_to.values()}
     targets.update({t: "--bboxdir" for t in bbox_to.values()})
     if not to_stdout(options.output):
+        refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
     refuse_overwriting_inputs(items, targets)
     if options.shard:

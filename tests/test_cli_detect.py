@@ -376,6 +376,13 @@ def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     assert open("photos/a.png", "rb").read() == before
 
 
+@pytest.mark.parametrize("option, name", [("--bboxdir", "a.txt"), ("--annotate", "photos/a.png")])
+def test_output_file_refuses_to_be_a_side_output(photos, stand_in, option, name):
+    usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}"), "detect", "-o", option)
+    usage_error(detect("photos/a.png", option, "side", "-o", f"./side/../side/{name}"), "detect", option)
+    assert not os.path.exists("side")
+
+
 def test_output_in_a_missing_folder_is_one_line_exit_2(photos, stand_in):
     one_line_error(detect("photos", "-o", "no/such/folder/out.json"), "no/such/folder/out.json")
 
