@@ -77,8 +77,9 @@ def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
 
 
 def to_maps(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) BGR -> (N, H, W, 3) maps in the order R, G, B."""
-    return np.ascontiguousarray(images[..., ::-1])
+    """(N, H, W, 3) BGR float image -> (N, H, W, 3) network input: normalised,
+    channels in the order R, G, B (normalising makes the contiguous copy)."""
+    return normalise(images[..., ::-1])
 
 
 def pnet_probability(logit0: np.ndarray, logit1: np.ndarray) -> np.ndarray:
@@ -168,7 +169,7 @@ class Cascade:
         found = []
         for scale in pyramid_scales(height, width, min_face):
             h, w = math.ceil(height * scale), math.ceil(width * scale)
-            level = normalise(resize_bilinear(img, w, h))  # (h, w, 3)
+            level = resize_bilinear(img, w, h)  # (h, w, 3)
             out = self.pnet_in_bands(to_maps(level[None]))[0].transpose(2, 0, 1)  # (6, h', w')
             prob = pnet_probability(out[0], out[1])
             boxes, scores, corrections = bx.proposals(prob, out[2:6], scale, t1)
@@ -208,7 +209,7 @@ class Cascade:
         too degenerate to crop (negative size, where the C++ would fail) are
         dropped. Returns the boxes kept and the network's outputs (n, O)."""
         boxes = boxes[boxes[:, 2] >= 0]
-        crops = to_maps(normalise(crop_and_resize(img, boxes.astype(np.int64), size)))  # (n, size, size, 3)
+        crops = to_maps(crop_and_resize(img, boxes.astype(np.int64), size))  # (n, size, size, 3)
         batch = max(1, CACHE_BYTES // (4 * size * size * 32))  # ~ the first conv's output per crop
         if len(crops) <= batch:
             return boxes, network(crops)

@@ -135,33 +135,50 @@ def flatten(maps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(maps.transpose(0, 3, 2, 1)).reshape(len(maps), -1)
 
 
-def gemv_lanes(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """x (N, F) . weights (F, O) -> float32 (N, O), summed as the C++'s BLAS sums
-    a matrix times one column (see GEMV_LANES). Each chain is itself a GEMM
-    over every 16th input, so the work stays in BLAS."""
+def lane_weights(weights: np.ndarray) -> np.ndarray:
+    """(F, O) -> (16, F/16, O): the rows of each of the 16 chains of gemv_lanes."""
+    f = weights.shape[0]
+    if f % GEMV_LANES:
+        raise ValueError(f"fully connected: {f} inputs {weights.shape}, not a multiple of {GEMV_LANES}")
+    return np.ascontiguousarray(weights.reshape(f // GEMV_LANES, GEMV_LANES, -1).transpose(1, 0, 2))
+
+
+def gemv_lanes(x: np.ndarray, lanes: np.ndarray) -> np.ndarray:
+    """x (N, F) . weights -> float32 (N, O), summed as the C++'s BLAS sums a matrix
+    times one column (see GEMV_LANES); `lanes` is lane_weights(weights). Each
+    chain is itself a GEMM over every 16th input, so the work stays in BLAS."""
     n, f = x.shape
-    lanes = GEMV_LANES
-    if f % lanes:
-        raise ValueError(f"fully connected: {f} inputs {x.shape}, not a multiple of {lanes}")
-    xs = x.reshape(n, f // lanes, lanes).transpose(2, 0, 1)  # (16, N, F/16)
-    ws = weights.reshape(f // lanes, lanes, -1).transpose(1, 0, 2)  # (16, F/16, O)
-    chains = sgemm(np.ascontiguousarray(xs), np.ascontiguousarray(ws))  # (16, N, O)
+    if lanes.shape[0] * lanes.shape[1] != f:
+        raise ValueError(f"fully connected: input {x.shape} does not fit weights in lanes {lanes.shape}")
+    xs = np.ascontiguousarray(x.reshape(n, f // GEMV_LANES, GEMV_LANES).transpose(2, 0, 1))  # (16, N, F/16)
+    chains = sgemm(xs, lanes)  # (16, N, O)
     while len(chains) > 1:
         chains = chains[0::2] + chains[1::2]
     return chains[0]
 
 
-def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
+def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray,
+                    prepared: np.ndarray | None = None) -> np.ndarray:
     """Flattened input (N, F) -> (N, O): W.v + b for each of the N inputs, as
     OpenCV's matrix product computes it for one column: through BLAS in float32
     for O >= 100 (bias added in float32), else accumulated in double with the
-    bias added before the single rounding to float32."""
+    bias added before the single rounding to float32. `prepared`: the weights
+    as fully_connected_weights(weights) laid them out, to skip that per call."""
     if x.shape[1] != weights.shape[0]:
         raise ValueError(f"fully connected: input {x.shape} does not fit weights {weights.shape}")
+    prepared = fully_connected_weights(weights) if prepared is None else prepared
     if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
-        return gemv_lanes(x, weights) + biases.reshape(1, -1)
-    sums = x.astype(np.float64) @ weights.astype(np.float64)
+        return gemv_lanes(x, prepared) + biases.reshape(1, -1)
+    sums = x.astype(np.float64) @ prepared
     return (sums + biases.reshape(1, -1)).astype(np.float32)
+
+
+def fully_connected_weights(weights: np.ndarray) -> np.ndarray:
+    """The weights as fully_connected computes with them: in 16 lanes (float32)
+    for 100 or more outputs, else as float64."""
+    if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
+        return lane_weights(weights)
+    return weights.astype(np.float64)
 
 
 def fully_connected_maps(maps: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
@@ -173,7 +190,7 @@ def fully_connected_maps(maps: np.ndarray, weights: np.ndarray, biases: np.ndarr
         raise ValueError(f"fully connected: {c} maps {maps.shape} do not fit weights {weights.shape}")
     if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
         raise ValueError(f"fully connected over maps with {weights.shape[1]} outputs is not supported")
-    sums = maps.reshape(-1, c).astype(np.float64) @ weights.astype(np.float64)  # (N*H*W, O)
+    sums = maps.reshape(-1, c).astype(np.float64) @ weights.astype(np.float64, copy=False)  # (N*H*W, O)
     out = sums.astype(np.float32) + biases.reshape(1, -1)
     return out.reshape(n, h, w, -1)
 

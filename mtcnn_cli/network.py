@@ -27,7 +27,9 @@ class Network:
         if isinstance(layer, MaxPool):
             return ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
         if isinstance(layer, FullyConnected):
-            return ("fc", np.ascontiguousarray(layer.weights, np.float32), layer.biases.reshape(-1))
+            weights = np.ascontiguousarray(layer.weights, np.float32)
+            return ("fc", weights, layer.biases.reshape(-1), layers.fully_connected_weights(weights),
+                    weights.astype(np.float64))
         if isinstance(layer, PReLU):
             return ("prelu", layer.slopes.reshape(-1))
         if isinstance(layer, Sigmoid):
@@ -54,12 +56,12 @@ class Network:
             elif kind == "pool":
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
-                weights, biases = step[1], step[2]
+                weights, biases, prepared, weights64 = step[1:]
                 if x.ndim == 4 and x.shape[3] == weights.shape[0] and x.shape[3] > 1:
-                    x = layers.fully_connected_maps(x, weights, biases)
+                    x = layers.fully_connected_maps(x, weights64, biases)
                 else:
                     flat = layers.flatten(x) if x.ndim == 4 else x
-                    x = layers.fully_connected(flat, weights, biases)
+                    x = layers.fully_connected(flat, weights, biases, prepared)
             elif kind == "prelu":
                 x = layers.prelu(x, step[1])
             else:
