@@ -442,14 +442,15 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
     fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
-    with interrupts.critical():
-        try:
-            sink = open_sink(options, fmt_name, stdout_kind)
-        except OutputError as e:
-            raise FileProblem(str(e)) from None
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
     failures = plan.already_failed
+    sink = None
     try:
+        with interrupts.critical():
+            try:
+                sink = open_sink(options, fmt_name, stdout_kind)
+            except OutputError as e:
+                raise FileProblem(str(e)) from None
         reporter.start(len(plan.items), plan.already_done)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
@@ -464,16 +465,17 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         with interrupts.critical():
             sink.write(fmt.end())
             sink.finish()
-    except KeyboardInterrupt:
-        interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short
-        sink.abort()
-        raise
     except (OutputError, BrokenPipeError) as e:
         interrupts.depth += 1
         sink.abort()
         reporter.stop()
         reporter.error(str(e) if isinstance(e, OutputError) else "stdout was closed")
         return EXIT_SKIPPED
+    except BaseException:  # Ctrl-C, or anything unexpected: no temporary file left behind
+        interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short
+        if sink is not None:
+            sink.abort()
+        raise
     finally:
         reporter.stop()
     reporter.summary(failures)

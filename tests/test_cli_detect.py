@@ -497,6 +497,22 @@ def test_interrupted_before_the_models_load(photos, stand_in, monkeypatch):
 
 # --- messages -----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_unexpected_error_is_one_line_and_leaves_no_temporary_file(photos, stand_in, monkeypatch, fmt):
+    from mtcnn_cli import job
+
+    open("out.txt", "w").write("old")
+
+    def broken(*args):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(job, "write_side_outputs", broken)
+    one_line_error(detect("photos", "-o", "out.txt", "--format", fmt), "ValueError: boom", status=1)
+    assert sorted(os.listdir(".")) == ["out.txt", "photos"]
+    if fmt == "json":
+        assert open("out.txt").read() == "old"
+
+
 def test_quiet_and_verbose(photos, stand_in):
     quiet = detect("-q", "photos", "missing.png")
     assert quiet.stderr.splitlines() == ["mtcnn: skipped missing.png: no such file"]

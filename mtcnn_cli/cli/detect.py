@@ -158,6 +158,8 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
         fail(e)
     except UsageProblem as e:
         usage_error(str(e))
+    except Exception as e:  # a bug or an unforeseen system error: one line, no traceback
+        fail(f"stopped by an unexpected error: {type(e).__name__}: {e}", 1)
     if status == 1 and _stdout_closed():
         _silence_stdout()
     ctx.exit(status)
