@@ -4,9 +4,10 @@ The click command in cli/detect.py only parses options into DetectOptions and
 calls run_detect, which returns the exit status:
 
     0    every image was processed
-    1    some images were skipped (their records carry the reason), or an
-         output could not be written
-    2    usage error: bad option or PATH list, unusable model folder,
+    1    the run went ahead, but some images were skipped (their records
+         carry the reason) or an output failed while being written
+    2    nothing was processed: bad option or PATH list, unusable model
+         folder, an output that cannot be created (its folder missing),
          outputs that would collide or overwrite an input
     130  interrupted (Ctrl-C or SIGTERM)
 """

@@ -50,7 +50,7 @@ def test_help_documents_exit_codes_and_outputs():
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
     for fragment in ("Exit codes:", "0 every image has the same faces", "1 some image differs",
-                     "2 usage error", "--tolerance PX", "--report FILE", "stderr", "stdout"):
+                     "report FILE could not be written", "2 nothing was compared", "--tolerance PX", "--report FILE", "stderr", "stdout"):
         assert fragment in text
 
 
@@ -204,9 +204,10 @@ def test_run_options_need_no_ours(tmp_path):
     usage_error(run("--cpp", ref, ref, "--min-face", 30), "compare", "--min-face", "no OURS given")
 
 
-def test_report_that_cannot_be_written(tmp_path):
+def test_report_that_cannot_be_written_exits_1(tmp_path):
+    """The comparison ran; only its output failed: 1, as in detect (2 = nothing was compared)."""
     ref = write_json(tmp_path / "ref.json", CPP)
-    one_line_error(run("--cpp", ref, ref, "--report", tmp_path / "no" / "r.json"), "r.json")
+    one_line_error(run("--cpp", ref, ref, "--report", tmp_path / "no" / "r.json"), "r.json", status=1)
 
 
 # --------------------------------------------------------------------------- own run, stand-in detector

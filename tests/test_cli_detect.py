@@ -228,6 +228,9 @@ def test_help_documents_exit_codes_and_formats():
     text = detect("--help").stdout
     for fragment in ("Exit status", "130", "jsonl when stdout is a pipe", "I counting", "--bboxdir"):
         assert fragment in text
+    flat = " ".join(text.split())
+    assert "1 the run went ahead" in flat and "output failed while being written" in flat
+    assert "2 nothing was processed" in flat and "cannot be created (its folder missing)" in flat
 
 
 # --- bad input -----------------------------------------------------------------------

@@ -61,9 +61,10 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     \b
     Exit codes:
       0  every image has the same faces, every pair within tolerance
-      1  some image differs, is missing, or could not be read
-      2  usage error: unreadable or malformed REF/OURS, unknown format,
-         bad option
+      1  some image differs, is missing, or could not be read; or the
+         comparison ran but --report FILE could not be written
+      2  nothing was compared: unreadable or malformed REF/OURS, unknown
+         format, bad option
       130  interrupted
     """
     from .. import compare as cmp
@@ -77,10 +78,15 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
         else:
             ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
         result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance)
+    except cmp.CompareError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    try:
         if report_path is not None:
             cmp.write_report(report_path, cmp.report(result))
     except cmp.CompareError as e:
-        fail(str(e))
+        fail(str(e), 1)  # the comparison ran: an output failed, as in detect
     except KeyboardInterrupt:
         fail("interrupted", 130)
     cmp.print_summary(result)

@@ -62,10 +62,11 @@ fewest digits that read back exactly.
 \b
 Exit status:
   0    every image was processed
-  1    some images were skipped (each named on stderr, with the reason,
-       and recorded with "error" in the output), or an output could not
-       be written
-  2    usage error: bad option, no PATH, unusable model folder, outputs
+  1    the run went ahead, but some images were skipped (each named on
+       stderr, with the reason, and recorded with "error" in the output)
+       or an output failed while being written
+  2    nothing was processed: bad option, no PATH, unusable model folder,
+       an output that cannot be created (its folder missing), outputs
        that would collide or overwrite an input
   130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
        (json, csv) or holds every completed record (jsonl)
