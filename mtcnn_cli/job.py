@@ -367,10 +367,10 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
             problems.append(f"{display(target)}: {outcome.annotate_error}")
         else:
             try:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                if not _inside(options.annotate, target):
+                if not _inside(options.annotate, target):  # before creating any folder
                     raise OutputError(f"not writing {display(target)}: a symbolic link leads "
                                       f"outside {display(options.annotate)}")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
                 atomic.write_bytes(target, outcome.annotated)
             except OSError as e:
                 problems.append(f"cannot write {display(target)}: {e.strerror or e}")

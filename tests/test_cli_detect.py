@@ -366,6 +366,16 @@ def test_annotate_places_dotdot_and_absolute_paths_inside(tmp_path, stand_in, mo
     assert sorted(os.listdir(tmp_path)) == ["abs", "up.png", "work"]  # nothing written outside DIR
 
 
+def test_annotate_creates_nothing_through_a_link_leading_outside(photos, stand_in):
+    os.makedirs("drawn")
+    os.makedirs("elsewhere")
+    os.symlink(os.path.abspath("elsewhere"), "drawn/photos")
+    result = detect("photos/sub/deeper/d.bmp", "--annotate", "drawn", "-o", "out.json")
+    assert result.exit_code == 1
+    assert "symbolic link leads outside" in result.stderr
+    assert os.listdir("elsewhere") == []
+
+
 def test_annotate_refuses_to_overwrite_inputs(photos, stand_in):
     before = open("photos/a.png", "rb").read()
     result = detect("photos/a.png", "--annotate", ".")
