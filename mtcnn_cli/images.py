@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import struct
 from contextlib import contextmanager
@@ -155,12 +156,50 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+# in entropy-coded data, the next marker: 0xFF then neither a stuffed 0x00,
+# a restart marker (D0-D7) nor another fill byte
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])  # markers without a length
+_EOI, _SOS = 0xD9, 0xDA
+
+
+def jpeg_cut_short(data: bytes) -> bool:
+    """Walk the JPEG's segments and scans from the start: True when the data
+    ends before the end-of-image marker. Anything after that marker (the
+    video of a phone's motion photo, ...) is not looked at; a structure that
+    does not parse is left to the decoder (False)."""
+    size, pos = len(data), 2  # after the start-of-image marker
+    while True:
+        while pos + 1 < size and data[pos] == 0xFF and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 2 > size:
+            return True
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == _EOI:
+            return False
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if pos + 4 > size:
+            return True
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")  # the length counts itself
+        if pos > size:
+            return True
+        if marker == _SOS:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return True
+            pos = found.start()
+
+
 def cut_short(data: bytes, fmt: str | None) -> bool:
-    """True when a JPEG has no end-of-image marker after its last scan, or a
-    PNG has no IEND chunk: the file was cut short (an interrupted copy or
-    download). Other formats are left to the decoder."""
+    """True when a JPEG ends before its end-of-image marker, or a PNG has no
+    IEND chunk: the file was cut short (an interrupted copy or download).
+    Other formats are left to the decoder."""
     if fmt == "JPEG":
-        return data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 2)
+        return jpeg_cut_short(data)
     if fmt == "PNG":
         return data.rfind(b"IEND") < 0
     return False

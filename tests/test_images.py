@@ -113,6 +113,19 @@ def test_failures_have_reasons(tmp_path):
     assert _reason(tmp_path / "corrupt.png") == "corrupt or unsupported PNG data"
 
 
+def test_data_appended_after_a_complete_jpeg_is_not_truncation(tmp_path):
+    """A phone's motion photo: a JPEG, then a video whose bytes may hold FF DA."""
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    for params in ((), (cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_RST_INTERVAL, 2)):
+        good = _encoded(".jpg", image, params)
+        path = tmp_path / "motion.jpg"
+        path.write_bytes(good + b"ftypmp42\x00\xff\xda\x00\x0c video \xff\xd8\xff\xda")
+        assert np.array_equal(read_image(str(path)), cv2.imread(str(path), cv2.IMREAD_COLOR))
+        for cut in (len(good) - 2, len(good) - 30, len(good) // 2, 200, 21):
+            path.write_bytes(good[:cut])
+            assert _reason(path) == "truncated JPEG data", (params, cut)
+
+
 def test_a_fifo_named_like_an_image_does_not_block(tmp_path):
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
