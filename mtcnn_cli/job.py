@@ -444,7 +444,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
     fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
-    failures = plan.already_failed
+    failures = 0  # this run's; the exit status also counts the resumed file's
     sink = None
     try:
         with interrupts.critical():
@@ -452,7 +452,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                 sink = open_sink(options, fmt_name, stdout_kind)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
-        reporter.start(len(plan.items), plan.already_done)
+        reporter.start(len(plan.items), plan.already_done, plan.already_failed)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
@@ -480,4 +480,4 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     finally:
         reporter.stop()
     reporter.summary(failures)
-    return EXIT_SKIPPED if failures else EXIT_OK
+    return EXIT_SKIPPED if failures or plan.already_failed else EXIT_OK

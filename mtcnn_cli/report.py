@@ -57,7 +57,7 @@ class Reporter:
         self.console = console
         self.bar = self.task = None
         self.images = self.faces = self.skipped = 0
-        self.total = self.already_done = 0
+        self.total = self.already_done = self.already_failed = 0
         self.started = time.perf_counter()
 
     # one line each
@@ -78,8 +78,10 @@ class Reporter:
         """A problem that ends the run early (interrupted, stdout closed)."""
         self._line(PREFIX + message)
 
-    def start(self, total: int, already_done: int = 0) -> None:
-        self.total, self.already_done = total, already_done
+    def start(self, total: int, already_done: int = 0, already_failed: int = 0) -> None:
+        """already_done, already_failed: images a resumed file holds, and
+        how many of them failed; the summary counts them apart."""
+        self.total, self.already_done, self.already_failed = total, already_done, already_failed
         self.started = time.perf_counter()
         show = self.want_progress
         if show is None:
@@ -112,9 +114,12 @@ class Reporter:
             self.bar = None
 
     def summary(self, failures: int) -> None:
+        """failures: this run's (images skipped, outputs not written); the
+        earlier runs' are in the parenthesis, with the images they did."""
         if self.quiet:
             return
         seconds = time.perf_counter() - self.started
-        done = f" ({self.already_done} done before)" if self.already_done else ""
+        before = f", {self.already_failed} of them failed" if self.already_failed else ""
+        done = f" ({self.already_done} done before{before})" if self.already_done else ""
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
                    f"{plural(failures, 'failure')}, {seconds_text(seconds)}")

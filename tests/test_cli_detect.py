@@ -435,6 +435,8 @@ def test_resume_remembers_earlier_failures(photos, stand_in):
     result = detect("missing.png", "photos/a.png", "--resume", "-o", "out.jsonl")
     assert result.exit_code == 1  # as if the whole batch had run at once
     assert len(jsonl(open("out.jsonl").read())) == 2
+    summary = result.stderr.splitlines()[-1]  # this run's images and failures, the earlier ones apart
+    assert summary.startswith("mtcnn: 1 image (1 done before, 1 of them failed), 2 faces, 0 failures, ")
 
 
 def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):
