@@ -144,6 +144,30 @@ def _init_worker(settings: Settings, parent: int) -> None:
     _worker_state = (make_detector(settings), settings)
 
 
+class WorkerStartError(Exception):
+    """A worker process could not get ready (its models did not load, say):
+    every image would fail the same way, so the run stops."""
+
+
+_start_error: str | None = None  # why this worker's initializer failed
+
+
+def _guarded_init(initializer, *args) -> None:
+    """Run the initializer; a failure is kept, so that the worker's tasks
+    report it (an initializer that raises only breaks the pool, reason lost)."""
+    global _start_error
+    try:
+        initializer(*args)
+    except Exception as e:
+        _start_error = f"a worker process could not start: {type(e).__name__}: {e}"
+
+
+def _guarded_work(work, task: Task) -> Outcome:
+    if _start_error is not None:
+        raise WorkerStartError(_start_error)
+    return work(task)
+
+
 def _work(task: Task) -> Outcome:
     detector, settings = _worker_state
     return process_one(detector, settings, task)
@@ -206,7 +230,8 @@ class _Workers:
     def __init__(self, processes: int, initializer, initargs):
         context = multiprocessing.get_context("spawn")
         with _single_threaded_children(), _children_ignore_sigint():
-            self.executor = ProcessPoolExecutor(processes, context, initializer, initargs)
+            self.executor = ProcessPoolExecutor(processes, context, _guarded_init,
+                                                (initializer, *initargs))
             # the executor starts a process per submission until it has them all
             for _ in range(processes):
                 self.executor.submit(_ready)
@@ -234,7 +259,8 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     worker in flight. If a worker dies (killed by the kernel for lack of
     memory, a crash in native code), the tasks in flight are run again one at
     a time in a new pool; the one whose worker dies then gets an error
-    Result, and the batch goes on. work/initializer: for tests."""
+    Result, and the batch goes on. A worker that cannot start (its
+    initializer failed) raises WorkerStartError. work/initializer: for tests."""
     work = work or _work
 
     def start():
@@ -250,7 +276,7 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
         while next_index < len(tasks) or in_flight:
             try:
                 while next_index < len(tasks) and len(in_flight) < (1 if alone else window):
-                    in_flight.append((next_index, workers.submit(work, tasks[next_index])))
+                    in_flight.append((next_index, workers.submit(_guarded_work, work, tasks[next_index])))
                     next_index += 1
                 outcome = in_flight[0][1].result()
                 in_flight.popleft()

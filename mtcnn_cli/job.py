@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from . import atomic, inputs
 from .atomic import AtomicFile, LineAppender, OutputError
-from .batch import Result, Settings, Task, run_tasks
+from .batch import Result, Settings, Task, WorkerStartError, run_tasks
 from .draw import output_name
 from .interrupt import Interrupts
 from .output import bbox_text, make_format
@@ -466,11 +466,11 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         with interrupts.critical():
             sink.write(fmt.end())
             sink.finish()
-    except (OutputError, BrokenPipeError) as e:
+    except (OutputError, BrokenPipeError, WorkerStartError) as e:
         interrupts.depth += 1
         sink.abort()
         reporter.stop()
-        reporter.error(str(e) if isinstance(e, OutputError) else "stdout was closed")
+        reporter.error("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
         return EXIT_SKIPPED
     except BaseException:  # Ctrl-C, or anything unexpected: no temporary file left behind
         interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short

@@ -182,6 +182,18 @@ def test_a_dying_worker_costs_only_its_image(tmp_path):
     assert outcomes[2].result.error == batch.WORKER_DIED
 
 
+def failing_init(settings, parent):
+    """A worker whose models cannot load."""
+    quiet_init(settings, parent)
+    raise OSError("no space left for the weights")
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_the_reason():
+    tasks = [Task(name) for name in "abcdef"]
+    with pytest.raises(batch.WorkerStartError, match="OSError: no space left for the weights"):
+        list(pool_outcomes(tasks, Settings(), 2, work=fragile_work, initializer=failing_init))
+
+
 def test_resolve_jobs():
     assert batch.resolve_jobs(3) == 3
     assert batch.resolve_jobs(0) == len(os.sched_getaffinity(0))

@@ -528,6 +528,20 @@ def test_an_unexpected_error_is_one_line_and_leaves_no_temporary_file(photos, st
         assert open("out.txt").read() == "old"
 
 
+def test_workers_that_cannot_start_stop_the_run(photos, stand_in, monkeypatch):
+    from mtcnn_cli import batch
+
+    def pool_outcomes(tasks, settings, processes):
+        raise batch.WorkerStartError("a worker process could not start: OSError: no weights")
+        yield
+
+    monkeypatch.setattr(batch, "pool_outcomes", pool_outcomes)
+    open("out.json", "w").write("old")
+    result = detect("photos", "-j", 2, "-o", "out.json")
+    one_line_error(result, "could not start: OSError: no weights", status=1)
+    assert open("out.json").read() == "old" and sorted(os.listdir(".")) == ["out.json", "photos"]
+
+
 def test_quiet_and_verbose(photos, stand_in):
     quiet = detect("-q", "photos", "missing.png")
     assert quiet.stderr.splitlines() == ["mtcnn: skipped missing.png: no such file"]
