@@ -275,7 +275,8 @@ def test_mutation_fuzzer_over_the_real_files(real, pytestconfig):
     seconds = time.perf_counter() - started
     report(pytestconfig, "mutation fuzzer", tally, seconds)
     assert tally.cases >= 10_000
-    assert tally.slowest < 1.0
+    # a hang detector, not a speed test (a loaded 2-core machine is noisy; speed is `make bench`'s)
+    assert tally.slowest < 20.0
     assert tally.traced >= 100
     # the fuzzer reaches most of the reader's checks and validate_mtcnn's
     assert len(tally.messages) >= 40

