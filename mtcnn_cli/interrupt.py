@@ -18,11 +18,9 @@ class Interrupts:
     def __init__(self):
         self.depth = 0
         self.pending: int | None = None
-        self.received: int | None = None
         self._old: dict = {}
 
     def _handle(self, signum, frame):
-        self.received = signum
         if self.depth:
             self.pending = signum
             return

@@ -29,7 +29,7 @@ from .interrupt import Interrupts
 from .output import bbox_text, make_format
 from .report import Reporter, display
 
-EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
 
 
 class UsageProblem(Exception):
@@ -54,8 +54,6 @@ class DetectOptions:
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
-    quiet: bool = False
-    verbose: bool = False
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
@@ -418,7 +416,7 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
             return _run(options, read_stdin, reporter, interrupts)
         except KeyboardInterrupt:
             reporter.stop()
-            reporter.error(f"interrupted after {reporter.images} images")
+            reporter.message(f"interrupted after {reporter.images} images")
             return EXIT_INTERRUPTED
 
 
@@ -427,9 +425,9 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
     plan, dropped = make_plan(options, read_stdin)
     if dropped:
-        reporter.warn(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+        reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
     if not plan.items and not plan.already_done:
-        reporter.warn("no images found")
+        reporter.message("no images found")
     detector = load_detector(options.settings, reporter)
     for folder in (options.annotate, options.bboxdir):
         if folder is not None:
@@ -470,7 +468,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         interrupts.depth += 1
         sink.abort()
         reporter.stop()
-        reporter.error("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
+        reporter.message("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
         return EXIT_SKIPPED
     except BaseException:  # Ctrl-C, or anything unexpected: no temporary file left behind
         interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short

@@ -18,7 +18,6 @@ import numpy as np
 from . import __version__
 
 DETECTOR = "mtcnn-cli"
-FORMATS = ("json", "jsonl", "csv")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -56,8 +56,8 @@ class Reporter:
         self.want_progress = progress
         self.console = console
         self.bar = self.task = None
-        self.images = self.faces = self.skipped = 0
-        self.total = self.already_done = self.already_failed = 0
+        self.images = self.faces = 0
+        self.already_done = self.already_failed = 0
         self.started = time.perf_counter()
 
     # one line each
@@ -71,17 +71,14 @@ class Reporter:
         if self.is_verbose:
             self._line(PREFIX + message)
 
-    def warn(self, message: str) -> None:
-        self._line(PREFIX + message)
-
-    def error(self, message: str) -> None:
-        """A problem that ends the run early (interrupted, stdout closed)."""
+    def message(self, message: str) -> None:
+        """A warning, or why the run ended early (interrupted, stdout closed)."""
         self._line(PREFIX + message)
 
     def start(self, total: int, already_done: int = 0, already_failed: int = 0) -> None:
         """already_done, already_failed: images a resumed file holds, and
         how many of them failed; the summary counts them apart."""
-        self.total, self.already_done, self.already_failed = total, already_done, already_failed
+        self.already_done, self.already_failed = already_done, already_failed
         self.started = time.perf_counter()
         show = self.want_progress
         if show is None:
@@ -97,7 +94,6 @@ class Reporter:
     def image(self, result, seconds: float, problems=()) -> None:
         self.images += 1
         if result.error is not None:
-            self.skipped += 1
             self._line(f"{PREFIX}skipped {display(result.path)}: {result.error}")
         else:
             self.faces += len(result.faces)

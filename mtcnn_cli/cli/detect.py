@@ -152,7 +152,7 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
                         max_pixels=max_pixels, landmarks=not no_landmarks)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
-        annotate=annotate, jobs=jobs, shard=shard, resume=resume, quiet=quiet, verbose=verbose)
+        annotate=annotate, jobs=jobs, shard=shard, resume=resume)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:
