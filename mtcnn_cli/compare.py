@@ -688,9 +688,12 @@ def verdict(c: Comparison) -> str:
 
 
 def f32(value) -> float | None:
-    """A float32 as the shortest decimal that reads back to it; None for NaN."""
+    """A float32 as the shortest decimal that reads back to it (as detect
+    writes it); None for NaN."""
+    from .output import format_float
+
     value = np.float32(value)
-    return None if np.isnan(value) else float(str(value))
+    return None if np.isnan(value) else float(format_float(value))
 
 
 def face_dict(row: np.ndarray, index: int) -> dict:
