@@ -20,7 +20,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
-from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
+from . import defaults
+from .images import ImageError, read_image
 from .threads import THREAD_VARIABLES, one_blas_thread
 
 
@@ -41,11 +42,11 @@ class Result:
 class Settings:
     """What every worker needs to process an image."""
     models: str | None = None
-    min_face: int = 60
-    t1: float = 0.6
-    t2: float = 0.7
-    t3: float = 0.7
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_face: int = defaults.MIN_FACE
+    t1: float = defaults.T1
+    t2: float = defaults.T2
+    t3: float = defaults.T3
+    max_pixels: int = defaults.MAX_PIXELS
     landmarks: bool = True
 
 
@@ -312,9 +313,9 @@ def run_tasks(tasks: Sequence[Task], settings: Settings, jobs: int = 1,
     yield from pool_outcomes(tasks, settings, processes)
 
 
-def detect_images(paths: Sequence[str], *, models=None, min_face: int = 60, t1: float = 0.6,
-                  t2: float = 0.7, t3: float = 0.7, jobs: int = 1,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, landmarks: bool = True) -> Iterator[Result]:
+def detect_images(paths: Sequence[str], *, models=None, min_face: int = defaults.MIN_FACE,
+                  t1: float = defaults.T1, t2: float = defaults.T2, t3: float = defaults.T3,
+                  jobs: int = 1, max_pixels: int = defaults.MAX_PIXELS, landmarks: bool = True) -> Iterator[Result]:
     """Detect faces in each image file of `paths`, yielding one Result per path,
     in input order (repeats included). The models are loaded before this
     returns, so a bad model folder (ModelError) or bad parameters (ValueError)

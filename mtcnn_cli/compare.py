@@ -25,10 +25,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-FORMATS = ("json", "jsonl", "csv", "bboxdir")
+from . import defaults
+
+FORMATS = defaults.COMPARE_FORMATS
 FIELDS = ("x", "y", "width", "height", "confidence")
 CSV_REQUIRED = ("path", "face", "x", "y", "width", "height", "confidence", "error")
-DEFAULT_PARAMS = {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}
+DEFAULT_PARAMS = defaults.PARAMS
 
 
 class CompareError(Exception):

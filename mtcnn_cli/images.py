@@ -21,8 +21,10 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
+from . import defaults
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 HEADER_BYTES = 256 * 1024  # enough for the header of nearly every file
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from .. import defaults
 from .common import CONTEXT, Command, fail, usage_error
 
-FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, without importing numpy
 
 
 @click.command(cls=Command, context_settings=CONTEXT, options_metavar="--cpp REF [OPTIONS]")
@@ -16,7 +16,7 @@ FORMATS = ("json", "jsonl", "csv", "bboxdir")  # as mtcnn_cli.compare.FORMATS, w
               help="The C++ side: OpenFace reference JSON, an OpenFace -bboxdir folder, or an "
                    "output of `mtcnn detect`.")
 @click.argument("ours_path", required=False, type=click.Path(path_type=Path), metavar="[OURS]")
-@click.option("--cpp-format", type=click.Choice(FORMATS), help="Read REF as this format (default: detected).")
+@click.option("--cpp-format", type=click.Choice(defaults.COMPARE_FORMATS), help="Read REF as this format (default: detected).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
               help="Folder REF's image paths are relative to (default: REF's folder or the nearest "
                    "of its parents holding them, else the current folder).")

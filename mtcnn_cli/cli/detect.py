@@ -9,10 +9,8 @@ import time
 
 import click
 
-from .. import __version__
+from .. import __version__, defaults
 from .common import CONTEXT, Command, fail, usage_error
-
-MAX_PIXELS = 100_000_000
 
 
 class Threshold(click.ParamType):
@@ -77,15 +75,15 @@ Exit status:
 @click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("-0", "--null", is_flag=True,
               help="The list read from stdin (PATH -) is NUL-separated, as find -print0 writes it.")
-@click.option("--min-face", type=click.IntRange(min=12), default=60, show_default=True,
+@click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
               help="Smallest face searched for, in pixels (at least 12).")
-@click.option("--t1", type=Threshold(), default=0.6, show_default=True, help="PNet score threshold, in [0, 1].")
-@click.option("--t2", type=Threshold(), default=0.7, show_default=True, help="RNet score threshold, in [0, 1].")
-@click.option("--t3", type=Threshold(), default=0.7, show_default=True, help="ONet score threshold, in [0, 1].")
+@click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
+@click.option("--t2", type=Threshold(), default=defaults.T2, show_default=True, help="RNet score threshold, in [0, 1].")
+@click.option("--t3", type=Threshold(), default=defaults.T3, show_default=True, help="ONet score threshold, in [0, 1].")
 @click.option("--models", metavar="DIR",
               help="An OpenFace model folder (MTCNN_detector.txt and its .dat files). "
                    "Default: $MTCNN_MODELS, else the bundled weights.")
-@click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "csv"]),
+@click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
               help="Output format (see below). Default: json, or jsonl when stdout is a pipe.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the output to FILE (atomically: a temporary file renamed at the end) "
@@ -114,7 +112,7 @@ Exit status:
               help="No progress bar and no summary (skipped images are still reported).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also report import and model-loading times, and each image's time.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=1), default=defaults.MAX_PIXELS, show_default=True,
               help="Skip larger images (checked in the file header before decoding when possible).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context

@@ -1,0 +1,12 @@
+"""The detector's default parameters and the limits and formats the commands
+share, in one place. No numpy or OpenCV here: the click commands import this
+module to show the defaults in --help, and `mtcnn --help` stays fast."""
+
+MIN_FACE = 60  # smallest face searched for, in pixels (OpenFace's default)
+T1, T2, T3 = 0.6, 0.7, 0.7  # PNet, RNet, ONet score thresholds (OpenFace's defaults)
+PARAMS = {"min_face": MIN_FACE, "t1": T1, "t2": T2, "t3": T3}
+
+MAX_PIXELS = 100_000_000  # larger images are skipped (width x height)
+
+DETECT_FORMATS = ("json", "jsonl", "csv")  # what detect writes
+COMPARE_FORMATS = ("json", "jsonl", "csv", "bboxdir")  # what compare reads
