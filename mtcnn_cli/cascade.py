@@ -13,6 +13,7 @@ import numpy as np
 
 from . import boxes as bx
 from .boxes import FACE_SUPPORT, PNET_STRIDE
+from .defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
 from .network import Network
 from .threads import one_blas_thread
@@ -243,8 +244,8 @@ class Detector:
     once, here. min_face is the smallest face size searched for, in pixels;
     t1, t2, t3 the PNet, RNet and ONet score thresholds."""
 
-    def __init__(self, models=None, min_face: int = 60, t1: float = 0.6,
-                 t2: float = 0.7, t3: float = 0.7):
+    def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
+                 t2: float = T2, t3: float = T3):
         check_parameters(min_face, t1, t2, t3)
         from .models import load_models
 
