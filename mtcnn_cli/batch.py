@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 
 from . import defaults
 from .images import ImageError, read_image
-from .threads import THREAD_VARIABLES, one_blas_thread
+from .threads import THREAD_VARIABLES
 
 
 
@@ -101,8 +101,7 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         return Outcome(result, time.perf_counter() - start)
     height, width = image.shape[:2]
     try:
-        with one_blas_thread():  # the bits of a GEMM depend on the thread count
-            faces = list(detector.detect(image))
+        faces = list(detector.detect(image))  # on one BLAS thread, as the C++
     except MemoryError:
         result = Result(task.path, width, height, None, "out of memory")
         return Outcome(result, time.perf_counter() - start)

@@ -33,6 +33,7 @@ from .datfile import (NETWORK_NAMES, Conv, FullyConnected, Layer, MaxPool, Model
                       Sigmoid, describe_layer, network_to_bytes, parse_network,
                       read_detector_list, read_network_bytes, write_detector_list,
                       write_model_file, write_network)
+from .layers import pooled_size
 
 DETECTOR_LIST = "MTCNN_detector.txt"
 
@@ -100,14 +101,6 @@ class Column:
 Shape = Maps | Column
 
 
-def pooled_side(side: int, kernel: int, stride: int) -> int:
-    """round((side - kernel) / stride) + 1, C's round (halves away from zero),
-    computed exactly in integers."""
-    n = side - kernel
-    rounded = (2 * abs(n) + stride) // (2 * stride)
-    return (rounded if n >= 0 else -rounded) + 1
-
-
 def next_shape(layer: Layer, shape: Shape, per_pixel_only: bool = False) -> Shape:
     """The shape a layer gives for input `shape`. Raises ValueError naming the misfit.
     per_pixel_only: fully connected layers must act on each pixel (PNet)."""
@@ -143,8 +136,8 @@ def next_shape(layer: Layer, shape: Shape, per_pixel_only: bool = False) -> Shap
         if kh > shape.height or kw > shape.width:
             raise ValueError(f"has {kh}x{kw} kernels, larger than its {shape}")
         return Maps(n_out, shape.height - kh + 1, shape.width - kw + 1)
-    height = pooled_side(shape.height, layer.kernel_y, layer.stride_y)
-    width = pooled_side(shape.width, layer.kernel_x, layer.stride_x)
+    height = pooled_size(shape.height, layer.kernel_y, layer.stride_y)
+    width = pooled_size(shape.width, layer.kernel_x, layer.stride_x)
     if height < 1 or width < 1:
         raise ValueError(f"gets {shape} and would give {height}x{width} maps")
     return Maps(shape.count, height, width)

@@ -19,8 +19,8 @@ from mtcnn_cli import models
 from mtcnn_cli.cli import main
 from mtcnn_cli.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
                                network_to_bytes, read_network, write_detector_list)
-from mtcnn_cli.models import (MTCNNModels, export_models, find_model_folder, load_models,
-                              pooled_side, validate_mtcnn)
+from mtcnn_cli.layers import pooled_size as pooled_side
+from mtcnn_cli.models import MTCNNModels, export_models, find_model_folder, load_models, validate_mtcnn
 
 from .cli_support import one_line_error, usage_error
 
