@@ -245,19 +245,19 @@ def _crop_linear(pixels: np.ndarray, shape: tuple[int, int], boxes: np.ndarray, 
     r0, r1, b0, b1 = _batch_taps(boxes[:, 3] + 1, size, horizontal=False)
     # weights with the channel axis spelled out, so that inner loops run over size*3
     ah, bh = (np.repeat(v, 3, axis=1)[:, None, :] for v in (a0, a1))  # (N, 1, size*3)
-    top = _sample(pixels, shape, boxes, r0, c0)
-    top *= ah
-    right = _sample(pixels, shape, boxes, r0, c1)
-    right *= bh
-    top += right
-    top *= b0[:, :, None]
-    bottom = _sample(pixels, shape, boxes, r1, c0)
-    bottom *= ah
-    right = _sample(pixels, shape, boxes, r1, c1)
-    right *= bh
-    bottom += right
-    bottom *= b1[:, :, None]
-    top += bottom
+
+    def weighted_row(rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """(a0 * left + a1 * right) of the source rows `rows`, times their weight."""
+        out = _sample(pixels, shape, boxes, rows, c0)
+        out *= ah
+        right = _sample(pixels, shape, boxes, rows, c1)
+        right *= bh
+        out += right
+        out *= weight[:, :, None]
+        return out
+
+    top = weighted_row(r0, b0)
+    top += weighted_row(r1, b1)
     return top
 
 

@@ -28,8 +28,7 @@ class Network:
             return ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
         if isinstance(layer, FullyConnected):
             weights = np.ascontiguousarray(layer.weights, np.float32)
-            return ("fc", weights, layer.biases.reshape(-1), layers.fully_connected_weights(weights),
-                    weights.astype(np.float64))
+            return ("fc", weights, layer.biases.reshape(-1), layers.fully_connected_weights(weights))
         if isinstance(layer, PReLU):
             return ("prelu", layer.slopes.reshape(-1))
         if isinstance(layer, Sigmoid):
@@ -56,9 +55,9 @@ class Network:
             elif kind == "pool":
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
-                weights, biases, prepared, weights64 = step[1:]
+                weights, biases, prepared = step[1:]
                 if x.ndim == 4 and x.shape[3] == weights.shape[0] and x.shape[3] > 1:
-                    x = layers.fully_connected_maps(x, weights64, biases)
+                    x = layers.fully_connected_maps(x, weights, biases)
                 else:
                     flat = layers.flatten(x) if x.ndim == 4 else x
                     x = layers.fully_connected(flat, weights, biases, prepared)
