@@ -5,20 +5,20 @@ plain function over arrays; `Detector` strings them together.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import boxes as bx
+from . import pyramid
 from .boxes import FACE_SUPPORT, PNET_STRIDE
 from .defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
 from .network import Network
+from .pyramid import pyramid_scales  # noqa: F401 (part of this module's interface)
 from .threads import one_blas_thread
 
-PYRAMID_FACTOR = 0.709
 PNET_NMS, CROSS_SCALE_NMS, RNET_NMS, ONET_NMS = 0.5, 0.7, 0.7, 0.7
 RNET_SIZE, ONET_SIZE = 24, 48
 # RNet/ONet run on batches of crops whose largest activations fit in a core's
@@ -67,14 +67,6 @@ def as_bgr_float(image) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return image[:, :, :3].astype(np.float32)
-
-
-def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
-    """Step 1: scales 12/min_face * 0.709^i, as many as keep the shorter side >= 12 px.
-    Empty when the image is smaller than about 0.709 * min_face."""
-    min_dim = min(height, width)
-    n = math.floor(math.log(min_face / min_dim) / math.log(PYRAMID_FACTOR)) + 1
-    return [(12.0 / min_face) * math.pow(PYRAMID_FACTOR, i) for i in range(max(n, 0))]
 
 
 def to_maps(images: np.ndarray) -> np.ndarray:
@@ -127,6 +119,8 @@ class Cascade:
 
         with clock("pnet"):
             boxes, scores, corrections = self.pnet_stage(img, min_face, t1, trace)
+        if not len(boxes) and trace is None:
+            return nothing
         with clock("boxes"):
             keep = bx.nms(boxes, scores, CROSS_SCALE_NMS)
             boxes = bx.rectify(bx.apply_correction(boxes[keep], corrections[keep], add1=False))
@@ -165,21 +159,33 @@ class Cascade:
 
     def pnet_stage(self, img, min_face, t1, trace=None):
         """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
-        scales, concatenated in scale order."""
+        scales, concatenated in scale order. Large levels run alone (in bands);
+        the small ones together, in one mosaic (see pyramid)."""
         height, width = img.shape[:2]
+        every = pyramid.levels(height, width, min_face)
+        small = [lv for lv in every if lv.h * lv.w <= pyramid.MOSAIC_MAX_PIXELS]
+        outputs = []  # (level, PNet's output for it (h', w', 6), face probabilities (h', w'))
+        for lv in every[:len(every) - len(small)]:
+            out = self.pnet_in_bands(to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
+            outputs.append((lv, out, pnet_probability(out[..., 0], out[..., 1])))
+        if small:
+            image, placed = pyramid.mosaic(img, small)
+            out = self.pnet(to_maps(image[None]), regions=[lv.region for lv in placed])[0]
+            prob = pnet_probability(out[..., 0], out[..., 1])  # one exp for all levels
+            for lv in placed:
+                y, x, h, w = self.pnet.output_region(lv.region)
+                outputs.append((lv, out[y:y + h, x:x + w], prob[y:y + h, x:x + w]))
         found = []
-        for scale in pyramid_scales(height, width, min_face):
-            h, w = math.ceil(height * scale), math.ceil(width * scale)
-            level = resize_bilinear(img, w, h)  # (h, w, 3)
-            out = self.pnet_in_bands(to_maps(level[None]))[0].transpose(2, 0, 1)  # (6, h', w')
-            prob = pnet_probability(out[0], out[1])
-            boxes, scores, corrections = bx.proposals(prob, out[2:6], scale, t1)
+        for lv, out, prob in outputs:
+            if trace is None and not (prob >= np.float32(t1)).any():
+                continue  # no candidates at this scale
+            boxes, scores, corrections = bx.proposals(prob, out.transpose(2, 0, 1)[2:6], lv.scale, t1)
             keep = bx.nms(boxes, scores, PNET_NMS)
             found.append((boxes[keep], scores[keep], corrections[keep]))
             if trace is not None:
                 trace.setdefault("scales", []).append({
-                    "scale": scale, "w_pyr": w, "h_pyr": h,
-                    "pnet_out_w": out.shape[2], "pnet_out_h": out.shape[1],
+                    "scale": lv.scale, "w_pyr": lv.w, "h_pyr": lv.h,
+                    "pnet_out_w": out.shape[1], "pnet_out_h": out.shape[0],
                     "n_before_nms": len(boxes), "n_after_nms": len(keep),
                     "boxes": boxes[keep], "scores": scores[keep], "corrections": corrections[keep]})
         if not found:

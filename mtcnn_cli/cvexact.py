@@ -8,6 +8,7 @@ glibc themselves (tests/test_cvexact.py, fixtures/cvexact/README.md).
 
 Public functions:
 - resize_bilinear(src, width, height): cv::resize(src, Size(width, height)), float32.
+- resize_bilinear_many(src, sizes): the same to several sizes at once.
 - crop_and_resize(image, boxes, size): the detector's zero-padded crops, resized.
 - exp(x): cv::exp on a float32 array.
 - expf(x): the C library's float exp (glibc 2.28+), element-wise.
@@ -45,18 +46,20 @@ def _between(a: np.ndarray, low, high) -> np.ndarray:
     return np.minimum(np.maximum(a, low), high)
 
 
-def _axis_taps(src_len: int, dst_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unclamped taps of one axis: (i0 int64, w0 float32, w1 float32), each (dst_len,)."""
-    scale = 1.0 / (dst_len / src_len)  # double, as OpenCV: 1 / inv_scale
-    pos = ((np.arange(dst_len, dtype=np.float64) + 0.5) * scale - 0.5).astype(F32)
+def _axis_taps(src_len: int, dst_lens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unclamped taps of one axis resized to each of dst_lens, concatenated:
+    (i0 int64, w0 float32, w1 float32), each (sum(dst_lens),)."""
+    d = np.concatenate([np.arange(n, dtype=np.float64) for n in dst_lens])
+    scale = np.repeat([1.0 / (n / src_len) for n in dst_lens], dst_lens)  # double, as OpenCV: 1 / inv_scale
+    pos = ((d + 0.5) * scale - 0.5).astype(F32)
     i0 = np.floor(pos)
     frac = (pos - i0).astype(F32)  # exact: the fractional part of a float32
     return i0.astype(np.int64), (F32(1) - frac).astype(F32), frac
 
 
-def _column_taps(src_w: int, dst_w: int):
+def _column_taps(src_w: int, dst_ws):
     """Horizontal taps: (x0, x1, w0, w1, copy) with copy marking columns taken as is."""
-    x0, w0, w1 = _axis_taps(src_w, dst_w)
+    x0, w0, w1 = _axis_taps(src_w, dst_ws)
     left = x0 < 0
     w0 = np.where(left, F32(1), w0).astype(F32)
     w1 = np.where(left, F32(0), w1).astype(F32)
@@ -67,9 +70,9 @@ def _column_taps(src_w: int, dst_w: int):
     return x0, x1, w0, w1, copy
 
 
-def _row_taps(src_h: int, dst_h: int):
+def _row_taps(src_h: int, dst_hs):
     """Vertical taps: (y0, y1, w0, w1), row indices clipped into the image."""
-    y0, w0, w1 = _axis_taps(src_h, dst_h)
+    y0, w0, w1 = _axis_taps(src_h, dst_hs)
     return _between(y0, 0, src_h - 1), _between(y0 + 1, 0, src_h - 1), w0, w1
 
 
@@ -104,27 +107,44 @@ def _halve(src: np.ndarray) -> np.ndarray:
     return out
 
 
-def _horizontal(rows: np.ndarray, taps, channels: int) -> np.ndarray:
-    """Horizontal pass: (R, W*C) source rows -> (R, width*C) float32."""
-    i0, i1, w0, w1, first_copy = taps
+def _horizontal(rows: np.ndarray, taps) -> np.ndarray:
+    """Horizontal pass: (R, W*C) source rows -> (R, sum of widths * C) float32."""
+    i0, i1, w0, w1, copies = taps
     out = np.take(rows, i0, axis=1)
     out *= w0
     right = np.take(rows, i1, axis=1)
     right *= w1
     out += right
-    if first_copy is not None:
-        start = first_copy * channels
-        out[:, start:] = np.take(rows, i0[start:], axis=1)
+    if copies.size:
+        out[:, copies] = np.take(rows, i0[copies], axis=1)
     return out
 
 
 def _channel_taps(taps, channels: int):
-    """Column taps spread over interleaved channels: (i0, i1, w0, w1, first copy or None)."""
+    """Column taps spread over interleaved channels: (i0, i1, w0, w1, copied columns)."""
     x0, x1, w0, w1, copy = taps
     lanes = np.arange(channels)
-    first = int(np.argmax(copy)) if copy.any() else None
     return ((x0[:, None] * channels + lanes).ravel(), (x1[:, None] * channels + lanes).ravel(),
-            np.repeat(w0, channels), np.repeat(w1, channels), first)
+            np.repeat(w0, channels), np.repeat(w1, channels), np.flatnonzero(np.repeat(copy, channels)))
+
+
+def _vertical(hrows: np.ndarray, where0, where1, b0, b1) -> np.ndarray:
+    """Vertical pass: rows where0, where1 of the horizontal pass's output, weighted
+    b0, b1 and summed -> (len(b0), columns)."""
+    block = np.take(hrows, where0, axis=0)
+    block *= b0[:, None]
+    bottom = np.take(hrows, where1, axis=0)
+    bottom *= b1[:, None]
+    block += bottom
+    return block
+
+
+def _needed_rows(rows: np.ndarray, ctaps, y0, y1):
+    """The horizontal pass over only the source rows y0 and y1 name: (hrows, y0 and
+    y1 as indices into hrows)."""
+    needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    n = len(where) // 2
+    return _horizontal(np.take(rows, needed, axis=0), ctaps), where[:n], where[n:]
 
 
 _BLOCK_BYTES = 1 << 19  # output rows per block sized to stay in cache
@@ -134,22 +154,56 @@ def _resize_linear(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """The separable two-pass resize of an (H, W, C) float32 image -> (height, width, C)."""
     src_h, src_w, channels = img.shape
     rows = img.reshape(src_h, src_w * channels)  # (H, W*C)
-    taps = _channel_taps(_column_taps(src_w, width), channels)
-    y0, y1, b0, b1 = _row_taps(src_h, height)
+    ctaps = _channel_taps(_column_taps(src_w, [width]), channels)
+    y0, y1, b0, b1 = _row_taps(src_h, [height])
     out = np.empty((height, width * channels), dtype=F32)
     step = max(1, _BLOCK_BYTES // (4 * width * channels))
     for start in range(0, height, step):
         part = slice(start, min(start + step, height))
-        needed, where = np.unique(np.concatenate([y0[part], y1[part]]), return_inverse=True)
-        n = len(where) // 2
-        hrows = _horizontal(np.take(rows, needed, axis=0), taps, channels)  # (R, width*C)
-        block = np.take(hrows, where[:n], axis=0)
-        block *= b0[part, None]
-        bottom = np.take(hrows, where[n:], axis=0)
-        bottom *= b1[part, None]
-        block += bottom
-        out[part] = block
+        hrows, where0, where1 = _needed_rows(rows, ctaps, y0[part], y1[part])
+        out[part] = _vertical(hrows, where0, where1, b0[part], b1[part])
     return out.reshape(height, width, channels)
+
+
+def _resize_linear_many(img: np.ndarray, sizes) -> list[np.ndarray]:
+    """_resize_linear to several small sizes [(width, height)] at once: one set of
+    taps and one horizontal pass for all, then each size's own rows and columns."""
+    src_h, src_w, channels = img.shape
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    ctaps = _channel_taps(_column_taps(src_w, widths), channels)
+    y0, y1, b0, b1 = _row_taps(src_h, heights)
+    hrows, where0, where1 = _needed_rows(img.reshape(src_h, src_w * channels), ctaps, y0, y1)
+    out, top, left = [], 0, 0
+    for w, h in sizes:  # each size's own rows and columns
+        rows, cols = slice(top, top + h), slice(left, left + w * channels)
+        out.append(_vertical(hrows[:, cols], where0[rows], where1[rows], b0[rows], b1[rows]).reshape(h, w, channels))
+        top, left = top + h, left + w * channels
+    return out
+
+
+def _checked_image(src) -> np.ndarray:
+    """A float32 (H, W) or (H, W, C) image as contiguous (H, W, C)."""
+    src = np.asarray(src)
+    if src.dtype != F32:
+        raise TypeError(f"resize_bilinear needs float32, got {src.dtype}")
+    if src.ndim not in (2, 3) or min(src.shape[:2]) < 1:
+        raise ValueError(f"resize_bilinear needs an (H, W[, C]) image, got shape {src.shape}")
+    return np.ascontiguousarray(src[:, :, None] if src.ndim == 2 else src)
+
+
+def _checked_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"resize_bilinear target size must be positive, got {width}x{height}")
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, C) -> (height, width, C): OpenCV's choice of copy, 2x2 mean or two passes."""
+    src_h, src_w = img.shape[:2]
+    if (src_w, src_h) == (width, height):
+        return img.copy()
+    if _is_halving(src_w, src_h, width, height):
+        return _halve(img)
+    return _resize_linear(img, width, height)
 
 
 def resize_bilinear(src: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -157,23 +211,27 @@ def resize_bilinear(src: np.ndarray, width: int, height: int) -> np.ndarray:
 
     src: (H, W) or (H, W, C) float32, C in 1..4. Returns (height, width[, C]) float32.
     """
-    src = np.asarray(src)
-    if src.dtype != F32:
-        raise TypeError(f"resize_bilinear needs float32, got {src.dtype}")
-    if src.ndim not in (2, 3) or min(src.shape[:2]) < 1:
-        raise ValueError(f"resize_bilinear needs an (H, W[, C]) image, got shape {src.shape}")
-    if width < 1 or height < 1:
-        raise ValueError(f"resize_bilinear target size must be positive, got {width}x{height}")
-    flat = src.ndim == 2
-    img = np.ascontiguousarray(src[:, :, None] if flat else src)  # (H, W, C)
+    img = _checked_image(src)
+    _checked_size(width, height)
+    out = _resize(img, width, height)
+    return out[:, :, 0] if np.ndim(src) == 2 else out
+
+
+def resize_bilinear_many(src: np.ndarray, sizes) -> list[np.ndarray]:
+    """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, with the
+    taps and the horizontal pass shared: meant for several small sizes of one
+    (H, W, C) image."""
+    img = _checked_image(src)
     src_h, src_w = img.shape[:2]
-    if (src_w, src_h) == (width, height):
-        out = img.copy()
-    elif _is_halving(src_w, src_h, width, height):
-        out = _halve(img)
-    else:
-        out = _resize_linear(img, width, height)
-    return out[:, :, 0] if flat else out
+    for w, h in sizes:
+        _checked_size(w, h)
+    plain = [i for i, (w, h) in enumerate(sizes)
+             if (w, h) != (src_w, src_h) and not _is_halving(src_w, src_h, w, h)]
+    out = [None if i in plain else _resize(img, w, h) for i, (w, h) in enumerate(sizes)]
+    if plain:
+        for i, level in zip(plain, _resize_linear_many(img, [sizes[i] for i in plain])):
+            out[i] = level
+    return [level[:, :, 0] for level in out] if np.ndim(src) == 2 else out
 
 
 # ----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ its own double-precision loop for small ones.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # OpenCV hands a matrix product to BLAS (float32) only when the result has at
@@ -43,15 +45,15 @@ def im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """(N, H, W, C) -> (C*kw*kh + 1, N*oh*ow), the transpose of the C++'s im2col:
     a column per output pixel (row-major over y, x); rows per input map, the
     window read column by column (row c*kw*kh + kx*kh + ky), then a row of ones
-    for the bias. Built transposed because every row is then a plain copy."""
+    for the bias. Built transposed, in one copy from a strided view of the maps."""
     n, h, w, c = maps.shape
     oh, ow = h - kh + 1, w - kw + 1
     planes = np.ascontiguousarray(maps.transpose(3, 0, 1, 2))  # (C, N, H, W)
+    sc, sn, sy, sx = planes.strides
+    # windows[c, kx, ky, i, y, x] = planes[c, i, y + ky, x + kx]
+    windows = np.ndarray((c, kw, kh, n, oh, ow), np.float32, planes, 0, (sc, sx, sy, sn, sy, sx))
     cols = np.empty((c * kw * kh + 1, n * oh * ow), np.float32)
-    windows = cols[:-1].reshape(c, kw, kh, n, oh, ow)
-    for kx in range(kw):
-        for ky in range(kh):
-            windows[:, kx, ky] = planes[:, :, ky:ky + oh, kx:kx + ow]
+    cols[:-1].reshape(c, kw, kh, n, oh, ow)[...] = windows
     cols[-1] = 1.0
     return cols
 
@@ -81,41 +83,44 @@ def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
 
     With t = v * slope (rounded): for a slope <= 1, max(v, t) is exactly that
     (t <= v when v >= 0, t >= v when v < 0, rounding being monotonic), and for
-    a slope >= 1 so is min(v, t). Two passes instead of a select."""
+    a slope >= 1 so is min(v, t). Two passes instead of a select. The slopes are
+    repeated along each row of maps, so that numpy's loops run over whole rows."""
+    c = maps.shape[-1]
     s = slopes.reshape(-1)
-    if s.size != maps.shape[-1]:
-        raise ValueError(f"prelu: {s.size} slopes for {maps.shape[-1]} channels {maps.shape}")
-    scaled = maps * s
-    steep = np.flatnonzero(s > 1)  # usually none or a few channels
-    steep_values = np.minimum(maps[..., steep], scaled[..., steep]) if steep.size else None
-    np.maximum(maps, scaled, out=maps)
-    if steep.size:
-        maps[..., steep] = steep_values
+    if s.size != c:
+        raise ValueError(f"prelu: {s.size} slopes for {c} channels {maps.shape}")
+    row = c * (maps.shape[-2] if maps.ndim > 2 else 1)
+    rows = maps.reshape(-1, row)  # a view: maps are contiguous
+    scaled = rows * np.tile(s, row // c)
+    steep = [k for k in np.flatnonzero(s > 1)]  # usually none or one or two channels
+    steep_values = [np.minimum(rows[:, k::c], scaled[:, k::c]) for k in steep]
+    np.maximum(rows, scaled, out=rows)
+    for k, values in zip(steep, steep_values):
+        rows[:, k::c] = values
     return maps
 
 
 def pooled_size(size: int, kernel: int, stride: int) -> int:
     """Caffe-style: C round((size - kernel) / stride) + 1, halves away from zero."""
-    q = float(np.float32(size - kernel) / np.float32(stride))
-    return int(np.copysign(np.floor(abs(q) + 0.5), q)) + 1
+    q = (size - kernel) / stride  # the C++ divides in float: the same result below 2^23
+    return int(math.copysign(math.floor(abs(q) + 0.5), q)) + 1
 
 
 def _window_max(maps: np.ndarray, axis: int, kernel: int, stride: int, count: int) -> np.ndarray:
     """Max over windows along one axis: `count` windows starting at multiples of
-    the stride, each cut at the map's edge."""
-    length = maps.shape[axis]
-
-    def along(index: slice):
-        full = [slice(None)] * maps.ndim
-        full[axis] = index
-        return tuple(full)
-
-    out = maps[along(slice(0, (count - 1) * stride + 1, stride))].copy()
-    for offset in range(1, kernel):
-        n = min(count, len(range(offset, length, stride)))  # windows this offset falls in
-        if n:
-            first = out[along(slice(0, n))]
-            np.maximum(first, maps[along(slice(offset, offset + (n - 1) * stride + 1, stride))], out=first)
+    the stride, each cut at the map's edge (the edge value repeated past it,
+    which leaves every max unchanged)."""
+    length, need = maps.shape[axis], (count - 1) * stride + kernel
+    if need > length:
+        edge = np.take(maps, [length - 1] * (need - length), axis=axis)
+        maps = np.concatenate([maps, edge], axis=axis)
+    lead = (slice(None),) * axis
+    span = (count - 1) * stride + 1
+    if kernel == 1:
+        return maps[lead + (slice(0, span, stride),)].copy()
+    out = np.maximum(maps[lead + (slice(0, span, stride),)], maps[lead + (slice(1, 1 + span, stride),)])
+    for offset in range(2, kernel):
+        np.maximum(out, maps[lead + (slice(offset, offset + span, stride),)], out=out)
     return out
 
 
@@ -199,3 +204,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-v)); unused by the MTCNN files, kept for format completeness."""
     from .cvexact import exp
     return (np.float32(1.0) / (np.float32(1.0) + exp(-x))).astype(np.float32)
+
+
+def extend_edges(maps: np.ndarray, regions: list[tuple[int, int, int, int]], kx: int, ky: int) -> np.ndarray:
+    """Copy each region's (y, x, h, w) last column into the kx - 1 columns to its
+    right, then its last row (so widened) into the ky - 1 rows below, in (N, H, W, C)
+    maps, in place: a pooling window that starts inside a region but reaches past
+    it then sees the region's own edge values, which leaves its max unchanged, as
+    if the window were cut at the edge. The regions must lie that far apart."""
+    for y, x, h, w in regions:
+        maps[:, y:y + h, x + w:x + w + kx - 1] = maps[:, y:y + h, x + w - 1:x + w]
+        maps[:, y + h:y + h + ky - 1, x:x + w + kx - 1] = maps[:, y + h - 1:y + h, x:x + w + kx - 1]
+    return maps

@@ -37,27 +37,41 @@ class Network:
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """Height and width of the maps this network makes from an h x w input."""
-        for step in self._steps:
-            if step[0] == "conv":
-                h, w = h - step[2] + 1, w - step[3] + 1
-            elif step[0] == "pool":
-                kx, ky, sx, sy = step[1:]
-                h, w = layers.pooled_size(h, ky, sy), layers.pooled_size(w, kx, sx)
-        return h, w
+        return self.output_region((0, 0, h, w))[2:]
 
-    def __call__(self, maps: np.ndarray, trace: list | None = None) -> np.ndarray:
-        """trace, if given, receives every layer's output (for parity tests)."""
+    def output_region(self, region: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """Where the outputs of an input region (y, x, h, w) lie in the output maps."""
+        for step in self._steps:
+            region = _step_region(step, region)
+        return region
+
+    def __call__(self, maps: np.ndarray, trace: list | None = None,
+                 regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+        """trace, if given, receives every layer's output (for parity tests).
+
+        regions, if given, are separate images (y, x, h, w) placed in the input:
+        each pooling window is cut at their edges as at the maps' edge, so every
+        region's outputs (see output_region) are those of the region alone. Each
+        region's y and x must be multiples of the pooling strides."""
         x = maps
         for step in self._steps:
             kind = step[0]
             if kind == "conv":
                 x = layers.conv(x, step[1], step[2], step[3])
+                if regions is not None:
+                    regions = [_step_region(step, r) for r in regions]
             elif kind == "pool":
+                if regions is not None:
+                    x = layers.extend_edges(x, regions, step[1], step[2])
+                    regions = [_step_region(step, r) for r in regions]
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
                 weights, biases, prepared = step[1:]
                 if x.ndim == 4 and x.shape[3] == weights.shape[0] and x.shape[3] > 1:
                     x = layers.fully_connected_maps(x, weights, biases)
+                elif regions is not None:
+                    raise ValueError(f"{self.name}: regions need maps all through; a fully connected "
+                                     f"layer over {x.shape} flattens them")
                 else:
                     flat = layers.flatten(x) if x.ndim == 4 else x
                     x = layers.fully_connected(flat, weights, biases, prepared)
@@ -68,3 +82,16 @@ class Network:
             if trace is not None:
                 trace.append(x.copy())
         return x
+
+
+def _step_region(step: tuple, region: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Where a region (y, x, h, w) of a step's input lies in its output."""
+    y, x, h, w = region
+    if step[0] == "conv":
+        return y, x, h - step[2] + 1, w - step[3] + 1
+    if step[0] == "pool":
+        kx, ky, sx, sy = step[1:]
+        if y % sy or x % sx:
+            raise ValueError(f"region {region} does not start on the {sx}x{sy} pooling grid")
+        return y // sy, x // sx, layers.pooled_size(h, ky, sy), layers.pooled_size(w, kx, sx)
+    return region
