@@ -161,19 +161,16 @@ class Cascade:
         """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
         scales, concatenated in scale order. Large levels run alone (in bands);
         the small ones together, in one mosaic (see pyramid)."""
-        height, width = img.shape[:2]
-        every = pyramid.levels(height, width, min_face)
-        small = [lv for lv in every if lv.h * lv.w <= pyramid.MOSAIC_MAX_PIXELS]
+        steps = pyramid.plan(*img.shape[:2], min_face)
         outputs = []  # (level, PNet's output for it (h', w', 6), face probabilities (h', w'))
-        for lv in every[:len(every) - len(small)]:
+        for lv in steps.alone:
             out = self.pnet_in_bands(to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
             outputs.append((lv, out, pnet_probability(out[..., 0], out[..., 1])))
-        if small:
-            image, placed = pyramid.mosaic(img, small)
-            out = self.pnet(to_maps(image[None]), regions=[lv.region for lv in placed])[0]
+        if steps.placed:
+            regions = [lv.region for lv in steps.placed]
+            out = self.pnet(to_maps(pyramid.mosaic(img, steps)[None]), regions=regions)[0]
             prob = pnet_probability(out[..., 0], out[..., 1])  # one exp for all levels
-            for lv in placed:
-                y, x, h, w = self.pnet.output_region(lv.region)
+            for lv, (y, x, h, w) in zip(steps.placed, self.pnet.output_regions(regions)):
                 outputs.append((lv, out[y:y + h, x:x + w], prob[y:y + h, x:x + w]))
         found = []
         for lv, out, prob in outputs:

@@ -16,6 +16,9 @@ Public functions:
 """
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
 F32 = np.float32
@@ -165,22 +168,6 @@ def _resize_linear(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return out.reshape(height, width, channels)
 
 
-def _resize_linear_many(img: np.ndarray, sizes) -> list[np.ndarray]:
-    """_resize_linear to several small sizes [(width, height)] at once: one set of
-    taps and one horizontal pass for all, then each size's own rows and columns."""
-    src_h, src_w, channels = img.shape
-    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
-    ctaps = _channel_taps(_column_taps(src_w, widths), channels)
-    y0, y1, b0, b1 = _row_taps(src_h, heights)
-    hrows, where0, where1 = _needed_rows(img.reshape(src_h, src_w * channels), ctaps, y0, y1)
-    out, top, left = [], 0, 0
-    for w, h in sizes:  # each size's own rows and columns
-        rows, cols = slice(top, top + h), slice(left, left + w * channels)
-        out.append(_vertical(hrows[:, cols], where0[rows], where1[rows], b0[rows], b1[rows]).reshape(h, w, channels))
-        top, left = top + h, left + w * channels
-    return out
-
-
 def _checked_image(src) -> np.ndarray:
     """A float32 (H, W) or (H, W, C) image as contiguous (H, W, C)."""
     src = np.asarray(src)
@@ -217,20 +204,51 @@ def resize_bilinear(src: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
+class _SharedTaps(NamedTuple):
+    """What resizing one image size to several sizes needs, bar the pixels."""
+    plain: tuple[int, ...]  # the sizes done by the shared two passes (not copies or halvings)
+    needed: np.ndarray  # the source rows the horizontal pass reads
+    columns: tuple  # their column taps, all plain sizes side by side (see _channel_taps)
+    rows: tuple[tuple, ...]  # per plain size: (where0, where1, b0, b1, column slice)
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_taps(src_h: int, src_w: int, channels: int, sizes: tuple) -> _SharedTaps:
+    """The taps of resize_bilinear_many, which depend on the sizes only: kept for
+    the next image of the same size (a batch of same-sized photos)."""
+    plain = tuple(i for i, (w, h) in enumerate(sizes)
+                  if (w, h) != (src_w, src_h) and not _is_halving(src_w, src_h, w, h))
+    widths, heights = [sizes[i][0] for i in plain], [sizes[i][1] for i in plain]
+    columns = _channel_taps(_column_taps(src_w, widths), channels)
+    y0, y1, b0, b1 = _row_taps(src_h, heights)
+    needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    where0, where1 = where[:len(y0)], where[len(y0):]
+    rows, top, left = [], 0, 0
+    for w, h in zip(widths, heights):
+        part = slice(top, top + h)
+        rows.append((where0[part], where1[part], b0[part], b1[part], slice(left, left + w * channels)))
+        top, left = top + h, left + w * channels
+    for array in (needed, *columns, where0, where1, b0, b1):
+        array.flags.writeable = False  # shared between calls
+    return _SharedTaps(plain, needed, columns, tuple(rows))
+
+
 def resize_bilinear_many(src: np.ndarray, sizes) -> list[np.ndarray]:
     """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, with the
     taps and the horizontal pass shared: meant for several small sizes of one
     (H, W, C) image."""
     img = _checked_image(src)
-    src_h, src_w = img.shape[:2]
+    src_h, src_w, channels = img.shape
+    sizes = tuple((int(w), int(h)) for w, h in sizes)
     for w, h in sizes:
         _checked_size(w, h)
-    plain = [i for i, (w, h) in enumerate(sizes)
-             if (w, h) != (src_w, src_h) and not _is_halving(src_w, src_h, w, h)]
-    out = [None if i in plain else _resize(img, w, h) for i, (w, h) in enumerate(sizes)]
-    if plain:
-        for i, level in zip(plain, _resize_linear_many(img, [sizes[i] for i in plain])):
-            out[i] = level
+    taps = _shared_taps(src_h, src_w, channels, sizes)
+    out = [None if i in taps.plain else _resize(img, w, h) for i, (w, h) in enumerate(sizes)]
+    if taps.plain:
+        hrows = _horizontal(np.take(img.reshape(src_h, src_w * channels), taps.needed, axis=0), taps.columns)
+        for i, (where0, where1, b0, b1, cols) in zip(taps.plain, taps.rows):
+            w, h = sizes[i]
+            out[i] = _vertical(hrows[:, cols], where0, where1, b0, b1).reshape(h, w, channels)
     return [level[:, :, 0] for level in out] if np.ndim(src) == 2 else out
 
 

@@ -66,6 +66,28 @@ def conv_weight_matrix(kernels: np.ndarray, biases: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([weights, biases[None, :]]), np.float32)
 
 
+# Below this many input pixels, a single image is convolved through whole-row windows.
+WRAPPED_CONV_MAX_PIXELS = 8192
+
+
+def wrapped_im2col(maps: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """im2col of one (1, H, W, C) image over whole rows: a column for every pixel
+    p = y*W + x up to the last window, valid or not, so that each row of the
+    result is one contiguous run of a map (columns with x >= W - kw + 1 wrap
+    around the row's end and are thrown away after the product). For small maps
+    this beats im2col, whose runs are only W - kw + 1 long.
+    Returns (C*kw*kh + 1, (H - kh)*W + W - kw + 1)."""
+    _, h, w, c = maps.shape
+    span = (h - kh) * w + w - kw + 1
+    planes = np.ascontiguousarray(maps[0].transpose(2, 0, 1))  # (C, H, W)
+    # windows[c, kx, ky, p] = planes[c].flat[p + ky*W + kx]
+    windows = np.ndarray((c, kw, kh, span), np.float32, planes, 0, (planes.strides[0], 4, 4 * w, 4))
+    cols = np.empty((c * kw * kh + 1, span), np.float32)
+    cols[:-1].reshape(c, kw, kh, span)[...] = windows
+    cols[-1] = 1.0
+    return cols
+
+
 def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """Valid cross-correlation, stride 1: (N, H, W, C) -> (N, H-kh+1, W-kw+1, C_out)."""
     n, h, w, c = maps.shape
@@ -74,8 +96,15 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
                          f"with {kh}x{kw} kernels")
     if h < kh or w < kw:
         raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
+    oh, ow = h - kh + 1, w - kw + 1
+    if n == 1 and h * w <= WRAPPED_CONV_MAX_PIXELS:
+        out = sgemm(wrapped_im2col(maps, kh, kw).T, weight_matrix)  # (span, C_out)
+        c_out = out.shape[1]
+        row = out.strides[0]  # every output (y, x) is row y*W + x
+        valid = np.ndarray((1, oh, ow, c_out), np.float32, out, 0, (0, w * row, row, out.strides[1]))
+        return np.ascontiguousarray(valid)
     out = sgemm(im2col(maps, kh, kw).T, weight_matrix)  # (N*oh*ow, C_out)
-    return out.reshape(n, h - kh + 1, w - kw + 1, -1)
+    return out.reshape(n, oh, ow, -1)
 
 
 def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ class Network:
         self.name = name
         self._steps = [self._prepare(layer) for layer in net_layers]
         self.layers = tuple(net_layers)
+        self._output_regions = {}
 
     @staticmethod
     def _prepare(layer: Layer):
@@ -44,6 +45,15 @@ class Network:
         for step in self._steps:
             region = _step_region(step, region)
         return region
+
+    def output_regions(self, regions: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+        """output_region of each region, remembered (the same mosaics recur)."""
+        key = tuple(regions)
+        if key not in self._output_regions:
+            if len(self._output_regions) > 256:
+                self._output_regions.clear()
+            self._output_regions[key] = [self.output_region(r) for r in regions]
+        return self._output_regions[key]
 
     def __call__(self, maps: np.ndarray, trace: list | None = None,
                  regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:

@@ -10,8 +10,10 @@ near a level's edge that would see a neighbour are not read.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,14 +60,9 @@ def _aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def pack(small: list[Level]) -> tuple[int, int, list[Level]]:
-    """Shelf packing of levels given largest first -> (height, width, placed levels).
-
-    The mosaic is as wide as the first two levels side by side; levels go left to
-    right along a shelf, and one that no longer fits starts a new shelf below the
-    tallest level of the last. With the pyramid's factor of 0.709 the rest of the
-    levels fill about one more shelf, so the mosaic wastes about a fifth of its area."""
-    width = sum(_aligned(level.w) for level in small[:2])
+def _shelves(small: list[Level], width: int) -> list[Level]:
+    """Levels placed left to right along shelves `width` wide; a level that no
+    longer fits starts a new shelf below the tallest level of the last."""
     placed, x, y, shelf = [], 0, 0, 0
     for level in small:
         if x and x + level.w > width:
@@ -73,16 +70,51 @@ def pack(small: list[Level]) -> tuple[int, int, list[Level]]:
         placed.append(Level(level.scale, level.h, level.w, y, x))
         x += _aligned(level.w)
         shelf = max(shelf, _aligned(level.h))
-    height = max(p.y + p.h for p in placed)
-    return height, max(p.x + p.w for p in placed), placed
+    return placed
 
 
-def mosaic(img: np.ndarray, small: list[Level]) -> tuple[np.ndarray, list[Level]]:
-    """img float32 (H, W, 3) -> the levels resized from it and packed: the mosaic
-    (h, w, 3) (zero between levels) and the levels with their places."""
-    height, width, placed = pack(small)
-    out = np.zeros((height, width, img.shape[2]), np.float32)
-    resized = resize_bilinear_many(img, [(level.w, level.h) for level in placed])
-    for level, pixels in zip(placed, resized):
+def pack(small: list[Level]) -> tuple[int, int, list[Level]]:
+    """Shelf packing of levels given largest first -> (height, width, placed levels).
+
+    Shelves as wide as the first one, two, three... levels side by side are
+    tried, and the packing with the least area is kept (PNet's work grows with
+    the area): on the corpus, 1.1 to 1.3 times the levels' own area."""
+    best = None
+    for n in range(1, len(small) + 1):
+        placed = _shelves(small, sum(_aligned(level.w) for level in small[:n]))
+        height = max(p.y + p.h for p in placed)
+        width = max(p.x + p.w for p in placed)
+        if best is None or height * width < best[0] * best[1]:
+            best = (height, width, placed)
+    return best
+
+
+class Plan(NamedTuple):
+    """How the pyramid of one image size is computed: the levels that run alone,
+    largest first, then the mosaic's size and the levels placed in it."""
+    alone: tuple[Level, ...]
+    mosaic_shape: tuple[int, int]
+    placed: tuple[Level, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def plan(height: int, width: int, min_face: int) -> Plan:
+    """The pyramid of an image of this size: kept for the next image of the same
+    size (the usual case in a batch)."""
+    every = levels(height, width, min_face)
+    small = [level for level in every if level.h * level.w <= MOSAIC_MAX_PIXELS]
+    alone = tuple(every[:len(every) - len(small)])
+    if not small:
+        return Plan(alone, (0, 0), ())
+    mosaic_h, mosaic_w, placed = pack(small)
+    return Plan(alone, (mosaic_h, mosaic_w), tuple(placed))
+
+
+def mosaic(img: np.ndarray, pyramid_plan: Plan) -> np.ndarray:
+    """img float32 (H, W, 3) -> the plan's mosaic (h, w, 3): its levels resized
+    from img, each in its place, zero between them."""
+    out = np.zeros(pyramid_plan.mosaic_shape + img.shape[2:], np.float32)
+    resized = resize_bilinear_many(img, [(level.w, level.h) for level in pyramid_plan.placed])
+    for level, pixels in zip(pyramid_plan.placed, resized):
         out[level.y:level.y + level.h, level.x:level.x + level.w] = pixels
-    return out, placed
+    return out
