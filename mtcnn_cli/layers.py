@@ -98,7 +98,7 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
         raise ValueError(f"conv: maps {maps.shape} smaller than the {kh}x{kw} kernel")
     oh, ow = h - kh + 1, w - kw + 1
     if n == 1 and h * w <= WRAPPED_CONV_MAX_PIXELS:
-        out = sgemm(wrapped_im2col(maps, kh, kw).T, weight_matrix)  # (span, C_out)
+        out = np.ascontiguousarray(sgemm(wrapped_im2col(maps, kh, kw).T, weight_matrix))  # (span, C_out)
         c_out = out.shape[1]
         row = out.strides[0]  # every output (y, x) is row y*W + x
         valid = np.ndarray((1, oh, ow, c_out), np.float32, out, 0, (0, w * row, row, out.strides[1]))
