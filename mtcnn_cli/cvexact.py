@@ -9,6 +9,7 @@ glibc themselves (tests/test_cvexact.py, fixtures/cvexact/README.md).
 Public functions:
 - resize_bilinear(src, width, height): cv::resize(src, Size(width, height)), float32.
 - resize_bilinear_many(src, sizes): the same to several sizes at once.
+- resize_bilinear_mosaic(src, places, shape): several sizes, each at its place in one image.
 - crop_and_resize(image, boxes, size): the detector's zero-padded crops, resized.
 - exp(x): cv::exp on a float32 array.
 - expf(x): the C library's float exp (glibc 2.28+), element-wise.
@@ -204,52 +205,90 @@ def resize_bilinear(src: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
-class _SharedTaps(NamedTuple):
-    """What resizing one image size to several sizes needs, bar the pixels."""
-    plain: tuple[int, ...]  # the sizes done by the shared two passes (not copies or halvings)
-    needed: np.ndarray  # the source rows the horizontal pass reads
-    columns: tuple  # their column taps, all plain sizes side by side (see _channel_taps)
-    rows: tuple[tuple, ...]  # per plain size: (where0, where1, b0, b1, column slice)
+class _MosaicTaps(NamedTuple):
+    """What resize_bilinear_mosaic needs for one source size and one layout, bar
+    the pixels: the horizontal pass reads rows `needed` through `columns` (the
+    column taps of every plain size side by side); the vertical pass reads, for
+    each output value, the flat positions `top` and `bottom` of that pass's
+    result, weighted `w_top` and `w_bottom` (both 0 outside every size)."""
+    special: tuple[int, ...]  # sizes left to _resize: copies and exact halvings
+    needed: np.ndarray
+    columns: tuple
+    top: np.ndarray  # (H, W*C) int
+    bottom: np.ndarray
+    w_top: np.ndarray  # (H, W*C) float32
+    w_bottom: np.ndarray
 
 
-@functools.lru_cache(maxsize=32)
-def _shared_taps(src_h: int, src_w: int, channels: int, sizes: tuple) -> _SharedTaps:
-    """The taps of resize_bilinear_many, which depend on the sizes only: kept for
+@functools.lru_cache(maxsize=8)
+def _mosaic_taps(src_h: int, src_w: int, channels: int, places: tuple, shape: tuple) -> _MosaicTaps:
+    """The taps of resize_bilinear_mosaic, which depend on the sizes only: kept for
     the next image of the same size (a batch of same-sized photos)."""
-    plain = tuple(i for i, (w, h) in enumerate(sizes)
-                  if (w, h) != (src_w, src_h) and not _is_halving(src_w, src_h, w, h))
-    widths, heights = [sizes[i][0] for i in plain], [sizes[i][1] for i in plain]
+    special = tuple(i for i, (_, _, w, h) in enumerate(places)
+                    if (w, h) == (src_w, src_h) or _is_halving(src_w, src_h, w, h))
+    plain = [p for i, p in enumerate(places) if i not in special]
+    widths, heights = [w for _, _, w, _ in plain], [h for _, _, _, h in plain]
     columns = _channel_taps(_column_taps(src_w, widths), channels)
     y0, y1, b0, b1 = _row_taps(src_h, heights)
     needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    where0, where1 = where[:len(y0)], where[len(y0):]
-    rows, top, left = [], 0, 0
-    for w, h in zip(widths, heights):
-        part = slice(top, top + h)
-        rows.append((where0[part], where1[part], b0[part], b1[part], slice(left, left + w * channels)))
-        top, left = top + h, left + w * channels
-    for array in (needed, *columns, where0, where1, b0, b1):
+    span = len(columns[0])  # a row of the horizontal pass: every plain size's columns
+    top = np.zeros((shape[0], shape[1] * channels), np.int64)
+    bottom = np.zeros_like(top)
+    w_top = np.zeros(top.shape, F32)
+    w_bottom = np.zeros(top.shape, F32)
+    first_row = first_col = 0
+    for y, x, w, h in plain:
+        rows, out_rows = slice(first_row, first_row + h), slice(y, y + h)
+        cols = np.arange(first_col, first_col + w * channels)
+        out_cols = slice(x * channels, (x + w) * channels)
+        top[out_rows, out_cols] = where[rows, None] * span + cols
+        bottom[out_rows, out_cols] = where[len(y0):][rows, None] * span + cols
+        w_top[out_rows, out_cols] = b0[rows, None]
+        w_bottom[out_rows, out_cols] = b1[rows, None]
+        first_row, first_col = first_row + h, first_col + w * channels
+    for array in (needed, *columns, top, bottom, w_top, w_bottom):
         array.flags.writeable = False  # shared between calls
-    return _SharedTaps(plain, needed, columns, tuple(rows))
+    return _MosaicTaps(special, needed, columns, top, bottom, w_top, w_bottom)
+
+
+def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
+    """Several resizes of one image, each written at its place in one output image:
+    places [(y, x, width, height)] (not overlapping), shape (H, W) of the output.
+    Each place holds exactly resize_bilinear(src, width, height); the rest is 0.
+    The taps, the horizontal pass and the vertical pass are shared by all places.
+    src (H, W[, C]) float32 -> (H, W[, C]) float32."""
+    img = _checked_image(src)
+    src_h, src_w, channels = img.shape
+    places = tuple((int(y), int(x), int(w), int(h)) for y, x, w, h in places)
+    for y, x, w, h in places:
+        _checked_size(w, h)
+        if y < 0 or x < 0 or y + h > shape[0] or x + w > shape[1]:
+            raise ValueError(f"resize_bilinear_mosaic: {w}x{h} at ({x}, {y}) outside {shape[1]}x{shape[0]}")
+    taps = _mosaic_taps(src_h, src_w, channels, places, tuple(shape))
+    if len(taps.special) < len(places):
+        hrows = _horizontal(img.reshape(src_h, src_w * channels).take(taps.needed, axis=0), taps.columns)
+        out = hrows.take(taps.top)  # (H, W*C)
+        out *= taps.w_top
+        below = hrows.take(taps.bottom)
+        below *= taps.w_bottom
+        out += below
+    else:
+        out = np.zeros((shape[0], shape[1] * channels), F32)
+    out = out.reshape(shape[0], shape[1], channels)
+    for i in taps.special:
+        y, x, w, h = places[i]
+        out[y:y + h, x:x + w] = _resize(img, w, h)
+    return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
 def resize_bilinear_many(src: np.ndarray, sizes) -> list[np.ndarray]:
-    """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, with the
-    taps and the horizontal pass shared: meant for several small sizes of one
-    (H, W, C) image."""
-    img = _checked_image(src)
-    src_h, src_w, channels = img.shape
-    sizes = tuple((int(w), int(h)) for w, h in sizes)
-    for w, h in sizes:
-        _checked_size(w, h)
-    taps = _shared_taps(src_h, src_w, channels, sizes)
-    out = [None if i in taps.plain else _resize(img, w, h) for i, (w, h) in enumerate(sizes)]
-    if taps.plain:
-        hrows = _horizontal(np.take(img.reshape(src_h, src_w * channels), taps.needed, axis=0), taps.columns)
-        for i, (where0, where1, b0, b1, cols) in zip(taps.plain, taps.rows):
-            w, h = sizes[i]
-            out[i] = _vertical(hrows[:, cols], where0, where1, b0, b1).reshape(h, w, channels)
-    return [level[:, :, 0] for level in out] if np.ndim(src) == 2 else out
+    """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, the work
+    shared as in resize_bilinear_mosaic (the sizes stacked one above the other)."""
+    sizes = [(int(w), int(h)) for w, h in sizes]
+    tops = np.cumsum([0] + [h for _, h in sizes])
+    stack = resize_bilinear_mosaic(src, [(int(y), 0, w, h) for y, (w, h) in zip(tops, sizes)],
+                                   (int(tops[-1]), max((w for w, _ in sizes), default=0)))
+    return [stack[y:y + h, :w].copy() for y, (w, h) in zip(tops, sizes)]
 
 
 # ----------------------------------------------------------------------------------------

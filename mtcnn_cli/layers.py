@@ -107,24 +107,41 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int) -> np.nd
     return out.reshape(n, oh, ow, -1)
 
 
-def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
-    """v if v >= 0 else v * slope, per channel (the last axis). Works in place.
+class SlopeRows(dict):
+    """A PReLU's slopes, and those slopes repeated along a row of maps of each
+    width met so far ({row length: repeated slopes}), made once per width."""
+
+    def __init__(self, slopes: np.ndarray):
+        super().__init__()
+        self.slopes = np.ascontiguousarray(slopes, np.float32).reshape(-1)
+        self.steep = tuple(int(k) for k in np.flatnonzero(self.slopes > 1))  # usually none, or one or two
+
+    def __missing__(self, row: int) -> np.ndarray:
+        repeated = np.tile(self.slopes, row // self.slopes.size)
+        repeated.flags.writeable = False
+        self[row] = repeated
+        return repeated
+
+
+def prelu(maps: np.ndarray, slopes) -> np.ndarray:
+    """v if v >= 0 else v * slope, per channel (the last axis); slopes an array or
+    SlopeRows. Works in place on contiguous maps.
 
     With t = v * slope (rounded): for a slope <= 1, max(v, t) is exactly that
     (t <= v when v >= 0, t >= v when v < 0, rounding being monotonic), and for
     a slope >= 1 so is min(v, t). Two passes instead of a select. The slopes are
     repeated along each row of maps, so that numpy's loops run over whole rows."""
+    table = slopes if isinstance(slopes, SlopeRows) else SlopeRows(slopes)
     c = maps.shape[-1]
-    s = slopes.reshape(-1)
-    if s.size != c:
-        raise ValueError(f"prelu: {s.size} slopes for {c} channels {maps.shape}")
+    if table.slopes.size != c:
+        raise ValueError(f"prelu: {table.slopes.size} slopes for {c} channels {maps.shape}")
+    maps = np.ascontiguousarray(maps)
     row = c * (maps.shape[-2] if maps.ndim > 2 else 1)
-    rows = maps.reshape(-1, row)  # a view: maps are contiguous
-    scaled = rows * np.tile(s, row // c)
-    steep = [k for k in np.flatnonzero(s > 1)]  # usually none or one or two channels
-    steep_values = [np.minimum(rows[:, k::c], scaled[:, k::c]) for k in steep]
+    rows = maps.reshape(-1, row)  # (N*H, W*C), a view
+    scaled = rows * table[row]
+    steep_values = [np.minimum(rows[:, k::c], scaled[:, k::c]) for k in table.steep]
     np.maximum(rows, scaled, out=rows)
-    for k, values in zip(steep, steep_values):
+    for k, values in zip(table.steep, steep_values):
         rows[:, k::c] = values
     return maps
 

@@ -31,7 +31,7 @@ class Network:
             weights = np.ascontiguousarray(layer.weights, np.float32)
             return ("fc", weights, layer.biases.reshape(-1), layers.fully_connected_weights(weights))
         if isinstance(layer, PReLU):
-            return ("prelu", layer.slopes.reshape(-1))
+            return ("prelu", layers.SlopeRows(layer.slopes))
         if isinstance(layer, Sigmoid):
             return ("sigmoid",)
         raise TypeError(f"unknown layer {layer!r}")

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cvexact import resize_bilinear_many
+from .cvexact import resize_bilinear_mosaic
 
 PYRAMID_FACTOR = 0.709
 # Levels up to this size (about 128 x 128) share a mosaic; larger ones run alone.
@@ -113,8 +113,5 @@ def plan(height: int, width: int, min_face: int) -> Plan:
 def mosaic(img: np.ndarray, pyramid_plan: Plan) -> np.ndarray:
     """img float32 (H, W, 3) -> the plan's mosaic (h, w, 3): its levels resized
     from img, each in its place, zero between them."""
-    out = np.zeros(pyramid_plan.mosaic_shape + img.shape[2:], np.float32)
-    resized = resize_bilinear_many(img, [(level.w, level.h) for level in pyramid_plan.placed])
-    for level, pixels in zip(pyramid_plan.placed, resized):
-        out[level.y:level.y + level.h, level.x:level.x + level.w] = pixels
-    return out
+    places = [(level.y, level.x, level.w, level.h) for level in pyramid_plan.placed]
+    return resize_bilinear_mosaic(img, places, pyramid_plan.mosaic_shape)
