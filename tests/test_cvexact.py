@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from mtcnn_cli.cvexact import (
-    _EXPF_TABLE, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear)
+    _EXPF_TABLE, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
+    resize_bilinear_many)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cvexact"
 
@@ -155,3 +156,77 @@ def test_pnet_input_of_the_first_reference_image(reference, corpus):
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR).astype(np.float32)
     got = normalise(resize_bilinear(image, meta["w_pyr"], meta["h_pyr"]))
     assert_same_bits(got, want)
+
+
+# resize_bilinear_many: the same bits as one resize_bilinear per size
+
+def _random_image(shape, seed):
+    return np.random.default_rng(seed).uniform(-300, 300, shape).astype(np.float32)
+
+
+def _mixed_sizes(h, w):
+    """Targets (width, height): down and up, each axis alone, 1-pixel sides, the
+    source size (a copy) and, for even sides, the exact 2x halving."""
+    sizes = [(w, h), (max(1, w // 3), max(1, h // 3)), (2 * w + 1, 3 * h), (w, max(1, h - 1)),
+             (w + 5, h), (1, 1), (1, h + 2), (w + 2, 1), (max(1, (w * 7) // 10), max(1, (h * 7) // 10))]
+    if h % 2 == 0 and w % 2 == 0:
+        sizes.insert(2, (w // 2, h // 2))
+    return sizes
+
+
+def _assert_many_is_each(src, sizes):
+    got = resize_bilinear_many(src, sizes)
+    assert len(got) == len(sizes)
+    for out, (w, h) in zip(got, sizes):
+        assert_same_bits(out, resize_bilinear(src, w, h))
+    return got
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 3), (9, 1, 3), (1, 1, 3), (17, 23, 3), (40, 30, 3),
+                                   (64, 48, 3), (31, 20, 1), (24, 36, 4), (2, 2, 3), (31, 20), (1, 7), (12, 8)])
+def test_resize_many_equals_resize_each(shape):
+    src = _random_image(shape, sum(shape))
+    got = _assert_many_is_each(src, _mixed_sizes(*shape[:2]))
+    assert all(out.ndim == len(shape) for out in got)
+
+
+def test_resize_many_sizes_in_any_order_and_repeated():
+    src = _random_image((50, 38, 3), 1)
+    _assert_many_is_each(src, [(5, 7), (19, 25), (60, 80), (19, 25), (5, 7), (38, 50), (19, 25)])
+
+
+def test_resize_many_pyramid_of_an_image():
+    src = _random_image((141, 140, 3), 2)
+    sizes = [(int(np.ceil(140 * s)), int(np.ceil(141 * s))) for s in 0.2 * 0.709 ** np.arange(6)]
+    _assert_many_is_each(src, sizes)
+
+
+def test_resize_many_twice_gives_the_same_and_keeps_no_pixels():
+    sizes = [(7, 9), (20, 15), (10, 12), (5, 30), (20, 24)]  # (20, 24) is a copy, (10, 12) a halving
+    src = _random_image((24, 20, 3), 3)
+    first = resize_bilinear_many(src, sizes)
+    kept = [out.copy() for out in first]
+    for out in first:  # results are the caller's to change
+        out += 1.0
+    again = resize_bilinear_many(src, sizes)
+    for a, b in zip(again, kept):
+        assert_same_bits(a, b)
+    other = _random_image((24, 20, 3), 4)  # same size, new pixels: new results
+    for out, (w, h) in zip(resize_bilinear_many(other, sizes), sizes):
+        assert_same_bits(out, resize_bilinear(other, w, h))
+
+
+def test_resize_many_copy_is_not_a_view_of_the_source():
+    src = _random_image((6, 8, 3), 5)
+    before = src.copy()
+    out = resize_bilinear_many(src, [(8, 6), (3, 2)])
+    out[0][...] = 0
+    assert_same_bits(src, before)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="resize_bilinear_many fails when no size needs the two-pass resize")
+@pytest.mark.parametrize("sizes", [[(12, 12)], [(24, 24)], [(24, 24), (12, 12)], []])
+def test_resize_many_with_only_copies_and_halvings(sizes):
+    src = _random_image((24, 24, 3), 6)
+    _assert_many_is_each(src, sizes)

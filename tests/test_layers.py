@@ -141,3 +141,88 @@ def test_network_runs_layers_in_order_and_names_shapes_in_errors():
     assert out.shape == (1, 3, 3, 2)
     with pytest.raises(ValueError, match=r"\(1, 8, 8, 5\)"):
         net(ints(1, 8, 8, 5))
+
+
+# The fast paths against the plain ones: whole-row im2col, pooling, row-wise PReLU
+
+@pytest.mark.parametrize("h, w, c_in, c_out, kh, kw", [
+    (3, 3, 3, 4, 3, 3), (2, 2, 2, 5, 2, 2),  # one output pixel
+    (3, 17, 3, 6, 3, 3), (2, 9, 4, 3, 2, 2),  # one output row
+    (13, 3, 3, 2, 3, 3), (8, 2, 1, 3, 2, 2),  # one output column
+    (1, 9, 2, 3, 1, 3), (1, 6, 3, 2, 1, 2), (9, 1, 2, 2, 3, 1),  # one-row and one-column maps
+    (12, 12, 3, 10, 3, 3), (11, 12, 10, 16, 3, 3), (24, 24, 3, 28, 3, 3), (13, 17, 48, 64, 2, 2),
+    (5, 6, 1, 1, 2, 3)])
+def test_wrapped_conv_equals_im2col_conv(monkeypatch, h, w, c_in, c_out, kh, kw):
+    maps = rng.standard_normal((1, h, w, c_in)).astype(np.float32)
+    kernels = rng.standard_normal((c_in, c_out, kh, kw)).astype(np.float32)
+    biases = rng.standard_normal(c_out).astype(np.float32)
+    weights = layers.conv_weight_matrix(kernels, biases)
+    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 1 << 40)
+    wrapped = layers.conv(maps, weights, kh, kw)
+    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 0)
+    plain = layers.conv(maps, weights, kh, kw)
+    assert wrapped.shape == plain.shape == (1, h - kh + 1, w - kw + 1, c_out)
+    assert wrapped.flags.c_contiguous
+    np.testing.assert_array_equal(wrapped, plain)
+    # and both are the convolution (integer values: every summation order agrees)
+    maps, kernels, biases = ints(1, h, w, c_in), ints(c_in, c_out, kh, kw), ints(c_out)
+    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 1 << 40)
+    out = layers.conv(maps, layers.conv_weight_matrix(kernels, biases), kh, kw)
+    np.testing.assert_array_equal(out, naive_conv(maps, kernels, biases))
+
+
+def test_conv_of_a_batch_equals_each_image_alone():
+    maps = rng.standard_normal((4, 14, 15, 3)).astype(np.float32)
+    weights = layers.conv_weight_matrix(rng.standard_normal((3, 10, 3, 3)).astype(np.float32),
+                                        rng.standard_normal(10).astype(np.float32))
+    batch = layers.conv(maps, weights, 3, 3)  # im2col (n > 1)
+    for i in range(len(maps)):
+        np.testing.assert_array_equal(layers.conv(maps[i:i + 1], weights, 3, 3), batch[i:i + 1])  # wrapped
+
+
+POOL_CASES = [(h, w, k, s) for k in (1, 2, 3) for s in (1, 2) for h, w in
+              [(k, k), (5, 7), (6, 8), (7, 6), (9, 9), (10, 10), (11, 4), (k, 13)] if min(h, w) >= k]
+
+
+@pytest.mark.parametrize("h, w, k, s", POOL_CASES)
+def test_max_pool_equals_naive_windows(h, w, k, s):
+    maps = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    oh, ow = layers.pooled_size(h, k, s), layers.pooled_size(w, k, s)
+    if (oh - 1) * s >= h or (ow - 1) * s >= w:  # a window would start past the edge
+        with pytest.raises(ValueError, match="max_pool"):
+            layers.max_pool(maps, k, k, s, s)
+        return
+    out = layers.max_pool(maps, k, k, s, s)
+    assert out.shape == (2, oh, ow, 3)
+    np.testing.assert_array_equal(out, naive_pool(maps, k, s))
+
+
+def test_max_pool_mixed_kernel_and_stride_is_separable():
+    maps = rng.standard_normal((1, 9, 10, 2)).astype(np.float32)
+    # 3 wide, 2 high, stride 2 across and 1 down
+    out = layers.max_pool(maps, 3, 2, 2, 1)
+    oh, ow = layers.pooled_size(9, 2, 1), layers.pooled_size(10, 3, 2)
+    want = np.stack([np.stack([maps[0, y:y + 2, 2 * x:2 * x + 3].max(axis=(0, 1)) for x in range(ow)])
+                     for y in range(oh)])
+    np.testing.assert_array_equal(out[0], want)
+
+
+PRELU_SLOPES = [[-1.5, 0.0, 0.25, 1.0, 1.75, 3.0], [2.0], [0.0], [-0.25], [1.0], [0.5, 1.5],
+                [1.25, 1.5, 2.5, -3.0, 0.75, 1.0, 0.0, 4.0, 1.01, 0.99]]
+
+
+def prelu_reference(x, slopes):
+    return np.where(x >= 0, x, x * slopes)
+
+
+@pytest.mark.parametrize("slopes", PRELU_SLOPES)
+@pytest.mark.parametrize("shape", [(3, None), (1, None), (2, 5, 4, None), (1, 1, 1, None), (1, 7, 1, None)])
+def test_prelu_equals_where_for_every_slope(slopes, shape):
+    s = np.float32(slopes)
+    x = (rng.standard_normal(shape[:-1] + (len(s),)) * 50).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[:2] = np.float32([0.0, -0.0])[:flat.size]
+    want = prelu_reference(x, s)
+    got = layers.prelu(x.copy(), s.reshape(-1, 1))  # slopes as the .dat file gives them: (C, 1)
+    assert got.shape == x.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
