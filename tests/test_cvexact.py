@@ -14,7 +14,7 @@ import pytest
 
 from mtcnn_cli.cvexact import (
     _EXPF_TABLE, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
-    resize_bilinear_many)
+    resize_bilinear_many, resize_bilinear_mosaic)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cvexact"
 
@@ -230,3 +230,28 @@ def test_resize_many_copy_is_not_a_view_of_the_source():
 def test_resize_many_with_only_copies_and_halvings(sizes):
     src = _random_image((24, 24, 3), 6)
     _assert_many_is_each(src, sizes)
+
+
+@pytest.mark.parametrize("shape", [(60, 44, 3), (60, 44), (31, 1, 3), (1, 40, 3)])
+def test_resize_mosaic_places_each_resize_and_zero_elsewhere(shape):
+    h, w = shape[:2]
+    sizes = [size for size in _mixed_sizes(h, w) if size[0] <= 2 * w + 1]
+    places, y = [], 0
+    for size_w, size_h in sizes:  # a column of places, each shifted right by its index
+        places.append((y, len(places), size_w, size_h))
+        y += size_h + 1
+    out_shape = (y, max(x + pw for _, x, pw, _ in places) + 3)
+    for seed in (7, 8):  # the second image reuses the first one's taps
+        src = _random_image(shape, seed)
+        out = resize_bilinear_mosaic(src, places, out_shape)
+        assert out.shape == out_shape + shape[2:]
+        covered = np.zeros(out_shape, bool)
+        for py, px, pw, ph in places:
+            assert_same_bits(np.ascontiguousarray(out[py:py + ph, px:px + pw]), resize_bilinear(src, pw, ph))
+            covered[py:py + ph, px:px + pw] = True
+        assert (out[~covered] == 0).all()
+
+
+def test_resize_mosaic_refuses_a_place_outside():
+    with pytest.raises(ValueError, match="outside"):
+        resize_bilinear_mosaic(np.zeros((8, 8, 3), np.float32), [(0, 4, 5, 5)], (10, 8))

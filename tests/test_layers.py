@@ -226,3 +226,11 @@ def test_prelu_equals_where_for_every_slope(slopes, shape):
     got = layers.prelu(x.copy(), s.reshape(-1, 1))  # slopes as the .dat file gives them: (C, 1)
     assert got.shape == x.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def test_prelu_slope_rows_reused_over_widths_and_batches():
+    slopes = np.float32([-1.5, 0.0, 0.25, 1.0, 1.75])
+    table = layers.SlopeRows(slopes.reshape(-1, 1))
+    for shape in [(1, 4, 6, 5), (3, 2, 9, 5), (1, 4, 6, 5), (7, 5), (2, 1, 1, 5)]:
+        x = (rng.standard_normal(shape) * 50).astype(np.float32)
+        np.testing.assert_array_equal(layers.prelu(x.copy(), table), prelu_reference(x, slopes))
