@@ -227,6 +227,8 @@ def _mosaic_taps(src_h: int, src_w: int, channels: int, places: tuple, shape: tu
     special = tuple(i for i, (_, _, w, h) in enumerate(places)
                     if (w, h) == (src_w, src_h) or _is_halving(src_w, src_h, w, h))
     plain = [p for i, p in enumerate(places) if i not in special]
+    if not plain:
+        return _MosaicTaps(special, *(None,) * 6)
     widths, heights = [w for _, _, w, _ in plain], [h for _, _, _, h in plain]
     columns = _channel_taps(_column_taps(src_w, widths), channels)
     y0, y1, b0, b1 = _row_taps(src_h, heights)
@@ -254,7 +256,8 @@ def _mosaic_taps(src_h: int, src_w: int, channels: int, places: tuple, shape: tu
 def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
     """Several resizes of one image, each written at its place in one output image:
     places [(y, x, width, height)] (not overlapping), shape (H, W) of the output.
-    Each place holds exactly resize_bilinear(src, width, height); the rest is 0.
+    Each place holds exactly resize_bilinear(src, width, height); the rest is 0
+    (for finite, non-negative pixels, as images have: it is 0 times a pixel).
     The taps, the horizontal pass and the vertical pass are shared by all places.
     src (H, W[, C]) float32 -> (H, W[, C]) float32."""
     img = _checked_image(src)

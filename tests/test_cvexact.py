@@ -224,8 +224,6 @@ def test_resize_many_copy_is_not_a_view_of_the_source():
     assert_same_bits(src, before)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="resize_bilinear_many fails when no size needs the two-pass resize")
 @pytest.mark.parametrize("sizes", [[(12, 12)], [(24, 24)], [(24, 24), (12, 12)], []])
 def test_resize_many_with_only_copies_and_halvings(sizes):
     src = _random_image((24, 24, 3), 6)

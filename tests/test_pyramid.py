@@ -259,8 +259,6 @@ def test_pnet_stage_equals_each_level_alone(cascade, height, width, min_face, ha
         assert sum(level[3] for level in mosaic_levels) > 0
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="resize_bilinear_many fails when every size is a copy or an exact halving")
 @pytest.mark.parametrize("height, width, min_face", [(12, 12, 12), (24, 24, 24), (16, 14, 12)])
 def test_pnet_stage_when_the_only_level_is_a_copy_or_a_halving(cascade, height, width, min_face):
     img = smooth_image(height, width, 1)
