@@ -157,6 +157,13 @@ class Cascade:
             trace["onet_raw"], trace["onet_boxes"] = onet_raw, boxes
         return final, scores, landmarks
 
+    def forget_image_sizes(self) -> None:
+        """Drop what was kept per image size (pyramid plans, resize taps, mosaic
+        regions): the next image then costs what the first of its size costs."""
+        pyramid.clear_caches()
+        for network in (self.pnet, self.rnet, self.onet):
+            network.forget_sizes()
+
     def pnet_stage(self, img, min_face, t1, trace=None):
         """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
         scales, concatenated in scale order. Large levels run alone (in bands);

@@ -284,6 +284,11 @@ def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
     return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
+def clear_resize_caches() -> None:
+    """Forget the taps resize_bilinear_mosaic keeps per source size and layout."""
+    _mosaic_taps.cache_clear()
+
+
 def resize_bilinear_many(src: np.ndarray, sizes) -> list[np.ndarray]:
     """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, the work
     shared as in resize_bilinear_mosaic (the sizes stacked one above the other)."""

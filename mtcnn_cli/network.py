@@ -46,6 +46,13 @@ class Network:
             region = _step_region(step, region)
         return region
 
+    def forget_sizes(self) -> None:
+        """Drop what was kept per map size: mosaic regions, repeated PReLU slopes."""
+        self._output_regions.clear()
+        for step in self._steps:
+            if step[0] == "prelu":
+                step[1].clear()
+
     def output_regions(self, regions: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
         """output_region of each region, remembered (the same mosaics recur)."""
         key = tuple(regions)

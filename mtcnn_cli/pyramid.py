@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cvexact import resize_bilinear_mosaic
+from .cvexact import clear_resize_caches, resize_bilinear_mosaic
 
 PYRAMID_FACTOR = 0.709
 # Levels up to this size (about 128 x 128) share a mosaic; larger ones run alone.
@@ -108,6 +108,12 @@ def plan(height: int, width: int, min_face: int) -> Plan:
         return Plan(alone, (0, 0), ())
     mosaic_h, mosaic_w, placed = pack(small)
     return Plan(alone, (mosaic_h, mosaic_w), tuple(placed))
+
+
+def clear_caches() -> None:
+    """Forget the plans and resize taps kept per image size."""
+    plan.cache_clear()
+    clear_resize_caches()
 
 
 def mosaic(img: np.ndarray, pyramid_plan: Plan) -> np.ndarray:
