@@ -5,6 +5,7 @@ plain function over arrays; `Detector` strings them together.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -79,6 +80,19 @@ def pnet_probability(logit0: np.ndarray, logit1: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(l0 - l1)) over a map, with OpenCV's array exp, in float32."""
     e = exp((logit0 - logit1).astype(np.float32))
     return (np.float32(1.0) / (np.float32(1.0) + e)).astype(np.float32)
+
+
+def may_reach(logit_gap: np.ndarray, t1: float) -> bool:
+    """Whether any PNet probability 1 / (1 + exp(gap)) can be t1 or more, judged
+    from the logit gaps l0 - l1 alone (no exp): false only when every gap is
+    above log(1/t1 - 1) + 0.01. That margin is far wider than the rounding of
+    the exp, the sum and the division when t1 <= 0.99 (the probability then
+    stays below t1 by a relative 1e-4 at least, rounding being 1e-7); above
+    0.99 every map counts as a candidate."""
+    threshold = float(np.float32(t1))
+    if threshold <= 0.0 or threshold > 0.99:
+        return True
+    return bool(logit_gap.min() <= math.log(1.0 / threshold - 1.0) + 0.01)
 
 
 def face_probability(raw: np.ndarray) -> np.ndarray:
@@ -169,29 +183,33 @@ class Cascade:
         scales, concatenated in scale order. Large levels run alone (in bands);
         the small ones together, in one mosaic (see pyramid)."""
         steps = pyramid.plan(*img.shape[:2], min_face)
-        outputs = []  # (level, PNet's output for it (h', w', 6), face probabilities (h', w'))
+        maps = []  # (PNet's output (h', w', 6), [(level, its region (y, x, h, w) in that output)])
         for lv in steps.alone:
             out = self.pnet_in_bands(to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
-            outputs.append((lv, out, pnet_probability(out[..., 0], out[..., 1])))
+            maps.append((out, [(lv, (0, 0) + out.shape[:2])]))
         if steps.placed:
             regions = [lv.region for lv in steps.placed]
             out = self.pnet(to_maps(pyramid.mosaic(img, steps)[None]), regions=regions)[0]
-            prob = pnet_probability(out[..., 0], out[..., 1])  # one exp for all levels
-            for lv, (y, x, h, w) in zip(steps.placed, self.pnet.output_regions(regions)):
-                outputs.append((lv, out[y:y + h, x:x + w], prob[y:y + h, x:x + w]))
+            maps.append((out, list(zip(steps.placed, self.pnet.output_regions(regions)))))
         found = []
-        for lv, out, prob in outputs:
-            if trace is None and not (prob >= np.float32(t1)).any():
-                continue  # no candidates at this scale
-            boxes, scores, corrections = bx.proposals(prob, out.transpose(2, 0, 1)[2:6], lv.scale, t1)
-            keep = bx.nms(boxes, scores, PNET_NMS)
-            found.append((boxes[keep], scores[keep], corrections[keep]))
-            if trace is not None:
-                trace.setdefault("scales", []).append({
-                    "scale": lv.scale, "w_pyr": lv.w, "h_pyr": lv.h,
-                    "pnet_out_w": out.shape[1], "pnet_out_h": out.shape[0],
-                    "n_before_nms": len(boxes), "n_after_nms": len(keep),
-                    "boxes": boxes[keep], "scores": scores[keep], "corrections": corrections[keep]})
+        for out, levels in maps:
+            if trace is None and not may_reach(out[..., 0] - out[..., 1], t1):
+                continue  # no candidates in these levels
+            prob = pnet_probability(out[..., 0], out[..., 1])  # one exp for all the levels
+            for lv, (y, x, h, w) in levels:
+                level_prob, level_out = prob[y:y + h, x:x + w], out[y:y + h, x:x + w]
+                if trace is None and not (level_prob >= np.float32(t1)).any():
+                    continue  # no candidates at this scale
+                boxes, scores, corrections = bx.proposals(level_prob, level_out.transpose(2, 0, 1)[2:6],
+                                                          lv.scale, t1)
+                keep = bx.nms(boxes, scores, PNET_NMS)
+                found.append((boxes[keep], scores[keep], corrections[keep]))
+                if trace is not None:
+                    trace.setdefault("scales", []).append({
+                        "scale": lv.scale, "w_pyr": lv.w, "h_pyr": lv.h,
+                        "pnet_out_w": w, "pnet_out_h": h,
+                        "n_before_nms": len(boxes), "n_after_nms": len(keep),
+                        "boxes": boxes[keep], "scores": scores[keep], "corrections": corrections[keep]})
         if not found:
             return bx.empty_boxes(), np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
         return tuple(np.concatenate(parts) for parts in zip(*found))

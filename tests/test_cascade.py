@@ -46,3 +46,27 @@ def test_refine_in_batches_equals_one_batch(networks, monkeypatch, size, network
         _, sevens = networks.refine(net, img, boxes, size)
     np.testing.assert_array_equal(one_by_one, whole)
     np.testing.assert_array_equal(sevens, whole)
+
+
+THRESHOLDS = [1e-6, 0.01, 0.3, 0.5, 0.6, 0.7, 0.9, 0.95, 0.9899] + list(np.random.default_rng(5).uniform(0, 0.99, 200))
+
+
+@pytest.mark.parametrize("t1", THRESHOLDS)
+def test_may_reach_is_false_only_when_no_probability_reaches_t1(t1):
+    t = np.float32(t1)
+    bound = np.float32(np.log(1.0 / float(t) - 1.0) + 0.01)
+    # gaps from just above the bound upwards: none may reach t1, and may_reach says so
+    above = np.nextafter(bound, np.float32(np.inf)) + np.linspace(0, 5, 4001, dtype=np.float32)
+    above = np.concatenate([np.nextafter(bound, np.float32(np.inf))[None], above[above > bound]])
+    prob = cc.pnet_probability(above, np.zeros_like(above))
+    assert (prob < t).all()
+    assert not cc.may_reach(above, t1)
+    # a gap where the probability does reach t1 makes the map a candidate
+    reaching = np.float32(np.log(1.0 / float(t) - 1.0) - 0.05)
+    assert cc.pnet_probability(np.float32([reaching]), np.float32([0]))[0] >= t
+    assert cc.may_reach(np.append(above, reaching), t1)
+
+
+@pytest.mark.parametrize("t1", [0.0, 0.995, 1.0])
+def test_may_reach_always_true_at_the_extremes(t1):
+    assert cc.may_reach(np.float32([80.0, 100.0]), t1)
