@@ -1,11 +1,12 @@
 """`make bench`: speed and memory of the detector on the shared corpus.
 
-Prints, per image, its size, faces and milliseconds (median of repeats) next
-to the C++'s time from the reference timing file; per stage, milliseconds and
-share; the effective arithmetic rate; peak memory; totals with one process
-and with a worker per CPU; a 12-megapixel image's time and memory; the gain of batching
-RNet/ONet over a per-crop path of our own, measured in the same run; and
-images per second for --jobs 1 and 2. It asserts nothing.
+Prints, per image, its size, faces and milliseconds (median of repeats; and
+"cold", with what is kept per image size dropped before each run) next to the
+C++'s time from the reference timing file; per stage, milliseconds and share;
+the effective arithmetic rate; peak memory; totals; a 12-megapixel image's time
+and memory; the gain of batching RNet/ONet over a per-crop path of our own,
+measured in the same run; and images per second of whole `mtcnn detect` runs
+with --jobs 1 and one worker per CPU. It asserts nothing.
 
 Usage: python -m mtcnn_cli.bench [--shared DIR] [--repeat N] [--quick]
 """
@@ -165,17 +166,30 @@ def measure_large(args) -> dict:
 
 
 def measure_jobs(args) -> dict:
-    """Seconds through the batch runner with --jobs 1 and one worker per CPU."""
-    from .batch import detect_images
+    """Seconds for whole `mtcnn detect` runs, --jobs 1 and one worker per CPU, over
+    the corpus four times (links to its images in four folders): interpreter
+    start, imports, model loading, worker start-up and decoding all count."""
+    import tempfile
 
     shared = shared_dir(args.shared)
-    paths = [str(shared / item["path"]) for item in load_corpus(shared, args.quick)] * 4
-    out = {"images": len(paths)}
-    for jobs in sorted({1, os.cpu_count() or 1}):
-        start = time.perf_counter()
-        for _ in detect_images(paths, models=args.models, jobs=jobs):
-            pass
-        out[jobs] = time.perf_counter() - start
+    items = load_corpus(shared, args.quick)
+    out = {"images": 4 * len(items)}
+    with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
+        for copy in range(4):
+            folder = Path(tmp, f"pass{copy}")
+            folder.mkdir()
+            for item in items:
+                (folder / Path(item["path"]).name).symlink_to(shared / item["path"])
+        for jobs in sorted({1, os.cpu_count() or 1}):
+            cmd = [sys.executable, "-c", "from mtcnn_cli.cli import main; main()", "detect", tmp, "--format", "jsonl",
+                   "-o", str(Path(tmp, f"jobs{jobs}.jsonl")), "--jobs", str(jobs), "--quiet"]
+            if args.models:
+                cmd += ["--models", args.models]
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            out[jobs] = time.perf_counter() - start
+            if done.returncode:
+                raise SystemExit(f"bench: mtcnn detect --jobs {jobs} failed:\n{done.stderr}")
     return out
 
 
@@ -235,9 +249,9 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
     print(f"  peak memory with the 4000x3000 image: {large['peak_rss_mb']:.0f} MiB")
     if jobs:
         n = jobs["images"]
-        print(f"\nall threads (the corpus 4 times through the batch runner, {n} images, decoding and worker")
-        print("start-up included; the detector itself")
-        print("always runs BLAS on one thread, as the C++ did, so more cores mean more workers):")
+        print(f"\nall threads: whole `mtcnn detect` runs over the corpus 4 times ({n} images; start-up,")
+        print("imports, decoding and writing included). The detector always runs BLAS on one thread,")
+        print("as the C++ did, so more cores mean more worker processes:")
         for k in ("1", str(threads)):
             print(f"  --jobs {k}: {n / jobs[k]:.1f} images/s, total {jobs[k] * 1000:.0f} ms")
         print(f"  speed-up {jobs['1'] / jobs[str(threads)]:.2f}x")
