@@ -182,15 +182,15 @@ class Cascade:
         """Steps 1-4 up to the per-scale NMS: boxes, scores, corrections of all
         scales, concatenated in scale order. Large levels run alone (in bands);
         the small ones together, in one mosaic (see pyramid)."""
-        steps = pyramid.plan(*img.shape[:2], min_face)
+        layout = pyramid.plan(*img.shape[:2], min_face)
         maps = []  # (PNet's output (h', w', 6), [(level, its region (y, x, h, w) in that output)])
-        for lv in steps.alone:
+        for lv in layout.alone:
             out = self.pnet_in_bands(to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
             maps.append((out, [(lv, (0, 0) + out.shape[:2])]))
-        if steps.placed:
-            regions = [lv.region for lv in steps.placed]
-            out = self.pnet(to_maps(pyramid.mosaic(img, steps)[None]), regions=regions)[0]
-            maps.append((out, list(zip(steps.placed, self.pnet.output_regions(regions)))))
+        if layout.placed:
+            regions = [lv.region for lv in layout.placed]
+            out = self.pnet(to_maps(pyramid.mosaic(img, layout)[None]), regions=regions)[0]
+            maps.append((out, list(zip(layout.placed, self.pnet.output_regions(regions)))))
         found = []
         for out, levels in maps:
             if trace is None and not may_reach(out[..., 0] - out[..., 1], t1):
