@@ -154,19 +154,25 @@ def pooled_size(size: int, kernel: int, stride: int) -> int:
 
 def _window_max(maps: np.ndarray, axis: int, kernel: int, stride: int, count: int) -> np.ndarray:
     """Max over windows along one axis: `count` windows starting at multiples of
-    the stride, each cut at the map's edge (the edge value repeated past it,
-    which leaves every max unchanged)."""
-    length, need = maps.shape[axis], (count - 1) * stride + kernel
-    if need > length:
-        edge = np.take(maps, [length - 1] * (need - length), axis=axis)
-        maps = np.concatenate([maps, edge], axis=axis)
+    the stride, each cut at the map's edge."""
+    length = maps.shape[axis]
     lead = (slice(None),) * axis
-    span = (count - 1) * stride + 1
-    if kernel == 1:
-        return maps[lead + (slice(0, span, stride),)].copy()
-    out = np.maximum(maps[lead + (slice(0, span, stride),)], maps[lead + (slice(1, 1 + span, stride),)])
-    for offset in range(2, kernel):
-        np.maximum(out, maps[lead + (slice(offset, offset + span, stride),)], out=out)
+
+    def at(offset: int, n: int):
+        """Element `offset` of the first n windows (a strided view)."""
+        return maps[lead + (slice(offset, offset + (n - 1) * stride + 1, stride),)]
+
+    # how many windows reach each offset before the edge
+    reach = [min(count, max(0, (length - 1 - offset) // stride + 1)) for offset in range(kernel)]
+    if kernel > 1 and reach[1] == count:  # the usual case: no copy first
+        out, start = np.maximum(at(0, count), at(1, count)), 2
+    else:
+        out, start = at(0, count).copy(), 1
+    for offset in range(start, kernel):
+        n = reach[offset]
+        if n:
+            first = out[lead + (slice(0, n),)]
+            np.maximum(first, at(offset, n), out=first)
     return out
 
 
