@@ -6,7 +6,8 @@ C++'s time from the reference timing file; per stage, milliseconds and share;
 the effective arithmetic rate; peak memory; totals; a 12-megapixel image's time
 and memory; the gain of batching RNet/ONet over a per-crop path of our own,
 measured in the same run; and images per second of whole `mtcnn detect` runs
-with --jobs 1 and one worker per CPU. It asserts nothing.
+over the corpus 8 times with --jobs 1 and one worker per CPU, next to the
+time of a run on two small images (about the start-up). It asserts nothing.
 
 Usage: python -m mtcnn_cli.bench [--shared DIR] [--repeat N] [--quick]
 """
@@ -165,31 +166,37 @@ def measure_large(args) -> dict:
     return out
 
 
+PASSES = 8  # the corpus this many times: a batch of a few hundred images
+
+
 def measure_jobs(args) -> dict:
-    """Seconds for whole `mtcnn detect` runs, --jobs 1 and one worker per CPU, over
-    the corpus four times (links to its images in four folders): interpreter
-    start, imports, model loading, worker start-up and decoding all count."""
+    """Whole `mtcnn detect` runs, --jobs 1 and one worker per CPU: seconds over the
+    corpus PASSES times (links to its images in PASSES folders), and seconds for
+    two small images alone, about the start-up (interpreter start, imports, model
+    loading, workers)."""
     import tempfile
 
     shared = shared_dir(args.shared)
     items = load_corpus(shared, args.quick)
-    out = {"images": 4 * len(items)}
+    out = {"images": PASSES * len(items), "batch": {}, "start": {}}
     with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
-        for copy in range(4):
-            folder = Path(tmp, f"pass{copy}")
-            folder.mkdir()
+        for copy in range(PASSES):
+            folder = Path(tmp, "batch", f"pass{copy}")
+            folder.mkdir(parents=True)
             for item in items:
                 (folder / Path(item["path"]).name).symlink_to(shared / item["path"])
         for jobs in sorted({1, os.cpu_count() or 1}):
-            cmd = [sys.executable, "-c", "from mtcnn_cli.cli import main; main()", "detect", tmp, "--format", "jsonl",
-                   "-o", str(Path(tmp, f"jobs{jobs}.jsonl")), "--jobs", str(jobs), "--quiet"]
-            if args.models:
-                cmd += ["--models", args.models]
-            start = time.perf_counter()
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            out[jobs] = time.perf_counter() - start
-            if done.returncode:
-                raise SystemExit(f"bench: mtcnn detect --jobs {jobs} failed:\n{done.stderr}")
+            small = sorted(items, key=lambda item: item["width"] * item["height"])[:2]
+            for kind, inputs in (("start", [str(shared / item["path"]) for item in small]),
+                                 ("batch", [str(Path(tmp, "batch"))])):
+                cmd = [sys.executable, "-c", "from mtcnn_cli.cli import main; main()", "detect", *inputs,
+                       "--format", "jsonl", "-o", str(Path(tmp, f"{kind}{jobs}.jsonl")), "--jobs", str(jobs),
+                       "--quiet"] + (["--models", args.models] if args.models else [])
+                start = time.perf_counter()
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                out[kind][jobs] = time.perf_counter() - start
+                if done.returncode:
+                    raise SystemExit(f"bench: mtcnn detect --jobs {jobs} failed:\n{done.stderr}")
     return out
 
 
@@ -249,12 +256,13 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
     print(f"  peak memory with the 4000x3000 image: {large['peak_rss_mb']:.0f} MiB")
     if jobs:
         n = jobs["images"]
-        print(f"\nall threads: whole `mtcnn detect` runs over the corpus 4 times ({n} images; start-up,")
+        print(f"\nall threads: whole `mtcnn detect` runs over the corpus {PASSES} times ({n} images; start-up,")
         print("imports, decoding and writing included). The detector always runs BLAS on one thread,")
         print("as the C++ did, so more cores mean more worker processes:")
         for k in ("1", str(threads)):
-            print(f"  --jobs {k}: {n / jobs[k]:.1f} images/s, total {jobs[k] * 1000:.0f} ms")
-        print(f"  speed-up {jobs['1'] / jobs[str(threads)]:.2f}x")
+            print(f"  --jobs {k}: {n / jobs['batch'][k]:.1f} images/s, total {jobs['batch'][k] * 1000:.0f} ms; "
+                  f"two small images alone {jobs['start'][k] * 1000:.0f} ms")
+        print(f"  speed-up {jobs['batch']['1'] / jobs['batch'][str(threads)]:.2f}x")
 
 
 def main(argv=None) -> None:
