@@ -69,7 +69,10 @@ class Network:
         regions, if given, are separate images (y, x, h, w) placed in the input:
         each pooling window is cut at their edges as at the maps' edge, so every
         region's outputs (see output_region) are those of the region alone. Each
-        region's y and x must be multiples of the pooling strides."""
+        region's y and x must be multiples of the pooling strides, and at every
+        pooling layer the regions must lie kernel - 1 pixels apart (as levels
+        placed whole in a mosaic do after a convolution: it shrinks each region
+        by kernel - 1 while the mosaic stays whole)."""
         x = maps
         for step in self._steps:
             kind = step[0]
@@ -79,7 +82,7 @@ class Network:
                     regions = [_step_region(step, r) for r in regions]
             elif kind == "pool":
                 if regions is not None:
-                    x = layers.extend_edges(x, regions, step[1], step[2])
+                    x = layers.extend_edges(x if x is not maps else x.copy(), regions, step[1], step[2])
                     regions = [_step_region(step, r) for r in regions]
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
