@@ -70,3 +70,23 @@ def test_may_reach_is_false_only_when_no_probability_reaches_t1(t1):
 @pytest.mark.parametrize("t1", [0.0, 0.995, 1.0])
 def test_may_reach_always_true_at_the_extremes(t1):
     assert cc.may_reach(np.float32([80.0, 100.0]), t1)
+
+
+def test_forgetting_image_sizes_changes_nothing_but_the_caches(networks):
+    from pathlib import Path
+
+    import cv2
+
+    from mtcnn_cli import cvexact, pyramid
+
+    sample = Path(__file__).resolve().parent.parent / "fixtures" / "synthetic_faces.png"
+    img = cc.as_bgr_float(cv2.imread(str(sample), cv2.IMREAD_COLOR))
+    with one_blas_thread():
+        first = networks.run(img, 60, 0.6, 0.7, 0.7)
+        assert pyramid.plan.cache_info().currsize > 0 and cvexact._mosaic_taps.cache_info().currsize > 0
+        networks.forget_image_sizes()
+        assert pyramid.plan.cache_info().currsize == 0 and cvexact._mosaic_taps.cache_info().currsize == 0
+        again = networks.run(img, 60, 0.6, 0.7, 0.7)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert len(first[0]) == 2  # not vacuous: the sample's two drawn faces
