@@ -270,7 +270,12 @@ class Detector:
     models: an OpenFace model folder (or a checkout/install containing one);
     default $MTCNN_MODELS, then the bundled MIT weights. The networks are read
     once, here. min_face is the smallest face size searched for, in pixels;
-    t1, t2, t3 the PNet, RNet and ONet score thresholds."""
+    t1, t2, t3 the PNet, RNet and ONet score thresholds.
+
+    What depends only on an image's size (the pyramid's layout, the resize
+    taps) is computed for the first image of that size and kept for the next
+    ones (the last few sizes, 25 MB at most);
+    `cascade.forget_image_sizes()` drops it."""
 
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):

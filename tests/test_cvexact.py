@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtcnn_cli.cvexact import (
-    _EXPF_TABLE, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
+    _EXPF_TABLE, _expf_fused, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
     resize_bilinear_many, resize_bilinear_mosaic)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cvexact"
@@ -121,6 +121,18 @@ def test_exp_nan_depends_on_array_length_as_in_opencv():
 def test_expf_matches_glibc():
     data = load("expf.npz")
     assert_same_bits(expf(data["x"]), data["y"])
+    assert_same_bits(_expf_fused(data["x"]), data["y"])  # the exact port the fast path falls back on
+
+
+def test_expf_fast_path_equals_the_fused_port():
+    rng = np.random.default_rng(11)
+    x = np.concatenate([
+        rng.uniform(-110, 110, 400_000).astype(np.float32),
+        (rng.standard_normal(400_000) * 4).astype(np.float32),
+        rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32),  # any bits
+        np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0, -87.0, 88.0, 87.99999, -86.99999, 1e-45, -1e-45]),
+    ])
+    assert_same_bits(expf(x), _expf_fused(x))
 
 
 def test_expf_table_matches_glibc_published_constants():
