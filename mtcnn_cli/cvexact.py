@@ -634,6 +634,8 @@ def expf(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype != F32:
         raise TypeError(f"expf needs float32, got {x.dtype}")
+    if x.ndim == 0:
+        return expf(x.reshape(1)).reshape(())
     hard = ~((x > _EXPF_FAST_LOW) & (x < _EXPF_FAST_HIGH))  # NaN compares false: hard
     xd = np.where(hard, F32(0), x).astype(np.float64)
     high = _EXPF_INV_LN2_N_HIGH * xd  # exact

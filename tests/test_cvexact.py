@@ -133,6 +133,9 @@ def test_expf_fast_path_equals_the_fused_port():
         np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0, -87.0, 88.0, 87.99999, -86.99999, 1e-45, -1e-45]),
     ])
     assert_same_bits(expf(x), _expf_fused(x))
+    for v in (1.5, 100.0, np.nan):  # 0-d arrays, on both paths
+        assert_same_bits(expf(np.asarray(np.float32(v))), _expf_fused(np.asarray(np.float32(v))))
+    assert expf(np.zeros((2, 0, 3), np.float32)).shape == (2, 0, 3)
 
 
 def test_expf_table_matches_glibc_published_constants():
