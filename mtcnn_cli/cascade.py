@@ -76,9 +76,10 @@ def to_maps(images: np.ndarray) -> np.ndarray:
     return normalise(images[..., ::-1])
 
 
-def pnet_probability(logit0: np.ndarray, logit1: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(l0 - l1)) over a map, with OpenCV's array exp, in float32."""
-    e = exp((logit0 - logit1).astype(np.float32))
+def pnet_probability(logit_gap: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(l0 - l1)) over a map of logit gaps l0 - l1, with OpenCV's
+    array exp, in float32."""
+    e = exp(logit_gap.astype(np.float32, copy=False))
     return (np.float32(1.0) / (np.float32(1.0) + e)).astype(np.float32)
 
 
@@ -193,9 +194,10 @@ class Cascade:
             maps.append((out, list(zip(layout.placed, self.pnet.output_regions(regions)))))
         found = []
         for out, levels in maps:
-            if trace is None and not may_reach(out[..., 0] - out[..., 1], t1):
+            gap = out[..., 0] - out[..., 1]  # (h', w') logit gaps
+            if trace is None and not may_reach(gap, t1):
                 continue  # no candidates in these levels
-            prob = pnet_probability(out[..., 0], out[..., 1])  # one exp for all the levels
+            prob = pnet_probability(gap)  # one exp for all the levels
             for lv, (y, x, h, w) in levels:
                 level_prob, level_out = prob[y:y + h, x:x + w], out[y:y + h, x:x + w]
                 if trace is None and not (level_prob >= np.float32(t1)).any():

@@ -8,7 +8,6 @@ glibc themselves (tests/test_cvexact.py, fixtures/cvexact/README.md).
 
 Public functions:
 - resize_bilinear(src, width, height): cv::resize(src, Size(width, height)), float32.
-- resize_bilinear_many(src, sizes): the same to several sizes at once.
 - resize_bilinear_mosaic(src, places, shape): several sizes, each at its place in one image.
 - crop_and_resize(image, boxes, size): the detector's zero-padded crops, resized.
 - exp(x): cv::exp on a float32 array.
@@ -287,16 +286,6 @@ def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
 def clear_resize_caches() -> None:
     """Forget the taps resize_bilinear_mosaic keeps per source size and layout."""
     _mosaic_taps.cache_clear()
-
-
-def resize_bilinear_many(src: np.ndarray, sizes) -> list[np.ndarray]:
-    """[resize_bilinear(src, w, h) for w, h in sizes], the same bits, the work
-    shared as in resize_bilinear_mosaic (the sizes stacked one above the other)."""
-    sizes = [(int(w), int(h)) for w, h in sizes]
-    tops = np.cumsum([0] + [h for _, h in sizes])
-    stack = resize_bilinear_mosaic(src, [(int(y), 0, w, h) for y, (w, h) in zip(tops, sizes)],
-                                   (int(tops[-1]), max((w for w, _ in sizes), default=0)))
-    return [stack[y:y + h, :w].copy() for y, (w, h) in zip(tops, sizes)]
 
 
 # ----------------------------------------------------------------------------------------

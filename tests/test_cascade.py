@@ -58,12 +58,12 @@ def test_may_reach_is_false_only_when_no_probability_reaches_t1(t1):
     # gaps from just above the bound upwards: none may reach t1, and may_reach says so
     above = np.nextafter(bound, np.float32(np.inf)) + np.linspace(0, 5, 4001, dtype=np.float32)
     above = np.concatenate([np.nextafter(bound, np.float32(np.inf))[None], above[above > bound]])
-    prob = cc.pnet_probability(above, np.zeros_like(above))
+    prob = cc.pnet_probability(above)
     assert (prob < t).all()
     assert not cc.may_reach(above, t1)
     # a gap where the probability does reach t1 makes the map a candidate
     reaching = np.float32(np.log(1.0 / float(t) - 1.0) - 0.05)
-    assert cc.pnet_probability(np.float32([reaching]), np.float32([0]))[0] >= t
+    assert cc.pnet_probability(np.float32([reaching]))[0] >= t
     assert cc.may_reach(np.append(above, reaching), t1)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from mtcnn_cli.cvexact import (
     _EXPF_TABLE, _expf_fused, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
-    resize_bilinear_many, resize_bilinear_mosaic)
+    resize_bilinear_mosaic)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cvexact"
 
@@ -173,7 +173,16 @@ def test_pnet_input_of_the_first_reference_image(reference, corpus):
     assert_same_bits(got, want)
 
 
-# resize_bilinear_many: the same bits as one resize_bilinear per size
+# resize_bilinear_mosaic with the sizes stacked: the same bits as one resize_bilinear per size
+
+
+def resize_bilinear_many(src, sizes):
+    """Each size resized through one mosaic, the sizes stacked one above the other."""
+    tops = np.cumsum([0] + [h for _, h in sizes])
+    stack = resize_bilinear_mosaic(src, [(int(y), 0, w, h) for y, (w, h) in zip(tops, sizes)],
+                                   (int(tops[-1]), max((w for w, _ in sizes), default=0)))
+    return [stack[y:y + h, :w].copy() for y, (w, h) in zip(tops, sizes)]
+
 
 def _random_image(shape, seed):
     return np.random.default_rng(seed).uniform(-300, 300, shape).astype(np.float32)
@@ -216,26 +225,25 @@ def test_resize_many_pyramid_of_an_image():
     _assert_many_is_each(src, sizes)
 
 
-def test_resize_many_twice_gives_the_same_and_keeps_no_pixels():
-    sizes = [(7, 9), (20, 15), (10, 12), (5, 30), (20, 24)]  # (20, 24) is a copy, (10, 12) a halving
+def test_mosaic_twice_gives_the_same_and_keeps_no_pixels():
+    places = [(0, 0, 7, 9), (0, 8, 20, 15), (16, 0, 10, 12), (16, 12, 5, 30), (46, 0, 20, 24)]
+    shape = (70, 30)  # (20, 24) at (46, 0) is a copy, (10, 12) a halving
     src = _random_image((24, 20, 3), 3)
-    first = resize_bilinear_many(src, sizes)
-    kept = [out.copy() for out in first]
-    for out in first:  # results are the caller's to change
-        out += 1.0
-    again = resize_bilinear_many(src, sizes)
-    for a, b in zip(again, kept):
-        assert_same_bits(a, b)
+    first = resize_bilinear_mosaic(src, places, shape)
+    kept = first.copy()
+    first += 1.0  # the result is the caller's to change: nothing cached may be part of it
+    assert_same_bits(resize_bilinear_mosaic(src, places, shape), kept)
     other = _random_image((24, 20, 3), 4)  # same size, new pixels: new results
-    for out, (w, h) in zip(resize_bilinear_many(other, sizes), sizes):
-        assert_same_bits(out, resize_bilinear(other, w, h))
+    again = resize_bilinear_mosaic(other, places, shape)
+    for y, x, w, h in places:
+        assert_same_bits(again[y:y + h, x:x + w], resize_bilinear(other, w, h))
 
 
-def test_resize_many_copy_is_not_a_view_of_the_source():
+def test_mosaic_copy_is_not_a_view_of_the_source():
     src = _random_image((6, 8, 3), 5)
     before = src.copy()
-    out = resize_bilinear_many(src, [(8, 6), (3, 2)])
-    out[0][...] = 0
+    out = resize_bilinear_mosaic(src, [(0, 0, 8, 6)], (6, 8))  # a plain copy
+    out[...] = 0
     assert_same_bits(src, before)
 
 

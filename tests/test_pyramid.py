@@ -224,7 +224,7 @@ def pnet_stage_per_level(cascade, img, min_face, t1):
     found = []
     for lv in pyramid.levels(*img.shape[:2], min_face):
         out = cascade.pnet(cc.to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
-        prob = cc.pnet_probability(out[..., 0], out[..., 1])
+        prob = cc.pnet_probability(out[..., 0] - out[..., 1])
         boxes, scores, corrections = bx.proposals(prob, out.transpose(2, 0, 1)[2:6], lv.scale, t1)
         keep = bx.nms(boxes, scores, cc.PNET_NMS)
         found.append((lv, out.shape[0], out.shape[1], len(boxes), boxes[keep], scores[keep], corrections[keep]))
