@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
-from .atomic import OutputError
+from .atomic_file import OutputError, write_bytes
 
 CONV, MAX_POOL, FULLY_CONNECTED, PRELU, SIGMOID = 0, 1, 2, 3, 4
 CV_32F = 5
@@ -419,10 +418,10 @@ def network_to_bytes(layers) -> bytes:
 
 
 def write_model_file(path, data: bytes) -> None:
-    """Replace `path` with `data` (mtcnn_cli.atomic: a temporary file in the
-    same folder, then os.replace). Raises ModelError."""
+    """Replace `path` with `data` (mtcnn_cli.atomic_file: a temporary file in
+    the same folder, then os.replace). Raises ModelError."""
     try:
-        atomic.write_bytes(path, data)
+        write_bytes(path, data)
     except OutputError as e:
         raise ModelError(str(e)) from None
 
