@@ -6,10 +6,7 @@ __all__ = ["Detector", "Face", "ModelError", "__version__"]
 
 def __getattr__(name):
     # Lazy, so that `mtcnn --help` and `--version` do not pay for numpy and cv2.
-    if name in ("Detector", "Face"):
-        from . import cascade
-        return getattr(cascade, name)
-    if name == "ModelError":
-        from .datfile import ModelError
-        return ModelError
+    if name in ("Detector", "Face", "ModelError"):
+        from . import detector
+        return getattr(detector, name)
     raise AttributeError(name)

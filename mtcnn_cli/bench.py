@@ -38,8 +38,8 @@ def shared_dir(arg: str | None) -> Path:
 
 def network_macs(network, h: int, w: int, n: int = 1) -> int:
     """Multiply-accumulates of one forward pass over n inputs of h x w."""
-    from . import layers
-    from .datfile import Conv, FullyConnected, MaxPool
+    from .detector import layers
+    from .detector.datfile import Conv, FullyConnected, MaxPool
 
     total, c, flat = 0, 3, None
     for layer in network.layers:
@@ -70,7 +70,7 @@ class PerCropCascade:
     """Our own unbatched baseline: RNet and ONet run on one crop at a time."""
 
     def __init__(self, cascade):
-        from .cascade import Cascade
+        from .detector.cascade import Cascade
 
         self.inner = Cascade(cascade.pnet, cascade.rnet, cascade.onet)
         batched = self.inner.refine
@@ -99,7 +99,7 @@ def measure(args) -> dict:
     """One process's measurements (BLAS threads fixed by the environment)."""
     import cv2
 
-    from .cascade import Detector, as_bgr_float
+    from .detector.cascade import Detector, as_bgr_float
 
     shared = shared_dir(args.shared)
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def measure_large(args) -> dict:
     photo at 1000x750: time and peak memory, for linearity."""
     import cv2
 
-    from .cascade import Detector
+    from .detector.cascade import Detector
 
     shared = shared_dir(args.shared)
     photo = cv2.imread(str(shared / "corpus" / "openface__sample6.jpg"), cv2.IMREAD_COLOR)

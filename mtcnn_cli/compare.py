@@ -363,7 +363,7 @@ def detect_for(ref: DetectionSet, files: list[tuple[Path | None, str | None]], p
     """Run our detector on REF's images (those `image_files` found); the result is
     keyed by REF's own paths, so that every image pairs with itself. on_image(),
     when given, is called after each image."""
-    from .batch import detect_images
+    from .run.batch import detect_images
 
     wanted = [image for image in ref.images if image.error is None]
     found = [str(f) for f, _ in files if f is not None]
@@ -692,7 +692,7 @@ def verdict(c: Comparison) -> str:
 def f32(value) -> float | None:
     """A float32 as the shortest decimal that reads back to it (as detect
     writes it); None for NaN."""
-    from .output import format_float
+    from .io.output import format_float
 
     value = np.float32(value)
     return None if np.isnan(value) else float(format_float(value))
@@ -742,7 +742,7 @@ def report(c: Comparison) -> dict:
 
 def write_report(path: Path, data: dict) -> None:
     """The --report file, written atomically."""
-    from .atomic import OutputError, write_text
+    from .io.atomic import OutputError, write_text
 
     try:
         write_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")

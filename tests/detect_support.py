@@ -40,7 +40,7 @@ class StandInDetector:
     calls: list = []
 
     def __init__(self, models=None, min_face=60, t1=0.6, t2=0.7, t3=0.7):
-        from mtcnn_cli.datfile import ModelError
+        from mtcnn_cli.detector.datfile import ModelError
 
         if min_face < 12:
             raise ValueError(f"min_face must be an integer >= 12, got {min_face!r}")
@@ -57,7 +57,7 @@ class StandInDetector:
 @pytest.fixture
 def stand_in(monkeypatch):
     """Replace the detector (in this process only) by StandInDetector."""
-    from mtcnn_cli import batch
+    from mtcnn_cli.run import batch
 
     StandInDetector.calls = []
     monkeypatch.setattr(batch, "detector_class", lambda: StandInDetector)

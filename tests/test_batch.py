@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from mtcnn_cli import batch, inputs
-from mtcnn_cli.batch import Outcome, Result, Settings, Task, detect_images, pool_outcomes
-from mtcnn_cli.inputs import Item
+from mtcnn_cli.io import inputs
+from mtcnn_cli.io.inputs import Item
+from mtcnn_cli.run import batch
+from mtcnn_cli.run.batch import Outcome, Result, Settings, Task, detect_images, pool_outcomes
 
 from .detect_support import expected_faces, make_image, stand_in  # noqa: F401 (fixture)
 
@@ -126,7 +127,7 @@ def test_detect_images_without_landmarks(tmp_path, stand_in):
 
 
 def test_detect_images_raises_model_errors_at_the_call(tmp_path, stand_in):
-    from mtcnn_cli.datfile import ModelError
+    from mtcnn_cli.detector.datfile import ModelError
 
     with pytest.raises(ModelError):
         detect_images([str(tmp_path / "a.png")], models=str(tmp_path))

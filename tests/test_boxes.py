@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mtcnn_cli import boxes as bx
+from mtcnn_cli.detector import boxes as bx
 
 f32 = np.float32
 

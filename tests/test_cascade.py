@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mtcnn_cli import Detector
-from mtcnn_cli import cascade as cc
-from mtcnn_cli.threads import one_blas_thread
+from mtcnn_cli.detector import cascade as cc
+from mtcnn_cli.detector.threads import one_blas_thread
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_forgetting_image_sizes_changes_nothing_but_the_caches(networks):
 
     import cv2
 
-    from mtcnn_cli import cvexact, pyramid
+    from mtcnn_cli.detector import cvexact, pyramid
 
     sample = Path(__file__).resolve().parent.parent / "fixtures" / "synthetic_faces.png"
     img = cc.as_bgr_float(cv2.imread(str(sample), cv2.IMREAD_COLOR))

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from mtcnn_cli import batch
 from mtcnn_cli.cli import main
+from mtcnn_cli.run import batch
 
 from .cli_support import one_line_error, usage_error
 
@@ -318,7 +318,7 @@ def test_own_run_on_a_bbox_folder_needs_images(tmp_path, stand_in):
 
 
 def test_bad_model_folder_is_a_usage_error(tmp_path, monkeypatch):
-    from mtcnn_cli.datfile import ModelError
+    from mtcnn_cli.detector.datfile import ModelError
 
     def refuses(paths, **options):
         raise ModelError(f"{options['models']}: no MTCNN_detector.txt")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mtcnn_cli import images, inputs
 from mtcnn_cli.cli import main
+from mtcnn_cli.io import images, inputs
 
 from .cli_support import one_line_error, usage_error
 from .detect_support import StandInDetector, expected_faces, make_image, stand_in  # noqa: F401
@@ -89,7 +89,7 @@ def test_default_format_jsonl_on_a_pipe_json_to_a_file(photos, stand_in):
 
 
 def test_stdout_redirected_to_a_file_gets_json(photos, stand_in):
-    from mtcnn_cli import job
+    from mtcnn_cli.run import detect as job
 
     with open("redirected", "w") as f:
         assert job.stream_kind(f) == "file"
@@ -514,7 +514,7 @@ def test_interrupted_before_the_models_load(photos, stand_in, monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_unexpected_error_is_one_line_and_leaves_no_temporary_file(photos, stand_in, monkeypatch, fmt):
-    from mtcnn_cli import job
+    from mtcnn_cli.run import detect as job
 
     open("out.txt", "w").write("old")
 
@@ -529,7 +529,7 @@ def test_an_unexpected_error_is_one_line_and_leaves_no_temporary_file(photos, st
 
 
 def test_workers_that_cannot_start_stop_the_run(photos, stand_in, monkeypatch):
-    from mtcnn_cli import batch
+    from mtcnn_cli.run import batch
 
     def pool_outcomes(tasks, settings, processes):
         raise batch.WorkerStartError("a worker process could not start: OSError: no weights")
@@ -554,8 +554,8 @@ def test_quiet_and_verbose(photos, stand_in):
 def test_progress_bar_on_a_terminal():
     from rich.console import Console
 
-    from mtcnn_cli.batch import Result
-    from mtcnn_cli.report import Reporter
+    from mtcnn_cli.run.batch import Result
+    from mtcnn_cli.run.report import Reporter
 
     screen = io.StringIO()
     reporter = Reporter(progress=True, console=Console(file=screen, force_terminal=True, width=100))

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mtcnn_cli.cvexact import (
+from mtcnn_cli.detector.cvexact import (
     _EXPF_TABLE, _expf_fused, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
     resize_bilinear_mosaic)
 

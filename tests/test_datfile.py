@@ -9,11 +9,11 @@ import struct
 import numpy as np
 import pytest
 
-from mtcnn_cli import datfile
-from mtcnn_cli.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
-                               describe_layer, network_to_bytes, parse_network,
-                               read_detector_list, read_network, write_detector_list,
-                               write_network)
+from mtcnn_cli.detector import datfile
+from mtcnn_cli.detector.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
+                                        describe_layer, network_to_bytes, parse_network,
+                                        read_detector_list, read_network, write_detector_list,
+                                        write_network)
 
 NETWORKS = ("PNet", "RNet", "ONet")
 

@@ -5,8 +5,10 @@ import sys
 
 from click.testing import CliRunner
 
-from mtcnn_cli import batch, compare, defaults, images
+from mtcnn_cli import compare, defaults
 from mtcnn_cli.cli import main
+from mtcnn_cli.io import images
+from mtcnn_cli.run import batch
 
 
 def test_defaults_load_without_numpy():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtcnn_cli import Detector, Face
-from mtcnn_cli.cascade import pyramid_scales
+from mtcnn_cli.detector.cascade import pyramid_scales
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "synthetic_faces.png"
 
@@ -120,7 +120,7 @@ def test_thresholds_change_the_result(sample):
 
 
 def test_models_are_loaded_once_per_detector(monkeypatch, sample):
-    import mtcnn_cli.models as models
+    import mtcnn_cli.detector.models as models
 
     calls = []
     real = models.load_models

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mtcnn_cli import images
-from mtcnn_cli.images import ImageError, header_size, read_image
+from mtcnn_cli.io import images
+from mtcnn_cli.io.images import ImageError, header_size, read_image
 
 CORPUS_SAMPLE = ["opencv__lena.jpg", "facenet__paul_rudd_1.png", "facerec__32bit.png",
                  "openface__sample3_16bit_rgb.png", "openface__sample3_16bit_gray.png",

@@ -5,9 +5,9 @@ order of summation gives the same float32 result and the comparison is exact."""
 import numpy as np
 import pytest
 
-from mtcnn_cli import layers
-from mtcnn_cli.datfile import Conv, FullyConnected, MaxPool, PReLU
-from mtcnn_cli.network import Network
+from mtcnn_cli.detector import layers
+from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
+from mtcnn_cli.detector.network import Network
 
 rng = np.random.default_rng(7)
 

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtcnn_cli.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
-                               layer_to_bytes, network_to_bytes, parse_network)
-from mtcnn_cli.layers import pooled_size as pooled_side
-from mtcnn_cli.models import validate_mtcnn
+from mtcnn_cli.detector.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
+                                        layer_to_bytes, network_to_bytes, parse_network)
+from mtcnn_cli.detector.layers import pooled_size as pooled_side
+from mtcnn_cli.detector.models import validate_mtcnn
 
 NETWORKS = ("PNet", "RNet", "ONet")
 SEED = 2016  # MTCNN's year; any fixed seed keeps the run deterministic

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mtcnn_cli import models
 from mtcnn_cli.cli import main
-from mtcnn_cli.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
-                               network_to_bytes, read_network, write_detector_list)
-from mtcnn_cli.layers import pooled_size as pooled_side
-from mtcnn_cli.models import MTCNNModels, export_models, find_model_folder, load_models, validate_mtcnn
+from mtcnn_cli.detector import models
+from mtcnn_cli.detector.datfile import (Conv, FullyConnected, MaxPool, ModelError, PReLU, Sigmoid,
+                                        network_to_bytes, read_network, write_detector_list)
+from mtcnn_cli.detector.layers import pooled_size as pooled_side
+from mtcnn_cli.detector.models import (MTCNNModels, export_models, find_model_folder, load_models,
+                                       validate_mtcnn)
 
 from .cli_support import one_line_error, usage_error
 
@@ -86,7 +87,7 @@ def test_conversion_does_not_import_the_mtcnn_package(tmp_path):
     """find_spec locates the package without running it (it imports TensorFlow)."""
     code = textwrap.dedent("""
         import sys
-        from mtcnn_cli.models import convert_package, package_weights
+        from mtcnn_cli.detector.models import convert_package, package_weights
         convert_package(package_weights())
         print("mtcnn" in sys.modules, "tensorflow" in sys.modules, "joblib" in sys.modules)
     """)
@@ -106,7 +107,7 @@ def run_loader(cache: pathlib.Path) -> list[str]:
     code = textwrap.dedent("""
         import sys, time
         import numpy
-        from mtcnn_cli.models import load_models
+        from mtcnn_cli.detector.models import load_models
         start = time.perf_counter()
         m = load_models()
         took = time.perf_counter() - start

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mtcnn_cli import atomic, output
-from mtcnn_cli.atomic import AtomicFile, LineAppender, OutputError
-from mtcnn_cli.batch import Result
+from mtcnn_cli.io import atomic, output
+from mtcnn_cli.io.atomic import AtomicFile, LineAppender, OutputError
+from mtcnn_cli.run.batch import Result
 
 from .detect_support import expected_faces
 

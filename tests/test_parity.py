@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mtcnn_cli.cascade import Detector, as_bgr_float
-from mtcnn_cli.threads import one_blas_thread
+from mtcnn_cli.detector.cascade import Detector, as_bgr_float
+from mtcnn_cli.detector.threads import one_blas_thread
 
 from .parity_report import record
 

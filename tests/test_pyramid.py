@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from mtcnn_cli import Detector
-from mtcnn_cli import boxes as bx
-from mtcnn_cli import cascade as cc
-from mtcnn_cli import pyramid
-from mtcnn_cli.cvexact import resize_bilinear
-from mtcnn_cli.datfile import Conv, FullyConnected, MaxPool, PReLU
-from mtcnn_cli.network import Network
-from mtcnn_cli.pyramid import ALIGN, Level
-from mtcnn_cli.threads import one_blas_thread
+from mtcnn_cli.detector import boxes as bx
+from mtcnn_cli.detector import cascade as cc
+from mtcnn_cli.detector import pyramid
+from mtcnn_cli.detector.cvexact import resize_bilinear
+from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
+from mtcnn_cli.detector.network import Network
+from mtcnn_cli.detector.pyramid import ALIGN, Level
+from mtcnn_cli.detector.threads import one_blas_thread
 
 CORPUS_SIZES = [(140, 141), (189, 107), (199, 148), (225, 225), (640, 480)]
 

@@ -101,7 +101,7 @@ def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
     for option, folder in (("--images", images_dir), ("--root", root)):
         if folder is not None and not folder.is_dir():
             raise cmp.CompareError(f"{folder}: not a folder ({option})")
-    from ..datfile import ModelError
+    from ..detector.datfile import ModelError
 
     files = cmp.image_files(ref, root, images_dir)
     try:

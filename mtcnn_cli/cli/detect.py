@@ -1,4 +1,4 @@
-"""`mtcnn detect`: options in, plain functions (mtcnn_cli.job) do the work.
+"""`mtcnn detect`: options in, plain functions (mtcnn_cli.run.detect) do the work.
 
 Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
 that `mtcnn --help` stays fast and `-v` can time them."""
@@ -134,13 +134,13 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
     started = time.perf_counter()
     if quiet and verbose:
         usage_error("-q/--quiet and -v/--verbose exclude each other")
-    from ..threads import limit_this_process
+    from ..detector.threads import limit_this_process
 
     limit_this_process()  # same bits with --jobs 1 as in the single-threaded workers
     try:
-        from ..batch import Settings
-        from ..job import DetectOptions, FileProblem, UsageProblem, run_detect
-        from ..report import Reporter
+        from ..run.batch import Settings
+        from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
+        from ..run.report import Reporter
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

@@ -25,8 +25,8 @@ def export(folder, source):
     The bundled networks (the mtcnn package's MIT-licensed weights) come out
     byte-identical to OpenFace 2.2.0's own files. DIR can then be given to
     --models or $MTCNN_MODELS, or to OpenFace itself."""
-    from ..datfile import ModelError
-    from ..models import export_models, load_model_folder
+    from ..detector.datfile import ModelError
+    from ..detector.models import export_models, load_model_folder
 
     try:
         chosen = load_model_folder(source) if source is not None else None
@@ -46,8 +46,8 @@ def info(folder):
 
     DIR is a model folder (or an OpenFace checkout or install holding one);
     default $MTCNN_MODELS, then the bundled weights."""
-    from ..datfile import ModelError
-    from ..models import describe_network, load_models
+    from ..detector.datfile import ModelError
+    from ..detector.models import describe_network, load_models
 
     try:
         loaded = load_models(folder)

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 
 DETECTOR = "mtcnn-cli"
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_file import OutputError, write_bytes
+from ..atomic_file import OutputError, write_bytes
 
 CONV, MAX_POOL, FULLY_CONNECTED, PRELU, SIGMOID = 0, 1, 2, 3, 4
 CV_32F = 5

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
-from . import defaults
+from .. import defaults
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS

@@ -21,12 +21,12 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from . import atomic, inputs
-from .atomic import AtomicFile, LineAppender, OutputError
+from ..io import atomic, inputs
+from ..io.atomic import AtomicFile, LineAppender, OutputError
 from .batch import Result, Settings, Task, WorkerStartError, run_tasks
-from .draw import output_name
+from ..io.draw import output_name
 from .interrupt import Interrupts
-from .output import bbox_text, make_format
+from ..io.output import bbox_text, make_format
 from .report import Reporter, display
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
@@ -382,7 +382,7 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
 def load_detector(settings: Settings, reporter: Reporter):
     """The detector, its models loaded (timed for -v). Raises FileProblem."""
     from . import batch
-    from .datfile import ModelError
+    from ..detector.datfile import ModelError
 
     start = time.perf_counter()
     batch.detector_class()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from .atomic_file import AtomicFile, write_bytes, write_text  # noqa: F401 (re-exported)
-from .atomic_file import OutputError, _default_mode
+from ..atomic_file import AtomicFile, write_bytes, write_text  # noqa: F401 (re-exported)
+from ..atomic_file import OutputError, _default_mode
 
 
 def cut_torn_tail(path) -> int:

@@ -20,9 +20,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
-from . import defaults
-from .images import ImageError, read_image
-from .threads import THREAD_VARIABLES
+from .. import defaults
+from ..io.images import ImageError, read_image
+from ..detector.threads import THREAD_VARIABLES
 
 
 
@@ -68,7 +68,7 @@ class Outcome:
 
 def detector_class():
     """The Detector class (importing it loads the numpy networks' code)."""
-    from .cascade import Detector
+    from ..detector.cascade import Detector
 
     return Detector
 
@@ -82,7 +82,7 @@ def make_detector(settings: Settings):
 
 def _annotated_copy(image, faces, task: Task, landmarks: bool):
     """(bytes, None) or (None, reason)."""
-    from .draw import annotate, encode
+    from ..io.draw import annotate, encode
 
     try:
         return encode(annotate(image, faces, landmarks), task.annotate_as), None

@@ -14,7 +14,7 @@ import numpy as np
 from . import boxes as bx
 from . import pyramid
 from .boxes import FACE_SUPPORT, PNET_STRIDE
-from .defaults import MIN_FACE, T1, T2, T3
+from ..defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
 from .network import Network
 from .pyramid import pyramid_scales  # noqa: F401 (part of this module's interface)
