@@ -4,7 +4,6 @@ import pytest
 
 from mtcnn_cli import Detector
 from mtcnn_cli.detector import cascade as cc
-from mtcnn_cli.detector.threads import one_blas_thread
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +14,9 @@ def networks():
 @pytest.mark.parametrize("h, w", [(700, 90), (701, 61), (333, 500), (12, 12), (13, 2000)])
 def test_pnet_in_bands_equals_one_pass(networks, monkeypatch, h, w):
     monkeypatch.setattr(cc, "CACHE_BYTES", 1 << 16)  # many small bands
-    maps = np.random.default_rng(h * w).uniform(-1, 1, (1, h, w, 3)).astype(np.float32)
-    with one_blas_thread():
-        whole = networks.pnet(maps)
-        banded = networks.pnet_in_bands(maps)
+    maps = np.random.default_rng(h * w).uniform(-1, 1, (3, 1, h, w)).astype(np.float32)  # planar
+    whole = networks.pnet.planar(maps)
+    banded = networks.pnet_in_bands(maps)
     assert banded.shape == whole.shape
     np.testing.assert_array_equal(banded, whole)
 
@@ -37,13 +35,12 @@ def test_refine_in_batches_equals_one_batch(networks, monkeypatch, size, network
     side = rng.integers(0, 120, (50, 1))
     boxes = np.hstack([xy, side, side]).astype(np.float32)
     net = getattr(networks, network)
-    with one_blas_thread():
-        monkeypatch.setattr(cc, "CACHE_BYTES", 1 << 40)
-        _, whole = networks.refine(net, img, boxes, size)
-        monkeypatch.setattr(cc, "CACHE_BYTES", 1)
-        _, one_by_one = networks.refine(net, img, boxes, size)
-        monkeypatch.setattr(cc, "CACHE_BYTES", 4 * size * size * 32 * 7)
-        _, sevens = networks.refine(net, img, boxes, size)
+    monkeypatch.setattr(cc, "CACHE_BYTES", 1 << 40)
+    _, whole = networks.refine(net, img, boxes, size)
+    monkeypatch.setattr(cc, "CACHE_BYTES", 1)
+    _, one_by_one = networks.refine(net, img, boxes, size)
+    monkeypatch.setattr(cc, "CACHE_BYTES", 4 * size * size * 32 * 7)
+    _, sevens = networks.refine(net, img, boxes, size)
     np.testing.assert_array_equal(one_by_one, whole)
     np.testing.assert_array_equal(sevens, whole)
 
@@ -81,12 +78,11 @@ def test_forgetting_image_sizes_changes_nothing_but_the_caches(networks):
 
     sample = Path(__file__).resolve().parent.parent / "fixtures" / "synthetic_faces.png"
     img = cc.as_bgr_float(cv2.imread(str(sample), cv2.IMREAD_COLOR))
-    with one_blas_thread():
-        first = networks.run(img, 60, 0.6, 0.7, 0.7)
-        assert pyramid.plan.cache_info().currsize > 0 and cvexact._mosaic_taps.cache_info().currsize > 0
-        networks.forget_image_sizes()
-        assert pyramid.plan.cache_info().currsize == 0 and cvexact._mosaic_taps.cache_info().currsize == 0
-        again = networks.run(img, 60, 0.6, 0.7, 0.7)
+    first = networks.run(img, 60, 0.6, 0.7, 0.7)
+    assert pyramid.plan.cache_info().currsize > 0 and cvexact._mosaic_taps.cache_info().currsize > 0
+    networks.forget_image_sizes()
+    assert pyramid.plan.cache_info().currsize == 0 and cvexact._mosaic_taps.cache_info().currsize == 0
+    again = networks.run(img, 60, 0.6, 0.7, 0.7)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert len(first[0]) == 2  # not vacuous: the sample's two drawn faces

@@ -1,13 +1,15 @@
 """The layers against their plain definitions (small loops over small arrays).
 
 Values are small integers or halves where exactness matters, so that every
-order of summation gives the same float32 result and the comparison is exact."""
+order of summation gives the same float32 result and the comparison is exact.
+The layers take planar maps (C, N, H, W); the plain definitions here work on
+(N, H, W, C) images, converted with planar() and channels_last()."""
 import numpy as np
 import pytest
 
-from mtcnn_cli.detector import layers
+from mtcnn_cli.detector import kernels, layers
 from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
-from mtcnn_cli.detector.network import Network
+from mtcnn_cli.detector.network import Network, channels_last
 
 rng = np.random.default_rng(7)
 
@@ -30,11 +32,21 @@ def naive_conv(maps, kernels, biases):
     return out.astype(np.float32)
 
 
+def planar(maps):
+    """(N, H, W, C) -> (C, N, H, W)."""
+    return np.ascontiguousarray(maps.transpose(3, 0, 1, 2))
+
+
+def conv_nhwc(maps, kernels, biases, slopes=None):
+    """layers.conv on (N, H, W, C) images, the result back in that layout."""
+    kh, kw = kernels.shape[2:]
+    return channels_last(layers.conv(planar(maps), layers.conv_weight_matrix(kernels, biases), kh, kw, slopes))
+
+
 @pytest.mark.parametrize("n, h, w, c_in, c_out, k", [(1, 7, 9, 3, 4, 3), (3, 5, 6, 2, 5, 2), (1, 3, 3, 4, 2, 3)])
 def test_conv_is_cross_correlation_with_bias(n, h, w, c_in, c_out, k):
     maps, kernels, biases = ints(n, h, w, c_in), ints(c_in, c_out, k, k), ints(c_out)
-    out = layers.conv(maps, layers.conv_weight_matrix(kernels, biases), k, k)
-    np.testing.assert_array_equal(out, naive_conv(maps, kernels, biases))
+    np.testing.assert_array_equal(conv_nhwc(maps, kernels, biases), naive_conv(maps, kernels, biases))
 
 
 def test_conv_kernel_is_not_square_symmetric():
@@ -42,33 +54,52 @@ def test_conv_kernel_is_not_square_symmetric():
     maps = ints(1, 4, 4, 1)
     kernels = np.zeros((1, 1, 2, 2), np.float32)
     kernels[0, 0, 0, 1] = 1
-    out = layers.conv(maps, layers.conv_weight_matrix(kernels, np.zeros(1, np.float32)), 2, 2)
+    out = conv_nhwc(maps, kernels, np.zeros(1, np.float32))
     np.testing.assert_array_equal(out[0, :, :, 0], maps[0, :3, 1:, 0])
 
 
-def test_im2col_column_order_is_map_then_column_then_row():
-    maps = np.arange(2 * 3 * 3, dtype=np.float32).reshape(1, 3, 3, 2)  # (N, H, W, C)
-    cols = layers.im2col(maps, 2, 2)  # (C*kw*kh + 1, P)
-    # output pixel 0 (y=0, x=0); row c*4 + kx*2 + ky holds maps[0, ky, kx, c]
-    for c in range(2):
-        for kx in range(2):
-            for ky in range(2):
-                assert cols[c * 4 + kx * 2 + ky, 0] == maps[0, ky, kx, c]
-    assert (cols[-1] == 1).all()
+def test_window_offsets_follow_im2col_column_order_map_then_column_then_row():
+    c, plane, w, kh, kw = 2, 50, 7, 2, 3
+    offsets = layers.window_offsets(c, plane, w, kh, kw)
+    assert offsets.shape == (c * kh * kw,)
+    for ci in range(c):
+        for kx in range(kw):
+            for ky in range(kh):
+                assert offsets[ci * kw * kh + kx * kh + ky] == ci * plane + ky * w + kx
+
+
+@pytest.mark.parametrize("n_out, n_pixels, n_cols, want", [
+    (64, 64, 577, [0, 288, 577]),  # ONet's third convolution: always split
+    (64, 27, 577, [0, 577]),  # a product of 997,056 multiply-adds: the small kernel, one chain
+    (64, 28, 577, [0, 288, 577]),
+    (128, 9, 257, [0, 257]), (32, 10000, 145, [0, 145]), (1, 1, 448, [0, 448]),
+    (1, 10000, 449, [0, 224, 449]), (1, 10000, 896, [0, 448, 896]), (1, 10000, 1000, [0, 448, 736, 1000]),
+    (1, 10000, 2000, [0, 448, 896, 1344, 1680, 2000])])
+def test_chain_blocks_follow_the_reference_sgemm(n_out, n_pixels, n_cols, want):
+    assert layers.chain_blocks(n_out, n_pixels, n_cols).tolist() == want
 
 
 @pytest.mark.parametrize("slopes", [[0.25, 0.5], [-0.5, 0.75], [1.5, 0.25], [1.25, -2.0], [1.0, 0.0]])
 def test_prelu_matches_its_definition(slopes):
     s = np.float32(slopes)
-    x = rng.standard_normal((3, 5, 4, 2)).astype(np.float32) * 10
-    x[0, 0, 0] = [0.0, -0.0]
-    expected = np.where(x >= 0, x, x * s)
+    x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32) * 10  # planar: a slope per map
+    x[:, 0, 0, 0] = [0.0, -0.0]
+    expected = np.where(x >= 0, x, x * s.reshape(-1, 1, 1, 1))
     np.testing.assert_array_equal(layers.prelu(x.copy(), s), expected)
 
 
 def test_prelu_on_flat_activations_is_per_feature():
     x = np.float32([[-2, 2, -4], [4, -8, 1]])
     np.testing.assert_array_equal(layers.prelu(x.copy(), np.float32([0.5, 0.25, -1])), [[-1, 2, 4], [4, -2, 1]])
+
+
+@pytest.mark.parametrize("slopes", [[-1.5, 0.0, 0.25, 1.0, 1.75, 3.0], [0.5, 1.5, 2.0, -0.25, 1.01, 0.99]])
+def test_conv_with_slopes_is_conv_then_prelu(slopes):
+    s = np.float32(slopes)
+    maps = rng.standard_normal((2, 9, 11, 3)).astype(np.float32)
+    kernels, biases = rng.standard_normal((3, 6, 3, 3)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    plain = conv_nhwc(maps, kernels, biases)
+    np.testing.assert_array_equal(conv_nhwc(maps, kernels, biases, s), np.where(plain >= 0, plain, plain * s))
 
 
 def naive_pool(maps, k, s):
@@ -81,10 +112,14 @@ def naive_pool(maps, k, s):
     return out
 
 
+def pool_nhwc(maps, kx, ky, sx, sy):
+    return channels_last(layers.max_pool(planar(maps), kx, ky, sx, sy))
+
+
 @pytest.mark.parametrize("h, w, k, s", [(22, 22, 3, 2), (9, 9, 3, 2), (10, 10, 2, 2), (7, 5, 2, 2), (13, 11, 3, 2), (4, 4, 3, 2)])
 def test_max_pool_with_partial_edge_windows(h, w, k, s):
     maps = rng.standard_normal((2, h, w, 3)).astype(np.float32)
-    np.testing.assert_array_equal(layers.max_pool(maps, k, k, s, s), naive_pool(maps, k, s))
+    np.testing.assert_array_equal(pool_nhwc(maps, k, k, s, s), naive_pool(maps, k, s))
 
 
 @pytest.mark.parametrize("size, kernel, stride, expected", [(22, 3, 2, 11), (9, 3, 2, 4), (4, 3, 2, 2), (10, 2, 2, 5), (11, 2, 2, 6)])
@@ -94,7 +129,7 @@ def test_pooled_size_rounds_halves_up_like_caffe(size, kernel, stride, expected)
 
 def test_flatten_reads_each_map_column_by_column():
     maps = np.arange(2 * 2 * 3, dtype=np.float32).reshape(1, 2, 3, 2)  # (N, H=2, W=3, C=2)
-    flat = layers.flatten(maps)[0]
+    flat = layers.flatten(planar(maps))[0]
     h, w = 2, 3
     for c in range(2):
         for x in range(w):
@@ -116,22 +151,24 @@ def test_gemv_lanes_sums_sixteen_chains_pairwise():
     x = np.ones((2, 32), np.float32)
     w = np.zeros((32, 1), np.float32)
     w[0, 0], w[18, 0], w[3, 0] = 2.0 ** 25, 2.0, 2.0
-    assert layers.gemv_lanes(x, layers.lane_weights(w))[0, 0] == 2.0 ** 25 + 4
+    out = kernels.gemv_lanes(x, w, np.zeros(1, np.float32), np.empty((2, 1), np.float32))
+    assert out[0, 0] == 2.0 ** 25 + 4
     assert np.float32(np.float32(2.0 ** 25) + np.float32(2)) + np.float32(2) == 2.0 ** 25
 
 
 def test_fully_connected_maps_acts_on_every_pixel():
     maps, w, b = ints(2, 3, 4, 5), ints(5, 6), ints(6)
-    out = layers.fully_connected_maps(maps, w, b)
+    out = channels_last(layers.fully_connected_maps(planar(maps), w, b))
     np.testing.assert_array_equal(out, np.einsum("nhwc,co->nhwo", maps, w) + b)
 
 
-def test_single_row_gemm_equals_batched_rows():
-    a = rng.standard_normal((5, 577)).astype(np.float32)
-    b = rng.standard_normal((577, 64)).astype(np.float32)
-    whole = layers.sgemm(a, b)
+@pytest.mark.parametrize("n_in, n_out", [(576, 128), (1152, 256), (128, 6), (256, 16)])
+def test_fully_connected_of_one_row_equals_batched_rows(n_in, n_out):
+    x = rng.standard_normal((5, n_in)).astype(np.float32)
+    w, b = rng.standard_normal((n_in, n_out)).astype(np.float32), rng.standard_normal(n_out).astype(np.float32)
+    whole = layers.fully_connected(x, w, b)
     for i in range(5):
-        np.testing.assert_array_equal(layers.sgemm(a[i:i + 1], b), whole[i:i + 1])
+        np.testing.assert_array_equal(layers.fully_connected(x[i:i + 1], w, b), whole[i:i + 1])
 
 
 def test_network_runs_layers_in_order_and_names_shapes_in_errors():
@@ -139,11 +176,21 @@ def test_network_runs_layers_in_order_and_names_shapes_in_errors():
                    MaxPool(2, 2, 2, 2), FullyConnected(ints(2, 1), ints(4, 2))))
     out = net(ints(1, 8, 8, 3))
     assert out.shape == (1, 3, 3, 2)
-    with pytest.raises(ValueError, match=r"\(1, 8, 8, 5\)"):
+    with pytest.raises(ValueError, match=r"\(5, 1, 8, 8\)"):  # planar (C, N, H, W)
         net(ints(1, 8, 8, 5))
 
 
-# The fast paths against the plain ones: whole-row im2col, pooling, row-wise PReLU
+def test_network_traces_each_layer_and_fuses_only_when_not_tracing():
+    net = Network((Conv(ints(3, 4, 3, 3), ints(4)), PReLU(np.float32([[0.5], [1.5], [-1.0], [0.0]])),
+                   MaxPool(2, 2, 2, 2), FullyConnected(ints(2, 1), ints(4, 2))))
+    maps = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    trace = []
+    traced = net(maps, trace)
+    assert [t.shape for t in trace] == [(2, 7, 6, 4), (2, 7, 6, 4), (2, 4, 3, 4), (2, 4, 3, 2)]
+    np.testing.assert_array_equal(traced, net(maps))
+
+
+# Shapes at the edges, and batches against each image alone
 
 @pytest.mark.parametrize("h, w, c_in, c_out, kh, kw", [
     (3, 3, 3, 4, 3, 3), (2, 2, 2, 5, 2, 2),  # one output pixel
@@ -152,32 +199,25 @@ def test_network_runs_layers_in_order_and_names_shapes_in_errors():
     (1, 9, 2, 3, 1, 3), (1, 6, 3, 2, 1, 2), (9, 1, 2, 2, 3, 1),  # one-row and one-column maps
     (12, 12, 3, 10, 3, 3), (11, 12, 10, 16, 3, 3), (24, 24, 3, 28, 3, 3), (13, 17, 48, 64, 2, 2),
     (5, 6, 1, 1, 2, 3)])
-def test_wrapped_conv_equals_im2col_conv(monkeypatch, h, w, c_in, c_out, kh, kw):
-    maps = rng.standard_normal((1, h, w, c_in)).astype(np.float32)
-    kernels = rng.standard_normal((c_in, c_out, kh, kw)).astype(np.float32)
-    biases = rng.standard_normal(c_out).astype(np.float32)
-    weights = layers.conv_weight_matrix(kernels, biases)
-    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 1 << 40)
-    wrapped = layers.conv(maps, weights, kh, kw)
-    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 0)
-    plain = layers.conv(maps, weights, kh, kw)
-    assert wrapped.shape == plain.shape == (1, h - kh + 1, w - kw + 1, c_out)
-    assert wrapped.flags.c_contiguous
-    np.testing.assert_array_equal(wrapped, plain)
-    # and both are the convolution (integer values: every summation order agrees)
-    maps, kernels, biases = ints(1, h, w, c_in), ints(c_in, c_out, kh, kw), ints(c_out)
-    monkeypatch.setattr(layers, "WRAPPED_CONV_MAX_PIXELS", 1 << 40)
-    out = layers.conv(maps, layers.conv_weight_matrix(kernels, biases), kh, kw)
+def test_conv_at_edge_shapes_is_the_convolution_and_batches_change_nothing(h, w, c_in, c_out, kh, kw):
+    maps, kernels, biases = ints(3, h, w, c_in), ints(c_in, c_out, kh, kw), ints(c_out)
+    out = conv_nhwc(maps, kernels, biases)
+    assert out.shape == (3, h - kh + 1, w - kw + 1, c_out)
     np.testing.assert_array_equal(out, naive_conv(maps, kernels, biases))
+    maps = rng.standard_normal((3, h, w, c_in)).astype(np.float32)
+    kernels = rng.standard_normal((c_in, c_out, kh, kw)).astype(np.float32)
+    batch = conv_nhwc(maps, kernels, biases)
+    for i in range(3):
+        np.testing.assert_array_equal(conv_nhwc(maps[i:i + 1], kernels, biases), batch[i:i + 1])
 
 
 def test_conv_of_a_batch_equals_each_image_alone():
     maps = rng.standard_normal((4, 14, 15, 3)).astype(np.float32)
-    weights = layers.conv_weight_matrix(rng.standard_normal((3, 10, 3, 3)).astype(np.float32),
-                                        rng.standard_normal(10).astype(np.float32))
-    batch = layers.conv(maps, weights, 3, 3)  # im2col (n > 1)
+    kernels = rng.standard_normal((3, 10, 3, 3)).astype(np.float32)
+    biases = rng.standard_normal(10).astype(np.float32)
+    batch = conv_nhwc(maps, kernels, biases)
     for i in range(len(maps)):
-        np.testing.assert_array_equal(layers.conv(maps[i:i + 1], weights, 3, 3), batch[i:i + 1])  # wrapped
+        np.testing.assert_array_equal(conv_nhwc(maps[i:i + 1], kernels, biases), batch[i:i + 1])
 
 
 POOL_CASES = [(h, w, k, s) for k in (1, 2, 3) for s in (1, 2) for h, w in
@@ -190,9 +230,9 @@ def test_max_pool_equals_naive_windows(h, w, k, s):
     oh, ow = layers.pooled_size(h, k, s), layers.pooled_size(w, k, s)
     if (oh - 1) * s >= h or (ow - 1) * s >= w:  # a window would start past the edge
         with pytest.raises(ValueError, match="max_pool"):
-            layers.max_pool(maps, k, k, s, s)
+            pool_nhwc(maps, k, k, s, s)
         return
-    out = layers.max_pool(maps, k, k, s, s)
+    out = pool_nhwc(maps, k, k, s, s)
     assert out.shape == (2, oh, ow, 3)
     np.testing.assert_array_equal(out, naive_pool(maps, k, s))
 
@@ -200,7 +240,7 @@ def test_max_pool_equals_naive_windows(h, w, k, s):
 def test_max_pool_mixed_kernel_and_stride_is_separable():
     maps = rng.standard_normal((1, 9, 10, 2)).astype(np.float32)
     # 3 wide, 2 high, stride 2 across and 1 down
-    out = layers.max_pool(maps, 3, 2, 2, 1)
+    out = pool_nhwc(maps, 3, 2, 2, 1)
     oh, ow = layers.pooled_size(9, 2, 1), layers.pooled_size(10, 3, 2)
     want = np.stack([np.stack([maps[0, y:y + 2, 2 * x:2 * x + 3].max(axis=(0, 1)) for x in range(ow)])
                      for y in range(oh)])
@@ -211,26 +251,15 @@ PRELU_SLOPES = [[-1.5, 0.0, 0.25, 1.0, 1.75, 3.0], [2.0], [0.0], [-0.25], [1.0],
                 [1.25, 1.5, 2.5, -3.0, 0.75, 1.0, 0.0, 4.0, 1.01, 0.99]]
 
 
-def prelu_reference(x, slopes):
-    return np.where(x >= 0, x, x * slopes)
-
-
 @pytest.mark.parametrize("slopes", PRELU_SLOPES)
-@pytest.mark.parametrize("shape", [(3, None), (1, None), (2, 5, 4, None), (1, 1, 1, None), (1, 7, 1, None)])
+@pytest.mark.parametrize("shape", [(3, None), (1, None), (None, 2, 5, 4), (None, 1, 1, 1), (None, 1, 7, 1)])
 def test_prelu_equals_where_for_every_slope(slopes, shape):
     s = np.float32(slopes)
-    x = (rng.standard_normal(shape[:-1] + (len(s),)) * 50).astype(np.float32)
+    shape = tuple(len(s) if d is None else d for d in shape)
+    x = (rng.standard_normal(shape) * 50).astype(np.float32)
     flat = x.reshape(-1)
     flat[:2] = np.float32([0.0, -0.0])[:flat.size]
-    want = prelu_reference(x, s)
+    want = np.where(x >= 0, x, x * (s.reshape(-1, 1, 1, 1) if x.ndim == 4 else s))
     got = layers.prelu(x.copy(), s.reshape(-1, 1))  # slopes as the .dat file gives them: (C, 1)
     assert got.shape == x.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
-
-
-def test_prelu_slope_rows_reused_over_widths_and_batches():
-    slopes = np.float32([-1.5, 0.0, 0.25, 1.0, 1.75])
-    table = layers.SlopeRows(slopes.reshape(-1, 1))
-    for shape in [(1, 4, 6, 5), (3, 2, 9, 5), (1, 4, 6, 5), (7, 5), (2, 1, 1, 5)]:
-        x = (rng.standard_normal(shape) * 50).astype(np.float32)
-        np.testing.assert_array_equal(layers.prelu(x.copy(), table), prelu_reference(x, slopes))

@@ -126,7 +126,7 @@ def test_the_real_imports_are_seen():
                                        "compare", "cli.detect")} <= names
     imports = {name: set(package_imports(name, source, is_package))
                for name, is_package, source in modules()}
-    assert f"{PACKAGE}.detector.threads" in imports[f"{PACKAGE}.run.batch"]
+    assert f"{PACKAGE}.io.images" in imports[f"{PACKAGE}.run.batch"]
     assert f"{PACKAGE}.atomic_file" in imports[f"{PACKAGE}.detector.datfile"]
     assert f"{PACKAGE}.io.images" in imports[f"{PACKAGE}.io.inputs"]  # from .images import
     assert PACKAGE in imports[f"{PACKAGE}.io.output"]  # from .. import __version__

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mtcnn_cli.detector.cascade import Detector, as_bgr_float
-from mtcnn_cli.detector.threads import one_blas_thread
 
 from .parity_report import record
 
@@ -23,13 +22,6 @@ def f32(path, shape):
 def load_json(path):
     with open(path) as f:
         return json.load(f)
-
-
-@pytest.fixture(autouse=True)
-def single_threaded_blas():
-    # tests below call the cascade directly, without Detector.detect's guard
-    with one_blas_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

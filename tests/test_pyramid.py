@@ -17,7 +17,6 @@ from mtcnn_cli.detector.cvexact import resize_bilinear
 from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
 from mtcnn_cli.detector.network import Network
 from mtcnn_cli.detector.pyramid import ALIGN, Level
-from mtcnn_cli.detector.threads import one_blas_thread
 
 CORPUS_SIZES = [(140, 141), (189, 107), (199, 148), (225, 225), (640, 480)]
 
@@ -115,13 +114,12 @@ ODD_SIZES = [(13, 17), (12, 12), (29, 28), (20, 21), (15, 15), (12, 13), (33, 12
 def check_regions(net, maps, regions):
     """net over the whole maps with regions == net over each region cut out."""
     before = maps.copy()
-    with one_blas_thread():
-        whole = net(maps, regions=regions)[0]
-        outs = net.output_regions(regions)
-        for (y, x, h, w), (oy, ox, oh, ow) in zip(regions, outs):
-            alone = net(np.ascontiguousarray(maps[:, y:y + h, x:x + w]))[0]
-            assert alone.shape[:2] == (oh, ow)
-            np.testing.assert_array_equal(whole[oy:oy + oh, ox:ox + ow], alone)
+    whole = net(maps, regions=regions)[0]
+    outs = net.output_regions(regions)
+    for (y, x, h, w), (oy, ox, oh, ow) in zip(regions, outs):
+        alone = net(np.ascontiguousarray(maps[:, y:y + h, x:x + w]))[0]
+        assert alone.shape[:2] == (oh, ow)
+        np.testing.assert_array_equal(whole[oy:oy + oh, ox:ox + ow], alone)
     np.testing.assert_array_equal(maps, before)  # the input is left as it was
 
 
@@ -237,32 +235,30 @@ def test_pnet_stage_equals_each_level_alone(cascade, height, width, min_face, ha
     steps = pyramid.plan(height, width, min_face)
     assert bool(steps.alone) == has_alone and steps.placed
     img = smooth_image(height, width, height)
-    with one_blas_thread():
-        for t1 in (0.6, 0.3, 0.05):
-            want = pnet_stage_per_level(cascade, img, min_face, t1)
-            trace = {}
-            got = cascade.pnet_stage(img, min_face, t1)
-            traced = cascade.pnet_stage(img, min_face, t1, trace=trace)
-            for part in range(3):
-                expected = np.concatenate([level[4 + part] for level in want])
-                np.testing.assert_array_equal(got[part], expected)
-                np.testing.assert_array_equal(traced[part], expected)
-            assert len(trace["scales"]) == len(want)
-            for entry, (lv, out_h, out_w, n, boxes, scores, corrections) in zip(trace["scales"], want):
-                assert (entry["scale"], entry["h_pyr"], entry["w_pyr"]) == (lv.scale, lv.h, lv.w)
-                assert (entry["pnet_out_h"], entry["pnet_out_w"], entry["n_before_nms"]) == (out_h, out_w, n)
-                np.testing.assert_array_equal(entry["boxes"], boxes)
-                np.testing.assert_array_equal(entry["scores"], scores)
-                np.testing.assert_array_equal(entry["corrections"], corrections)
-        # not vacuous: at the lowest threshold the mosaic's levels do propose boxes
-        mosaic_levels = [level for level in want if (level[0].h * level[0].w <= pyramid.MOSAIC_MAX_PIXELS)]
-        assert sum(level[3] for level in mosaic_levels) > 0
+    for t1 in (0.6, 0.3, 0.05):
+        want = pnet_stage_per_level(cascade, img, min_face, t1)
+        trace = {}
+        got = cascade.pnet_stage(img, min_face, t1)
+        traced = cascade.pnet_stage(img, min_face, t1, trace=trace)
+        for part in range(3):
+            expected = np.concatenate([level[4 + part] for level in want])
+            np.testing.assert_array_equal(got[part], expected)
+            np.testing.assert_array_equal(traced[part], expected)
+        assert len(trace["scales"]) == len(want)
+        for entry, (lv, out_h, out_w, n, boxes, scores, corrections) in zip(trace["scales"], want):
+            assert (entry["scale"], entry["h_pyr"], entry["w_pyr"]) == (lv.scale, lv.h, lv.w)
+            assert (entry["pnet_out_h"], entry["pnet_out_w"], entry["n_before_nms"]) == (out_h, out_w, n)
+            np.testing.assert_array_equal(entry["boxes"], boxes)
+            np.testing.assert_array_equal(entry["scores"], scores)
+            np.testing.assert_array_equal(entry["corrections"], corrections)
+    # not vacuous: at the lowest threshold the mosaic's levels do propose boxes
+    mosaic_levels = [level for level in want if (level[0].h * level[0].w <= pyramid.MOSAIC_MAX_PIXELS)]
+    assert sum(level[3] for level in mosaic_levels) > 0
 
 
 @pytest.mark.parametrize("height, width, min_face", [(12, 12, 12), (24, 24, 24), (16, 14, 12)])
 def test_pnet_stage_when_the_only_level_is_a_copy_or_a_halving(cascade, height, width, min_face):
     img = smooth_image(height, width, 1)
-    with one_blas_thread():
-        got = cascade.pnet_stage(img, min_face, 0.0)
-        want = pnet_stage_per_level(cascade, img, min_face, 0.0)
+    got = cascade.pnet_stage(img, min_face, 0.0)
+    want = pnet_stage_per_level(cascade, img, min_face, 0.0)
     np.testing.assert_array_equal(got[1], np.concatenate([level[5] for level in want]))

@@ -134,9 +134,6 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
     started = time.perf_counter()
     if quiet and verbose:
         usage_error("-q/--quiet and -v/--verbose exclude each other")
-    from ..detector.threads import limit_this_process
-
-    limit_this_process()  # same bits with --jobs 1 as in the single-threaded workers
     try:
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect

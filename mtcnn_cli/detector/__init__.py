@@ -1,7 +1,7 @@
 """The port of OpenFace 2.2's MTCNN detector, and nothing else: the model
 format and where models come from (datfile, models), the networks (layers,
-network), OpenCV's and glibc's arithmetic (cvexact), the pyramid, the boxes
-and the cascade, and one BLAS thread while detecting (threads).
+network) and their arithmetic (kernels), OpenCV's and glibc's arithmetic
+(cvexact), the pyramid, the boxes and the cascade.
 
 Nothing here reads images or writes outputs (io/) or runs batches (run/).
 `Detector`, `Face` and `ModelError` are its public face."""
@@ -10,8 +10,7 @@ __all__ = ["Detector", "Face", "ModelError"]
 
 
 def __getattr__(name):
-    # Lazy, so that `mtcnn --help` and `--version`, and detector.threads (which
-    # must run before numpy is imported), do not pay for numpy and cv2.
+    # Lazy, so that `mtcnn --help` and `--version` do not pay for numpy and cv2.
     if name in ("Detector", "Face"):
         from . import cascade
         return getattr(cascade, name)

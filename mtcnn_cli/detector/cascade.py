@@ -18,7 +18,6 @@ from ..defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
 from .network import Network
 from .pyramid import pyramid_scales  # noqa: F401 (part of this module's interface)
-from .threads import one_blas_thread
 
 PNET_NMS, CROSS_SCALE_NMS, RNET_NMS, ONET_NMS = 0.5, 0.7, 0.7, 0.7
 RNET_SIZE, ONET_SIZE = 24, 48
@@ -74,6 +73,12 @@ def to_maps(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) BGR float image -> (N, H, W, 3) network input: normalised,
     channels in the order R, G, B (normalising makes the contiguous copy)."""
     return normalise(images[..., ::-1])
+
+
+def to_planes(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) BGR float image -> (3, N, H, W) planar network input:
+    normalised, maps in the order R, G, B."""
+    return normalise(np.ascontiguousarray(images.transpose(3, 0, 1, 2)[::-1]))
 
 
 def pnet_probability(logit_gap: np.ndarray) -> np.ndarray:
@@ -184,25 +189,25 @@ class Cascade:
         scales, concatenated in scale order. Large levels run alone (in bands);
         the small ones together, in one mosaic (see pyramid)."""
         layout = pyramid.plan(*img.shape[:2], min_face)
-        maps = []  # (PNet's output (h', w', 6), [(level, its region (y, x, h, w) in that output)])
+        maps = []  # (PNet's output (6, h', w'), [(level, its region (y, x, h, w) in that output)])
         for lv in layout.alone:
-            out = self.pnet_in_bands(to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
-            maps.append((out, [(lv, (0, 0) + out.shape[:2])]))
+            out = self.pnet_in_bands(to_planes(resize_bilinear(img, lv.w, lv.h)[None]))[:, 0]
+            maps.append((out, [(lv, (0, 0) + out.shape[1:])]))
         if layout.placed:
             regions = [lv.region for lv in layout.placed]
-            out = self.pnet(to_maps(pyramid.mosaic(img, layout)[None]), regions=regions)[0]
+            out = self.pnet.planar(to_planes(pyramid.mosaic(img, layout)[None]), regions=regions)[:, 0]
             maps.append((out, list(zip(layout.placed, self.pnet.output_regions(regions)))))
         found = []
         for out, levels in maps:
-            gap = out[..., 0] - out[..., 1]  # (h', w') logit gaps
+            gap = out[0] - out[1]  # (h', w') logit gaps
             if trace is None and not may_reach(gap, t1):
                 continue  # no candidates in these levels
             prob = pnet_probability(gap)  # one exp for all the levels
             for lv, (y, x, h, w) in levels:
-                level_prob, level_out = prob[y:y + h, x:x + w], out[y:y + h, x:x + w]
+                level_prob, level_out = prob[y:y + h, x:x + w], out[:, y:y + h, x:x + w]
                 if trace is None and not (level_prob >= np.float32(t1)).any():
                     continue  # no candidates at this scale
-                boxes, scores, corrections = bx.proposals(level_prob, level_out.transpose(2, 0, 1)[2:6],
+                boxes, scores, corrections = bx.proposals(level_prob, level_out[2:6],
                                                           lv.scale, t1)
                 keep = bx.nms(boxes, scores, PNET_NMS)
                 found.append((boxes[keep], scores[keep], corrections[keep]))
@@ -217,22 +222,22 @@ class Cascade:
         return tuple(np.concatenate(parts) for parts in zip(*found))
 
     def pnet_in_bands(self, maps: np.ndarray) -> np.ndarray:
-        """PNet over one pyramid level (1, h, w, 3) -> (1, h', w', 6), computed in
+        """PNet over one pyramid level, planar (3, 1, h, w) -> (6, 1, h', w'), computed in
         bands of output rows whose activations fit in cache. Output row r sees
         input rows 2r .. 2r+11, so a band of rows [a, b) needs input rows
         [2a, 2b+10); starting on even rows keeps the pooling windows aligned,
         and the last band runs to the bottom edge. Same bits as one pass."""
-        h, w = maps.shape[1:3]
+        h, w = maps.shape[2:4]
         out_h = self.pnet.output_size(h, w)[0]
         rows = max(8, CACHE_BYTES // (PNET_STRIDE * 40 * w))  # ~ the first conv's output per band
         if out_h <= rows:
-            return self.pnet(maps)
+            return self.pnet.planar(maps)
         bands = []
         for a in range(0, out_h, rows):
             b = min(a + rows, out_h)
             bottom = h if b == out_h else PNET_STRIDE * b + FACE_SUPPORT - PNET_STRIDE
-            bands.append(self.pnet(maps[:, PNET_STRIDE * a:bottom]))
-        return np.concatenate(bands, axis=1)
+            bands.append(self.pnet.planar(maps[:, :, PNET_STRIDE * a:bottom]))
+        return np.concatenate(bands, axis=2)
 
     @staticmethod
     def refine(network: Network, img, boxes, size):
@@ -240,11 +245,12 @@ class Cascade:
         too degenerate to crop (negative size, where the C++ would fail) are
         dropped. Returns the boxes kept and the network's outputs (n, O)."""
         boxes = boxes[boxes[:, 2] >= 0]
-        crops = to_maps(crop_and_resize(img, boxes.astype(np.int64), size))  # (n, size, size, 3)
+        crops = crop_and_resize(img, boxes.astype(np.int64), size)  # (n, size, size, 3)
         batch = max(1, CACHE_BYTES // (4 * size * size * 32))  # ~ the first conv's output per crop
         if len(crops) <= batch:
-            return boxes, network(crops)
-        return boxes, np.concatenate([network(crops[i:i + batch]) for i in range(0, len(crops), batch)])
+            return boxes, network.planar(to_planes(crops))
+        return boxes, np.concatenate([network.planar(to_planes(crops[i:i + batch]))
+                                      for i in range(0, len(crops), batch)])
 
 
 class _Clock:
@@ -294,11 +300,8 @@ class Detector:
         cv2.imread gives. Returns the faces in the order the C++ returns them.
         timings, if given, accumulates seconds per stage (see Cascade)."""
         img = as_bgr_float(image)
-        # The C++'s bits are those of single-threaded BLAS: a threaded GEMM splits
-        # the work differently and can change the last bit of a sum.
-        with one_blas_thread():
-            boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
-                                                        timings=timings)
+        boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
+                                                    timings=timings)
         return [
             Face(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
                  tuple((float(p[0]), float(p[1])) for p in pts))

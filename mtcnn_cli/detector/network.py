@@ -9,10 +9,13 @@ from .datfile import Conv, FullyConnected, Layer, MaxPool, PReLU, Sigmoid
 
 class Network:
     """Runs the layers of one network. Weight matrices are laid out once, here;
-    calling the network only computes.
+    calling the network only computes. Nothing is changed by a call, so one
+    network can serve several threads at once.
 
-    Input: float32 (N, H, W, 3) maps in the order the C++ feeds them (R, G, B).
-    Output: (N, h, w, O) maps when the network ends on maps (PNet), else (N, O)."""
+    `planar` takes float32 (3, N, H, W) maps in the order the C++ feeds them
+    (R, G, B) and returns (O, N, h, w) maps when the network ends on maps
+    (PNet), else (N, O). Calling the network does the same on (N, H, W, 3)
+    maps and returns (N, h, w, O) or (N, O)."""
 
     def __init__(self, net_layers: tuple[Layer, ...], name: str = "network"):
         self.name = name
@@ -31,7 +34,7 @@ class Network:
             weights = np.ascontiguousarray(layer.weights, np.float32)
             return ("fc", weights, layer.biases.reshape(-1), layers.fully_connected_weights(weights))
         if isinstance(layer, PReLU):
-            return ("prelu", layers.SlopeRows(layer.slopes))
+            return ("prelu", np.ascontiguousarray(layer.slopes, np.float32).reshape(-1))
         if isinstance(layer, Sigmoid):
             return ("sigmoid",)
         raise TypeError(f"unknown layer {layer!r}")
@@ -47,24 +50,36 @@ class Network:
         return region
 
     def forget_sizes(self) -> None:
-        """Drop what was kept per map size: mosaic regions, repeated PReLU slopes."""
-        self._output_regions.clear()
-        for step in self._steps:
-            if step[0] == "prelu":
-                step[1].clear()
+        """Drop what was kept per map size (mosaic regions)."""
+        self._output_regions = {}
 
     def output_regions(self, regions: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
         """output_region of each region, remembered (the same mosaics recur)."""
         key = tuple(regions)
-        if key not in self._output_regions:
-            if len(self._output_regions) > 256:
-                self._output_regions.clear()
-            self._output_regions[key] = [self.output_region(r) for r in regions]
-        return self._output_regions[key]
+        known = self._output_regions  # one dict for this call, whatever other threads do
+        found = known.get(key)
+        if found is None:
+            found = [self.output_region(r) for r in regions]
+            if len(known) > 256:
+                self._output_regions = known = {}
+            known[key] = found
+        return found
 
     def __call__(self, maps: np.ndarray, trace: list | None = None,
                  regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
-        """trace, if given, receives every layer's output (for parity tests).
+        """planar() for (N, H, W, C) maps; the output, and each traced layer output,
+        as (N, h, w, O) maps or (N, O)."""
+        planar_trace = [] if trace is not None else None
+        out = self.planar(np.ascontiguousarray(np.asarray(maps, np.float32).transpose(3, 0, 1, 2)),
+                          planar_trace, regions)
+        if trace is not None:
+            trace.extend(channels_last(x) for x in planar_trace)
+        return channels_last(out)
+
+    def planar(self, maps: np.ndarray, trace: list | None = None,
+               regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+        """maps (C, N, H, W) -> (O, N, h, w) or (N, O). trace, if given, receives
+        every layer's output (for parity tests).
 
         regions, if given, are separate images (y, x, h, w) placed in the input:
         each pooling window is cut at their edges as at the maps' edge, so every
@@ -74,12 +89,18 @@ class Network:
         placed whole in a mosaic do after a convolution: it shrinks each region
         by kernel - 1 while the mosaic stays whole)."""
         x = maps
-        for step in self._steps:
+        steps = self._steps
+        i = 0
+        while i < len(steps):
+            step = steps[i]
             kind = step[0]
             if kind == "conv":
-                x = layers.conv(x, step[1], step[2], step[3])
+                fuse = trace is None and i + 1 < len(steps) and steps[i + 1][0] == "prelu" \
+                    and steps[i + 1][1].size == step[1].shape[1]
+                x = layers.conv(x, step[1], step[2], step[3], steps[i + 1][1] if fuse else None)
                 if regions is not None:
                     regions = [_step_region(step, r) for r in regions]
+                i += fuse
             elif kind == "pool":
                 if regions is not None:
                     x = layers.extend_edges(x if x is not maps else x.copy(), regions, step[1], step[2])
@@ -87,8 +108,8 @@ class Network:
                 x = layers.max_pool(x, *step[1:])
             elif kind == "fc":
                 weights, biases, prepared = step[1:]
-                if x.ndim == 4 and x.shape[3] == weights.shape[0] and x.shape[3] > 1:
-                    x = layers.fully_connected_maps(x, weights, biases)
+                if x.ndim == 4 and x.shape[0] == weights.shape[0] and x.shape[0] > 1:
+                    x = layers.fully_connected_maps(x, weights, biases, prepared)
                 elif regions is not None:
                     raise ValueError(f"{self.name}: regions need maps all through; a fully connected "
                                      f"layer over {x.shape} flattens them")
@@ -101,7 +122,13 @@ class Network:
                 x = layers.sigmoid(x)
             if trace is not None:
                 trace.append(x.copy())
+            i += 1
         return x
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """Planar (C, N, H, W) maps -> (N, H, W, C); flat (N, F) activations unchanged."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)) if x.ndim == 4 else x
 
 
 def _step_region(step: tuple, region: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

@@ -22,7 +22,6 @@ from typing import Iterator, Sequence
 
 from .. import defaults
 from ..io.images import ImageError, read_image
-from ..detector.threads import THREAD_VARIABLES
 
 
 
@@ -204,21 +203,6 @@ def _children_ignore_sigint():
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-@contextmanager
-def _single_threaded_children():
-    """Workers inherit the environment at start: one BLAS/OpenMP thread each."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _ready() -> None:
     """A task that does nothing: submitting one per worker starts them all."""
 
@@ -229,7 +213,7 @@ class _Workers:
 
     def __init__(self, processes: int, initializer, initargs):
         context = multiprocessing.get_context("spawn")
-        with _single_threaded_children(), _children_ignore_sigint():
+        with _children_ignore_sigint():
             self.executor = ProcessPoolExecutor(processes, context, _guarded_init,
                                                 (initializer, *initargs))
             # the executor starts a process per submission until it has them all
