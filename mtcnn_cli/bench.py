@@ -87,8 +87,18 @@ class PerCropCascade:
         return self.inner.run(*args, **kwargs)
 
 
+def timing_file() -> str:
+    """The C++ times of this machine's kind: timed with AVX-512 kernels or with AVX2 ones."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            avx512 = any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        avx512 = False
+    return "timing_mf60.json" if avx512 else "timing_mf60_avx2.json"
+
+
 def load_corpus(shared: Path, quick: bool):
-    timing = json.loads((shared / "reference" / "openface-2.2-cpp" / "timing_mf60.json").read_text())
+    timing = json.loads((shared / "reference" / "openface-2.2-cpp" / timing_file()).read_text())
     images = timing["images"]
     if quick:
         images = images[::8]
@@ -240,7 +250,7 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
     print(f"\narithmetic: {one['macs'] / 1e9:.2f} GMAC, {2 * one['macs'] / (ours / 1000) / 1e9:.1f} GFLOP/s effective")
     print(f"model loading: {one['load_s'] * 1000:.1f} ms")
     print(f"peak memory (corpus run): {one['peak_rss_mb']:.0f} MiB")
-    print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ (reference machine, 1 thread) {cpp:9.1f} ms   "
+    print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ ({timing_file()}, 1 thread) {cpp:9.1f} ms   "
           f"ratio {ours / cpp:.2f}")
     for label, names in (("", slower), (", cold", slower_cold)):
         listed = f" ({', '.join(Path(p).name for p in names)})" if names else ""

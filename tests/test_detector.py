@@ -133,3 +133,35 @@ def test_models_are_loaded_once_per_detector(monkeypatch, sample):
 
 def test_bundled_and_openface_models_give_identical_faces(openface_models, sample):
     assert Detector(models=openface_models).detect(sample) == Detector().detect(sample)
+
+
+def thread_inputs(sample):
+    """The sample at several sizes and crops: different pyramids, crops and batch sizes."""
+    out = [sample]
+    for f in (0.6, 0.8, 1.3):
+        out.append(cv2.resize(sample, None, fx=f, fy=f, interpolation=cv2.INTER_AREA))
+    out.append(np.ascontiguousarray(sample[20:, 35:]))
+    out.append(np.ascontiguousarray(sample[:, ::-1]))
+    return out
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_concurrent_calls_give_the_serial_results(detector, sample, shared):
+    """Detect from 4 threads at once, on one Detector or one each: the kernels
+    release the GIL, so the calls really overlap, and nothing in a call may
+    depend on another (no process-wide switch, no shared scratch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = thread_inputs(sample)
+    serial = [detector.detect(img) for img in images]
+    assert any(serial)
+    detectors = [detector] * 4 if shared else [Detector() for _ in range(4)]
+
+    def work(t):
+        return [(i, detectors[t].detect(images[i])) for _ in range(3) for i in range(len(images))]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(4)))
+    for per_thread in results:
+        for i, faces in per_thread:
+            assert faces == serial[i]

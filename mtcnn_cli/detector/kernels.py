@@ -13,6 +13,8 @@ map the N images of a batch laid end to end, each image row by row.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -169,9 +171,11 @@ def _fma_many(a, b, c):
     return out
 
 
+@functools.cache
 def check_fma() -> None:
     """Raise RuntimeError unless the compiled fma rounds once, in scalar and
-    vector code alike: (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 fused, 0 unfused."""
+    vector code alike: (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 fused, 0 unfused.
+    Once per process (the first call also loads the compiled code)."""
     a = np.full(37, 1 + 2.0 ** -12, np.float32)
     got = _fma_many(a, a, np.full(37, -(1 + 2.0 ** -11), np.float32))
     if not (got == np.float32(2.0 ** -24)).all():
