@@ -1,5 +1,6 @@
 # make install : a virtual environment in .venv with the package and its test tools
-# make test    : the whole suite (installs first when needed)
+# make test    : the whole suite (installs first when needed), then the parity and
+#               self-consistency tests again under another OpenBLAS kernel
 # make bench   : speed and memory on the shared corpus (prints, asserts nothing)
 PYTHON ?= python3
 VENV   := .venv
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	@echo "again with another BLAS kernel (OPENBLAS_CORETYPE=Sandybridge): our bits must not depend on it"
+	OPENBLAS_CORETYPE=Sandybridge $(PY) -m pytest -q -p no:cacheprovider tests/test_parity.py \
+		tests/test_layers.py tests/test_kernels.py tests/test_cascade.py tests/test_pyramid.py
 
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) -m mtcnn_cli.bench

@@ -386,7 +386,14 @@ def load_detector(settings: Settings, reporter: Reporter):
 
     start = time.perf_counter()
     batch.detector_class()
+    from ..detector import kernels  # numba
+
     imported = time.perf_counter()
+    try:
+        kernels.check_fma()
+    except RuntimeError as e:
+        raise FileProblem(str(e)) from None
+    ready = time.perf_counter()
     try:
         detector = batch.make_detector(settings)
     except (ModelError, ValueError, OSError) as e:
@@ -394,7 +401,9 @@ def load_detector(settings: Settings, reporter: Reporter):
     loaded = time.perf_counter()
     source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
     reporter.verbose(f"imported the detector in {imported - start:.3f} s")
-    reporter.verbose(f"loaded the models ({display(source)}) in {loaded - imported:.3f} s")
+    reporter.verbose(f"readied the compiled kernels in {ready - imported:.3f} s "
+                     f"(compiled on the first run after an install, then read from numba's cache)")
+    reporter.verbose(f"loaded the models ({display(source)}) in {loaded - ready:.3f} s")
     return detector
 
 
