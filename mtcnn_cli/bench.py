@@ -267,7 +267,7 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
     if jobs:
         n = jobs["images"]
         print(f"\nall threads: whole `mtcnn detect` runs over the corpus {PASSES} times ({n} images; start-up,")
-        print("imports, decoding and writing included). The detector always runs BLAS on one thread,")
+        print("imports, decoding and writing included). Each detector call runs on one thread,")
         print("as the C++ did, so more cores mean more worker processes:")
         for k in ("1", str(threads)):
             print(f"  --jobs {k}: {n / jobs['batch'][k]:.1f} images/s, total {jobs['batch'][k] * 1000:.0f} ms; "
