@@ -13,7 +13,7 @@ from mtcnn_cli import Detector
 from mtcnn_cli.detector import boxes as bx
 from mtcnn_cli.detector import cascade as cc
 from mtcnn_cli.detector import pyramid
-from mtcnn_cli.detector.cvexact import resize_bilinear
+from mtcnn_cli.detector.cvexact import normalise, resize_bilinear
 from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
 from mtcnn_cli.detector.network import Network
 from mtcnn_cli.detector.pyramid import ALIGN, Level
@@ -221,7 +221,8 @@ def pnet_stage_per_level(cascade, img, min_face, t1):
     (level, out_h, out_w, n_before_nms, boxes, scores, corrections)."""
     found = []
     for lv in pyramid.levels(*img.shape[:2], min_face):
-        out = cascade.pnet(cc.to_maps(resize_bilinear(img, lv.w, lv.h)[None]))[0]
+        rgb = normalise(resize_bilinear(img, lv.w, lv.h)[None, :, :, ::-1])  # (1, h, w, 3) network input
+        out = cascade.pnet(rgb)[0]  # channels last, not the cascade's planar route
         prob = cc.pnet_probability(out[..., 0] - out[..., 1])
         boxes, scores, corrections = bx.proposals(prob, out.transpose(2, 0, 1)[2:6], lv.scale, t1)
         keep = bx.nms(boxes, scores, cc.PNET_NMS)

@@ -23,7 +23,7 @@ PNET_NMS, CROSS_SCALE_NMS, RNET_NMS, ONET_NMS = 0.5, 0.7, 0.7, 0.7
 RNET_SIZE, ONET_SIZE = 24, 48
 # RNet/ONet run on batches of crops whose largest activations fit in a core's
 # cache: far faster than one batch of everything, and the same bits (every
-# output of a GEMM is its own sum).
+# output is its own chain of operations, whatever else shares the batch).
 CACHE_BYTES = 2 << 20
 
 
@@ -67,12 +67,6 @@ def as_bgr_float(image) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return image[:, :, :3].astype(np.float32)
-
-
-def to_maps(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) BGR float image -> (N, H, W, 3) network input: normalised,
-    channels in the order R, G, B (normalising makes the contiguous copy)."""
-    return normalise(images[..., ::-1])
 
 
 def to_planes(images: np.ndarray) -> np.ndarray:
