@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from mtcnn_cli.detector import kernels, layers
+from mtcnn_cli.detector import layers, native
 
 F32_MANTISSA = 24  # significand bits, the leading one included
 F32_MIN_EXP = -126  # exponent of the smallest normal number
@@ -148,7 +148,7 @@ def assert_same_bits(got, want):
 
 def run_conv_chains(planes, weights, offsets, blocks, slopes, span):
     out = np.full((weights.shape[1], span), np.nan, np.float32)
-    kernels.conv_chains(planes, weights, np.asarray(offsets, np.int64), np.asarray(blocks, np.int64),
+    native.conv_chains(planes, weights, np.asarray(offsets, np.int64), np.asarray(blocks, np.int64),
                         np.zeros(0, np.float32) if slopes is None else slopes, out)
     return out
 
@@ -253,7 +253,7 @@ def test_round_f32_multiplication_matches_numpy():
 # --- check_fma and the kernels' fma -------------------------------------------------
 
 def test_check_fma_passes():
-    kernels.check_fma()
+    native.check_fma()
 
 
 def test_conv_chains_computes_a_single_fused_multiply_add():
@@ -430,7 +430,7 @@ def test_conv_577_columns_in_two_chains():
     # the split matters: one chain over the 577 columns gives other bits somewhere
     weights = layers.conv_weight_matrix(kernels_, biases)
     one = np.empty((64, 200), np.float32)
-    kernels.conv_chains(maps.reshape(-1), weights, layers.window_offsets(64, 200, 10, 3, 3),
+    native.conv_chains(maps.reshape(-1), weights, layers.window_offsets(64, 200, 10, 3, 3),
                         np.array([0, 577], np.int64), slopes, one[:, :178])
     assert (one.reshape(64, 2, 10, 10)[:, :, :8, :8] != out).sum() > 10
 
@@ -442,7 +442,7 @@ def test_conv_577_columns_in_two_chains():
 def test_gemv_lanes(n_in, n_out, n_rows):
     rng = np.random.default_rng(n_in + 10 * n_out + n_rows)
     x, weights, biases = normal(rng, n_rows, n_in), normal(rng, n_in, n_out), normal(rng, n_out)
-    out = kernels.gemv_lanes(x, weights, biases, np.full((n_rows, n_out), np.nan, np.float32))
+    out = native.gemv_lanes(x, weights, biases, np.full((n_rows, n_out), np.nan, np.float32))
     want = [[ref_lanes(x[i].tolist(), weights[:, o].tolist(), float(biases[o])) for o in range(n_out)]
             for i in range(n_rows)]
     assert_same_bits(out, want)
@@ -453,7 +453,7 @@ def test_gemv_lanes_order_matters():
     other bits on some outputs than the 16 lanes reduced pairwise."""
     rng = np.random.default_rng(61)
     x, weights, biases = normal(rng, 1, 576), normal(rng, 576, 24), normal(rng, 24)
-    out = kernels.gemv_lanes(x, weights, biases, np.empty((1, 24), np.float32))[0]
+    out = native.gemv_lanes(x, weights, biases, np.empty((1, 24), np.float32))[0]
     xs = x[0].tolist()
     single, in_order = [], []
     for o in range(24):
@@ -489,7 +489,7 @@ def test_sums_double(n_in, n_out, n_items):
     rng = np.random.default_rng(n_in + n_out)
     columns = normal(rng, n_in, n_items)
     weights = normal(rng, n_in, n_out).astype(np.float64)  # float32 values, as the layers hold them
-    out = kernels.sums_double(columns, weights, np.full((n_out, n_items), np.nan))
+    out = native.sums_double(columns, weights, np.full((n_out, n_items), np.nan))
     want = np.array([[ref_double(columns[:, p].tolist(), weights[:, o].tolist()) for p in range(n_items)]
                      for o in range(n_out)])
     assert out.dtype == np.float64

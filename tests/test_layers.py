@@ -7,7 +7,7 @@ The layers take planar maps (C, N, H, W); the plain definitions here work on
 import numpy as np
 import pytest
 
-from mtcnn_cli.detector import kernels, layers
+from mtcnn_cli.detector import layers, native
 from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool, PReLU
 from mtcnn_cli.detector.network import Network, channels_last
 
@@ -151,7 +151,7 @@ def test_gemv_lanes_sums_sixteen_chains_pairwise():
     x = np.ones((2, 32), np.float32)
     w = np.zeros((32, 1), np.float32)
     w[0, 0], w[18, 0], w[3, 0] = 2.0 ** 25, 2.0, 2.0
-    out = kernels.gemv_lanes(x, w, np.zeros(1, np.float32), np.empty((2, 1), np.float32))
+    out = native.gemv_lanes(x, w, np.zeros(1, np.float32), np.empty((2, 1), np.float32))
     assert out[0, 0] == 2.0 ** 25 + 4
     assert np.float32(np.float32(2.0 ** 25) + np.float32(2)) + np.float32(2) == 2.0 ** 25
 

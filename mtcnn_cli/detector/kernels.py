@@ -8,22 +8,23 @@ its own, from +0, by IEEE float32 fused multiply-adds (`fma`, one rounding) or
 float64 additions, in a fixed order. Vector instructions only ever run several
 such chains side by side. See ../shared/docs/openface-mtcnn.md, section 4.
 
+The kernels are compiled to machine code once per install and machine, then
+loaded without numba (detector/native.py); this module is imported only to
+compile them, and by tests. Every kernel takes its scratch space as arguments
+and nothing in it can raise (no allocation, no bounds checks, numpy's error
+model), so the compiled code needs nothing from numba at run time.
+
 Feature maps here are planar: a float32 (C, L) array, one row per map, each
 map the N images of a batch laid end to end, each image row by row.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Outputs computed together in one tile: the partial sums of a tile stay in the
-# first-level cache (float32, all output maps).
-TILE_BYTES = 32 << 10
 # The 16 interleaved chains of OpenBLAS's matrix-times-vector kernel.
 LANES = 16
 
@@ -39,8 +40,8 @@ def fma(typingctx, a, b, c):
     return types.float32(types.float32, types.float32, types.float32), codegen
 
 
-@njit(cache=True, nogil=True)
-def conv_chains(planes, weights, offsets, blocks, slopes, out):
+@njit(nogil=True, error_model="numpy")
+def conv_chains(planes, weights, offsets, blocks, slopes, out, acc, total):
     """A convolution as the C++'s sgemm computes it, one chain per output.
 
     planes (C*L,): the input maps, flattened (map c at c*L). weights (K, O): the
@@ -51,6 +52,7 @@ def conv_chains(planes, weights, offsets, blocks, slopes, out):
     v if v >= 0 else v * slope (exact per element), or none. out (O, span):
     out[o, p] for the window at flat position p (positions whose window wraps
     past a row or an image are computed too, and ignored by the caller).
+    acc, total (O, tile): scratch; the positions go tile by tile.
 
     Order, for every output: for each block [k0, k1) of columns, in turn, one
     chain from +0: acc = fma(x_k, w_k, acc) for k = k0 .. k1 - 1, the bias
@@ -62,9 +64,7 @@ def conv_chains(planes, weights, offsets, blocks, slopes, out):
     n_cols, n_out = weights.shape
     span = out.shape[1]
     last = len(blocks) - 2
-    tile = max(16, TILE_BYTES // 4 // n_out // 8 * 8)
-    acc = np.empty((n_out, tile), np.float32)
-    total = np.empty((n_out, tile), np.float32)
+    tile = acc.shape[1]
     for p0 in range(0, span, tile):
         n = min(tile, span - p0)
         for b in range(last + 1):
@@ -114,10 +114,11 @@ def conv_chains(planes, weights, offsets, blocks, slopes, out):
     return out
 
 
-@njit(cache=True, nogil=True)
-def gemv_lanes(x, weights, biases, out):
+@njit(nogil=True, error_model="numpy")
+def gemv_lanes(x, weights, biases, out, lanes):
     """A fully connected layer as OpenBLAS's matrix-times-vector kernel sums it,
-    for each row of x. x (N, F), weights (F, O), F a multiple of 16; out (N, O).
+    for each row of x. x (N, F), weights (F, O), F a multiple of 16; out (N, O);
+    lanes (16, O) scratch.
 
     Order, for every output: 16 chains from +0, chain l over the inputs
     k = l, l + 16, l + 32, ... in order (acc = fma(x_k, w_k, acc)); then
@@ -125,7 +126,6 @@ def gemv_lanes(x, weights, biases, out):
     s = (g_0 + g_1) + (g_2 + g_3), and out = s + bias, each sum rounded once."""
     n_rows, n_in = x.shape
     n_out = weights.shape[1]
-    lanes = np.empty((LANES, n_out), np.float32)
     for i in range(n_rows):
         lanes[:, :] = 0
         for k in range(n_in):
@@ -143,7 +143,7 @@ def gemv_lanes(x, weights, biases, out):
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True, error_model="numpy")
 def sums_double(columns, weights, out):
     """OpenCV's own small matrix product, in double. columns (F, P) float32
     (input k of item p), weights (F, O) float64; out (O, P) float64.
@@ -163,21 +163,63 @@ def sums_double(columns, weights, out):
     return out
 
 
-@njit(cache=True)
-def _fma_many(a, b, c):
-    out = np.empty_like(a)
+@njit(nogil=True, error_model="numpy")
+def fma_many(a, b, c, out):
+    """out[i] = fma(a[i], b[i], c[i]): the self-check's loop (vectorised, as the
+    convolutions are)."""
     for i in range(len(a)):
         out[i] = fma(a[i], b[i], c[i])
     return out
 
 
-@functools.cache
-def check_fma() -> None:
-    """Raise RuntimeError unless the compiled fma rounds once, in scalar and
-    vector code alike: (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 fused, 0 unfused.
-    Once per process (the first call also loads the compiled code)."""
-    a = np.full(37, 1 + 2.0 ** -12, np.float32)
-    got = _fma_many(a, a, np.full(37, -(1 + 2.0 ** -11), np.float32))
-    if not (got == np.float32(2.0 ** -24)).all():
-        raise RuntimeError("this machine's compiled fused multiply-add does not round once: "
-                           "the detector cannot reproduce OpenFace's arithmetic here")
+# --- entry points for the compiled library ------------------------------------------------
+# C functions over raw pointers and sizes, called through ctypes (detector/native.py,
+# which checks every shape first). Their argument lists are ENTRY_POINTS below.
+
+_f32 = types.CPointer(types.float32)
+_f64 = types.CPointer(types.float64)
+_i64 = types.CPointer(types.int64)
+_n = types.int64
+
+ENTRY_POINTS = {
+    # planes, n_planes, weights, n_cols, n_out, offsets, blocks, n_blocks, slopes, n_slopes,
+    # out, out_row_stride, span, acc, total, tile
+    "conv_chains": types.void(_f32, _n, _f32, _n, _n, _i64, _i64, _n, _f32, _n,
+                              _f32, _n, _n, _f32, _f32, _n),
+    # x, n_rows, n_in, weights, n_out, biases, out, lanes
+    "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
+    # columns, n_in, n_items, weights, n_out, out
+    "sums_double": types.void(_f32, _n, _n, _f64, _n, _f64),
+    # a, b, c, out, n
+    "fma_many": types.void(_f32, _f32, _f32, _f32, _n),
+}
+
+
+def _conv_chains_entry(planes, n_planes, weights, n_cols, n_out, offsets, blocks, n_blocks,
+                       slopes, n_slopes, out, out_row_stride, span, acc, total, tile):
+    conv_chains(carray(planes, (n_planes,)), carray(weights, (n_cols, n_out)),
+                carray(offsets, (n_cols - 1,)), carray(blocks, (n_blocks,)),
+                carray(slopes, (n_slopes,)), carray(out, (n_out, out_row_stride))[:, :span],
+                carray(acc, (n_out, tile)), carray(total, (n_out, tile)))
+
+
+def _gemv_lanes_entry(x, n_rows, n_in, weights, n_out, biases, out, lanes):
+    gemv_lanes(carray(x, (n_rows, n_in)), carray(weights, (n_in, n_out)), carray(biases, (n_out,)),
+               carray(out, (n_rows, n_out)), carray(lanes, (LANES, n_out)))
+
+
+def _sums_double_entry(columns, n_in, n_items, weights, n_out, out):
+    sums_double(carray(columns, (n_in, n_items)), carray(weights, (n_in, n_out)),
+                carray(out, (n_out, n_items)))
+
+
+def _fma_many_entry(a, b, c, out, n):
+    fma_many(carray(a, (n,)), carray(b, (n,)), carray(c, (n,)), carray(out, (n,)))
+
+
+def compile_entry_points() -> dict:
+    """{name: numba cfunc} for ENTRY_POINTS: compiled now, for this machine (seconds)."""
+    bodies = {"conv_chains": _conv_chains_entry, "gemv_lanes": _gemv_lanes_entry,
+              "sums_double": _sums_double_entry, "fma_many": _fma_many_entry}
+    return {name: cfunc(signature, nopython=True, error_model="numpy")(bodies[name])
+            for name, signature in ENTRY_POINTS.items()}

@@ -3,7 +3,8 @@
 Feature maps are float32 arrays laid out planar, (C, N, H, W): C maps, each
 holding a batch of N images. Flattened activations are (N, F).
 
-Every dot product is computed by `kernels`, in the exact order of operations
+Every dot product is computed by the compiled kernels (`native`, whose loops
+are kernels.py), in the exact order of operations
 of the C++ reference build (../shared/docs/openface-mtcnn.md, section 4):
 the result depends on the inputs alone, not on the CPU, the batch or any BLAS.
 Convolutions are the C++'s sgemm, one FMA chain per output (two for ONet's
@@ -18,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from . import native
 
 # OpenCV hands a matrix product to BLAS (float32) only when the result has at
 # least this many rows; smaller products it computes itself, accumulating in
@@ -91,7 +92,7 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int,
         slopes = NO_SLOPES
     elif slopes.shape != (c_out,):
         raise ValueError(f"conv: {slopes.shape} PReLU slopes for {c_out} output maps")
-    kernels.conv_chains(planes, weight_matrix, window_offsets(c, plane, w, kh, kw),
+    native.conv_chains(planes, weight_matrix, window_offsets(c, plane, w, kh, kw),
                         chain_blocks(c_out, oh * ow, k), slopes, out[:, :span])
     return np.ascontiguousarray(out.reshape(c_out, n, h, w)[:, :, :oh, :ow])
 
@@ -157,9 +158,9 @@ def fully_connected_weights(weights: np.ndarray) -> np.ndarray:
     """The weights as fully_connected computes with them: float32 for 100 or
     more outputs, else float64."""
     if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
-        if weights.shape[0] % kernels.LANES:
+        if weights.shape[0] % native.LANES:
             raise ValueError(f"fully connected: {weights.shape[0]} inputs {weights.shape}, "
-                             f"not a multiple of {kernels.LANES}")
+                             f"not a multiple of {native.LANES}")
         return np.ascontiguousarray(weights, np.float32)
     return np.ascontiguousarray(weights, np.float64)
 
@@ -177,8 +178,8 @@ def fully_connected(x: np.ndarray, weights: np.ndarray, biases: np.ndarray,
     x = np.ascontiguousarray(x, np.float32)
     biases = np.ascontiguousarray(biases, np.float32).reshape(-1)
     if weights.shape[1] >= OPENCV_BLAS_MIN_ROWS:
-        return kernels.gemv_lanes(x, prepared, biases, np.empty((len(x), weights.shape[1]), np.float32))
-    sums = kernels.sums_double(np.ascontiguousarray(x.T), prepared,
+        return native.gemv_lanes(x, prepared, biases, np.empty((len(x), weights.shape[1]), np.float32))
+    sums = native.sums_double(np.ascontiguousarray(x.T), prepared,
                                np.empty((weights.shape[1], len(x)), np.float64))  # (O, N)
     return (sums + biases.astype(np.float64)[:, None]).astype(np.float32).T.copy()
 
@@ -195,7 +196,7 @@ def fully_connected_maps(maps: np.ndarray, weights: np.ndarray, biases: np.ndarr
         raise ValueError(f"fully connected over maps with {weights.shape[1]} outputs is not supported")
     prepared = fully_connected_weights(weights) if prepared is None else prepared
     columns = np.ascontiguousarray(maps, np.float32).reshape(c, -1)
-    sums = kernels.sums_double(columns, prepared, np.empty((weights.shape[1], columns.shape[1]), np.float64))
+    sums = native.sums_double(columns, prepared, np.empty((weights.shape[1], columns.shape[1]), np.float64))
     out = sums.astype(np.float32) + np.asarray(biases, np.float32).reshape(-1, 1)
     return out.reshape(-1, n, h, w)
 

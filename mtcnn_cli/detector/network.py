@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels, layers
+from . import layers, native
 from .datfile import Conv, FullyConnected, Layer, MaxPool, PReLU, Sigmoid
 
 
@@ -18,7 +18,7 @@ class Network:
     maps and returns (N, h, w, O) or (N, O)."""
 
     def __init__(self, net_layers: tuple[Layer, ...], name: str = "network"):
-        kernels.check_fma()
+        native.check_fma()
         self.name = name
         self._steps = [self._prepare(layer) for layer in net_layers]
         self.layers = tuple(net_layers)

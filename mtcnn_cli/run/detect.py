@@ -386,11 +386,11 @@ def load_detector(settings: Settings, reporter: Reporter):
 
     start = time.perf_counter()
     batch.detector_class()
-    from ..detector import kernels  # numba
+    from ..detector import native
 
     imported = time.perf_counter()
     try:
-        kernels.check_fma()
+        kernels = native.library()
     except RuntimeError as e:
         raise FileProblem(str(e)) from None
     ready = time.perf_counter()
@@ -401,8 +401,9 @@ def load_detector(settings: Settings, reporter: Reporter):
     loaded = time.perf_counter()
     source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
     reporter.verbose(f"imported the detector in {imported - start:.3f} s")
-    reporter.verbose(f"readied the compiled kernels in {ready - imported:.3f} s "
-                     f"(compiled on the first run after an install, then read from numba's cache)")
+    how = ("compiled them for this machine: once per install and CPU kind"
+           if kernels.source == "compiled" else "read from the cache")
+    reporter.verbose(f"readied the compiled kernels in {ready - imported:.3f} s ({how})")
     reporter.verbose(f"loaded the models ({display(source)}) in {loaded - ready:.3f} s")
     return detector
 

@@ -1,0 +1,346 @@
+"""The detector's kernels as machine code, loaded without numba.
+
+kernels.py holds the loops (numba source). They are compiled once per install
+and machine, the machine code is kept in the user's cache, and every later
+process loads it with llvmlite alone (a few milliseconds) and calls it through
+ctypes: importing numba and its dispatcher cost about 0.6 s per process.
+
+The functions here take and check numpy arrays, then call the machine code
+with raw pointers: every shape, type and reach is checked here, because the
+loops have no bounds checks.
+
+A cache entry is one file: a header (format, the entry points' symbols, the
+symbols to resolve) and the object code. Its name is a digest of everything
+the code depends on: kernels.py, numba, llvmlite, Python and this CPU's name
+and features. An entry is used only when the user owns it and nobody else can
+write it or its folder (it is code we run), and only when its own digest
+matches; otherwise the kernels are compiled again and the entry replaced.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import stat
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"mtcnn-cli kernels v1\n"
+# Outputs computed together in one tile: the partial sums of a tile stay in the
+# first-level cache (float32, all output maps).
+TILE_BYTES = 32 << 10
+LANES = 16  # kernels.LANES: the 16 interleaved chains of the fully connected layers
+
+_P = ctypes.c_void_p
+_N = ctypes.c_int64
+# ctypes prototypes of kernels.ENTRY_POINTS (pointers as void *, sizes as int64)
+_PROTOTYPES = {
+    "conv_chains": (_P, _N, _P, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P, _P, _N),
+    "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
+    "sums_double": (_P, _N, _N, _P, _N, _P),
+    "fma_many": (_P, _P, _P, _P, _N),
+}
+
+
+class KernelError(RuntimeError):
+    """The compiled kernels cannot be made ready, or cannot be trusted, here."""
+
+
+class _Library:
+    """The loaded machine code: the entry points as ctypes functions. The
+    execution engine owns the code and lives as long as this object."""
+
+    def __init__(self, engine, functions: dict, source: str, seconds: float):
+        self.engine = engine
+        self.functions = functions
+        self.source = source  # "cache" or "compiled"
+        self.seconds = seconds
+
+
+_lock = threading.Lock()
+_library: _Library | None = None
+
+
+# --- the machine, the key, the cache ----------------------------------------------------
+
+def _llvm():
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+def _package_versions() -> str:
+    """numba's and llvmlite's versions, from their dist-info folders (importing
+    numba to ask would cost what this module saves)."""
+    import importlib.util
+
+    names = []
+    for package in ("numba", "llvmlite"):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            names.append(f"{package}-missing")
+            continue
+        site = Path(list(spec.submodule_search_locations)[0]).parent
+        names += sorted(p.name for p in site.glob(f"{package}-*.dist-info"))
+    return " ".join(names)
+
+
+def cache_key(cpu: str, features: str) -> str:
+    digest = hashlib.sha256()
+    for part in (Path(__file__).with_name("kernels.py").read_bytes(), _package_versions().encode(),
+                 sys.version.encode(), cpu.encode(), features.encode(), MAGIC):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:32]
+
+
+def _cache_file(key: str) -> Path | None:
+    from .models import cache_root
+
+    root = cache_root()
+    return None if root is None else root / "kernels" / f"kernels-{key}.bin"
+
+
+def _trusted(path: Path) -> bool:
+    """Ours, and writable by nobody else: the file and its folder."""
+    if not hasattr(os, "getuid"):
+        return True
+    for p in (path, path.parent):
+        info = os.lstat(p)
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+    return stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def _read_entry(path: Path):
+    """(header, object code), or None when the entry is missing, not trusted or
+    damaged."""
+    try:
+        if not _trusted(path):
+            return None
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            header = json.loads(f.readline())
+            code = f.read(int(header["size"]) + 1)
+        if len(code) != header["size"] or hashlib.sha256(code).hexdigest() != header["sha256"]:
+            return None
+        if set(header["symbols"]) != set(_PROTOTYPES):
+            return None
+        return header, code
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_entry(path: Path, header: dict, code: bytes) -> None:
+    """Best effort (the cache is an optimisation): the entry appears whole or not
+    at all, readable and writable by its owner alone, in a folder only its owner
+    may write."""
+    temp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.lstat(path.parent).st_mode & 0o022 and os.lstat(path.parent).st_uid == os.getuid():
+            os.chmod(path.parent, 0o700)
+        fd, temp = tempfile.mkstemp(prefix=".kernels-", suffix=".tmp", dir=path.parent)  # mode 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + json.dumps(header).encode() + b"\n" + code)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+        temp = None
+    except OSError:
+        pass
+    finally:
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+
+
+# --- compiling (numba) and loading (llvmlite) ------------------------------------------
+
+def _compile(llvm, cpu: str, features: str):
+    """(header, object code) for this machine: numba compiles kernels.ENTRY_POINTS,
+    the modules are linked into one and emitted as an object file."""
+    from . import kernels
+
+    entries = kernels.compile_entry_points()
+    module = None
+    for entry in entries.values():
+        part = llvm.parse_assembly(entry.inspect_llvm())
+        if module is None:
+            module = part
+        else:
+            module.link_in(part)
+    module.verify()
+    # the options numba's own JIT uses on this architecture
+    x86 = llvm.Target.from_default_triple().name.startswith("x86")
+    machine = llvm.Target.from_triple(module.triple).create_target_machine(
+        cpu=cpu, features=features, opt=3, reloc="static" if x86 else "default",
+        codemodel="jitdefault", jit=True)
+    code = machine.emit_object(module)
+    undefined = sorted({f.name for f in module.functions if f.is_declaration and not f.name.startswith("llvm.")}
+                       | {g.name for g in module.global_variables if g.is_declaration})
+    header = {"symbols": {name: entry.native_name for name, entry in entries.items()},
+              "undefined": undefined, "size": len(code), "sha256": hashlib.sha256(code).hexdigest(),
+              "cpu": cpu}
+    return header, code
+
+
+def _resolve(llvm, names) -> None:
+    """Give LLVM an address for every symbol the object code refers to and LLVM
+    does not know: the C library's and Python's from this process; numba's
+    runtime helpers (error reporting, reference counts) only appear on error
+    paths the kernels never take, and are bound to abort() so that they could
+    never run unnoticed."""
+    process = ctypes.CDLL(None)
+    abort = ctypes.cast(process.abort, ctypes.c_void_p).value
+    for name in names:
+        if llvm.address_of_symbol(name):
+            continue
+        try:
+            address = ctypes.cast(getattr(process, name), ctypes.c_void_p).value
+        except AttributeError:
+            address = abort
+        llvm.add_symbol(name, address)
+
+
+def _load(llvm, cpu: str, features: str, header: dict, code: bytes):
+    _resolve(llvm, header["undefined"])
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features)
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(code))
+    engine.finalize_object()
+    functions = {}
+    for name, argtypes in _PROTOTYPES.items():
+        address = engine.get_function_address(header["symbols"][name])
+        if not address:
+            raise KernelError(f"the compiled kernels lack {name}")
+        functions[name] = ctypes.CFUNCTYPE(None, *argtypes)(address)
+    return engine, functions
+
+
+def library() -> _Library:
+    """The kernels, ready to call: loaded from the cache, else compiled (and
+    cached). Once per process; the first call also runs the FMA self-check."""
+    global _library
+    if _library is not None:
+        return _library
+    with _lock:
+        if _library is None:
+            start = time.perf_counter()
+            llvm = _llvm()
+            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+            path = _cache_file(cache_key(cpu, features))
+            entry = _read_entry(path) if path is not None else None
+            source = "cache"
+            if entry is None:
+                entry, source = _compile(llvm, cpu, features), "compiled"
+                if path is not None:
+                    _write_entry(path, *entry)
+            engine, functions = _load(llvm, cpu, features, *entry)
+            loaded = _Library(engine, functions, source, time.perf_counter() - start)
+            _check_fma(loaded)
+            _library = loaded
+    return _library
+
+
+def _check_fma(loaded: _Library) -> None:
+    """Raise KernelError unless the compiled fma rounds once, in scalar and
+    vector code alike: (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 fused, 0 unfused."""
+    a = np.full(37, 1 + 2.0 ** -12, np.float32)
+    c = np.full(37, -(1 + 2.0 ** -11), np.float32)
+    out = np.zeros(37, np.float32)
+    loaded.functions["fma_many"](a.ctypes.data, a.ctypes.data, c.ctypes.data, out.ctypes.data, 37)
+    if not (out == np.float32(2.0 ** -24)).all():
+        raise KernelError("this machine's compiled fused multiply-add does not round once: "
+                          "the detector cannot reproduce OpenFace's arithmetic here")
+
+
+def check_fma() -> None:
+    """Make the kernels ready (see library) and check their FMA; raises KernelError."""
+    library()
+
+
+# --- the kernels, with their arguments checked ------------------------------------------
+
+def _need(array: np.ndarray, dtype, ndim: int, what: str) -> None:
+    if (not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != ndim
+            or not array.flags.c_contiguous):
+        raise ValueError(f"{what}: need a C-contiguous {ndim}-D {np.dtype(dtype)} array, got "
+                         f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
+
+
+def conv_chains(planes, weights, offsets, blocks, slopes, out):
+    """kernels.conv_chains (its docstring states the order): planes (C*L,) float32,
+    weights (K, O) float32, offsets (K - 1,) int64, blocks int64 [0, ..., K],
+    slopes (O,) or (0,) float32; out (O, span) float32, rows may be strided.
+    Returns out."""
+    _need(planes, np.float32, 1, "conv planes")
+    _need(weights, np.float32, 2, "conv weights")
+    _need(offsets, np.int64, 1, "conv offsets")
+    _need(blocks, np.int64, 1, "conv blocks")
+    _need(slopes, np.float32, 1, "conv slopes")
+    n_cols, n_out = weights.shape
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.ndim == 2
+            and out.shape[0] == n_out and out.strides[1] == 4 and out.strides[0] % 4 == 0
+            and out.strides[0] >= 4 * out.shape[1] and out.flags.writeable):
+        raise ValueError(f"conv out: need ({n_out}, span) float32 rows, got {out.dtype} {out.shape}")
+    span = out.shape[1]
+    if n_cols < 1 or n_out < 1 or offsets.shape != (n_cols - 1,) or slopes.shape not in ((0,), (n_out,)):
+        raise ValueError(f"conv: weights {weights.shape}, offsets {offsets.shape}, slopes {slopes.shape}")
+    if (len(blocks) < 2 or blocks[0] != 0 or blocks[-1] != n_cols or (np.diff(blocks) <= 0).any()):
+        raise ValueError(f"conv: blocks {blocks.tolist()} do not split {n_cols} columns")
+    if span and n_cols > 1 and (offsets.min() < 0 or offsets.max() + span > planes.size):
+        raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
+    if span == 0:
+        return out
+    tile = max(16, TILE_BYTES // 4 // n_out // 8 * 8)
+    acc = np.empty((n_out, tile), np.float32)
+    total = np.empty((n_out, tile), np.float32)
+    library().functions["conv_chains"](
+        planes.ctypes.data, planes.size, weights.ctypes.data, n_cols, n_out, offsets.ctypes.data,
+        blocks.ctypes.data, len(blocks), slopes.ctypes.data, len(slopes),
+        out.ctypes.data, out.strides[0] // 4, span, acc.ctypes.data, total.ctypes.data, tile)
+    return out
+
+
+def gemv_lanes(x, weights, biases, out):
+    """kernels.gemv_lanes: x (N, F), weights (F, O) with F a multiple of 16,
+    biases (O,), out (N, O), all float32. Returns out."""
+    for array, ndim, what in ((x, 2, "fc input"), (weights, 2, "fc weights"), (biases, 1, "fc biases"),
+                              (out, 2, "fc out")):
+        _need(array, np.float32, ndim, what)
+    n_rows, n_in = x.shape
+    n_out = weights.shape[1]
+    if weights.shape[0] != n_in or n_in % LANES or biases.shape != (n_out,) or out.shape != (n_rows, n_out):
+        raise ValueError(f"fc: input {x.shape}, weights {weights.shape}, biases {biases.shape}, out {out.shape}")
+    if n_rows and n_out:
+        lanes = np.empty((LANES, n_out), np.float32)
+        library().functions["gemv_lanes"](x.ctypes.data, n_rows, n_in, weights.ctypes.data, n_out,
+                                          biases.ctypes.data, out.ctypes.data, lanes.ctypes.data)
+    return out
+
+
+def sums_double(columns, weights, out):
+    """kernels.sums_double: columns (F, P) float32, weights (F, O) float64,
+    out (O, P) float64. Returns out."""
+    _need(columns, np.float32, 2, "double sums columns")
+    _need(weights, np.float64, 2, "double sums weights")
+    _need(out, np.float64, 2, "double sums out")
+    n_in, n_items = columns.shape
+    n_out = weights.shape[1]
+    if weights.shape[0] != n_in or out.shape != (n_out, n_items):
+        raise ValueError(f"double sums: columns {columns.shape}, weights {weights.shape}, out {out.shape}")
+    if n_out and n_items:
+        library().functions["sums_double"](columns.ctypes.data, n_in, n_items, weights.ctypes.data,
+                                           n_out, out.ctypes.data)
+    return out

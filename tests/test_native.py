@@ -1,0 +1,180 @@
+"""The compiled kernels' cache and loader (mtcnn_cli/detector/native.py).
+
+Each case runs a fresh Python process with its own MTCNN_CACHE_DIR and asks
+where the kernels came from and whether numba was imported: the point of the
+cache is that a warm process never imports numba."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtcnn_cli.detector import native
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = ("import sys, json; from mtcnn_cli.detector import native; lib = native.library(); "
+         "print(json.dumps({'source': lib.source, 'numba': 'numba' in sys.modules}))")
+
+
+def probe(cache_dir) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR=str(cache_dir))
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("kernels/kernels-*.bin"))
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory) -> Path:
+    """A cache folder holding one entry, made by a first (compiling) process."""
+    folder = tmp_path_factory.mktemp("cache")
+    assert probe(folder) == {"source": "compiled", "numba": True}
+    assert len(entries(folder)) == 1
+    return folder
+
+
+def copy_of(warm_cache: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "cache"
+    shutil.copytree(warm_cache, folder)
+    return folder
+
+
+def test_a_warm_process_loads_the_cache_without_numba(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    assert probe(folder) == {"source": "cache", "numba": False}
+
+
+def test_the_entry_is_private_to_its_owner(warm_cache):
+    mode = entries(warm_cache)[0].stat().st_mode
+    assert not mode & 0o022
+
+
+def test_a_damaged_entry_is_compiled_again_and_replaced(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    entry = entries(folder)[0]
+    data = bytearray(entry.read_bytes())
+    data[-100] ^= 0xFF  # inside the object code
+    entry.write_bytes(bytes(data))
+    assert probe(folder)["source"] == "compiled"
+    assert entries(folder)[0].read_bytes() == entries(warm_cache)[0].read_bytes()
+    assert probe(folder)["source"] == "cache"
+
+
+@pytest.mark.parametrize("cut", [10, 200])
+def test_a_truncated_entry_is_not_used(warm_cache, tmp_path, cut):
+    folder = copy_of(warm_cache, tmp_path)
+    entry = entries(folder)[0]
+    entry.write_bytes(entry.read_bytes()[:cut])
+    assert probe(folder)["source"] == "compiled"
+
+
+def test_an_entry_others_may_write_is_not_used(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    entries(folder)[0].chmod(0o666)
+    assert probe(folder)["source"] == "compiled"
+
+
+def test_an_entry_in_a_folder_others_may_write_is_not_used(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    (folder / "kernels").chmod(0o777)
+    assert probe(folder)["source"] == "compiled"
+    assert not (folder / "kernels").stat().st_mode & 0o022  # our own folder: made private again
+    assert probe(folder)["source"] == "cache"
+
+
+def test_the_entry_is_private_whatever_the_umask(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR=str(tmp_path / "cache"))
+    code = "import os; os.umask(0); " + PROBE
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    (entry,) = entries(tmp_path / "cache")
+    assert not entry.stat().st_mode & 0o077 and not entry.parent.stat().st_mode & 0o077
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_an_entry_owned_by_another_user_is_not_used(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    os.chown(entries(folder)[0], 65534, 65534)
+    assert probe(folder)["source"] == "compiled"
+
+
+def test_a_symlinked_entry_is_not_followed(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    entry = entries(folder)[0]
+    elsewhere = tmp_path / "elsewhere.bin"
+    entry.rename(elsewhere)
+    entry.symlink_to(elsewhere)
+    assert probe(folder)["source"] == "compiled"
+
+
+def test_no_cache_compiles_in_the_process(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR="", HOME=str(tmp_path),
+               XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["source"] == "compiled"
+    assert list(tmp_path.rglob("kernels-*")) == []
+
+
+def test_the_key_names_the_cpu():
+    assert native.cache_key("znver3", "+avx2,+fma") != native.cache_key("skylake-avx512", "+avx2,+fma")
+    assert native.cache_key("znver3", "+avx2,+fma") != native.cache_key("znver3", "+avx2,-fma")
+
+
+# --- the checks before any raw pointer is passed ----------------------------------------
+
+def conv_arguments(span=5):
+    planes = np.zeros(12, np.float32)
+    weights = np.zeros((3, 2), np.float32)
+    offsets = np.array([0, 1], np.int64)
+    blocks = np.array([0, 3], np.int64)
+    out = np.zeros((2, span), np.float32)
+    return [planes, weights, offsets, blocks, np.zeros(0, np.float32), out]
+
+
+def test_conv_arguments_that_fit_are_accepted():
+    args = conv_arguments()
+    args[1][-1] = [1.5, -2]  # the biases
+    out = native.conv_chains(*args)
+    assert (out == np.array([[1.5], [-2]], np.float32)).all()
+
+
+@pytest.mark.parametrize("index, bad", [
+    (0, np.zeros(12, np.float64)),  # planes not float32
+    (1, np.zeros((2, 3), np.float32).T),  # weights not contiguous
+    (2, np.array([0, 1], np.int32)),  # offsets not int64
+    (2, np.array([0, 8], np.int64)),  # the last window reaches past the planes
+    (2, np.array([-1, 0], np.int64)),  # before them
+    (3, np.array([0, 2], np.int64)),  # blocks do not end at K
+    (3, np.array([0, 2, 2, 3], np.int64)),  # an empty block
+    (4, np.zeros(3, np.float32)),  # slopes for 3 outputs, not 2
+    (5, np.zeros((3, 5), np.float32)),  # out for 3 outputs
+    (5, np.zeros((2, 10), np.float32)[:, ::2]),  # out's columns strided
+])
+def test_conv_arguments_that_do_not_fit_are_refused(index, bad):
+    args = conv_arguments()
+    args[index] = bad
+    with pytest.raises(ValueError):
+        native.conv_chains(*args)
+
+
+def test_fc_arguments_that_do_not_fit_are_refused():
+    x, w, b = np.zeros((2, 32), np.float32), np.zeros((32, 4), np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError):
+        native.gemv_lanes(x, w[:30].copy(), b, np.zeros((2, 4), np.float32))  # 30 inputs
+    with pytest.raises(ValueError):
+        native.gemv_lanes(x, w, b, np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError):
+        native.sums_double(np.zeros((32, 2), np.float32), w, np.zeros((4, 2)))  # float32 weights
