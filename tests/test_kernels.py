@@ -148,8 +148,8 @@ def assert_same_bits(got, want):
 
 def run_conv_chains(planes, weights, offsets, blocks, slopes, span):
     out = np.full((weights.shape[1], span), np.nan, np.float32)
-    native.conv_chains(planes, weights, np.asarray(offsets, np.int64), np.asarray(blocks, np.int64),
-                        np.zeros(0, np.float32) if slopes is None else slopes, out)
+    native.conv_chains(planes, native.ConvWeights(weights, slopes),
+                       native.ConvWindows(np.asarray(offsets, np.int64), np.asarray(blocks, np.int64)), out)
     return out
 
 
@@ -430,8 +430,9 @@ def test_conv_577_columns_in_two_chains():
     # the split matters: one chain over the 577 columns gives other bits somewhere
     weights = layers.conv_weight_matrix(kernels_, biases)
     one = np.empty((64, 200), np.float32)
-    native.conv_chains(maps.reshape(-1), weights, layers.window_offsets(64, 200, 10, 3, 3),
-                        np.array([0, 577], np.int64), slopes, one[:, :178])
+    native.conv_chains(maps.reshape(-1), native.ConvWeights(weights, slopes),
+                       native.ConvWindows(layers.window_offsets(64, 200, 10, 3, 3), np.array([0, 577], np.int64)),
+                       one[:, :178])
     assert (one.reshape(64, 2, 10, 10)[:, :, :8, :8] != out).sum() > 10
 
 

@@ -263,3 +263,23 @@ def test_prelu_equals_where_for_every_slope(slopes, shape):
     got = layers.prelu(x.copy(), s.reshape(-1, 1))  # slopes as the .dat file gives them: (C, 1)
     assert got.shape == x.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (3, 1), (2, 3)])
+def test_max_pool_reads_a_strided_view_in_place(k, s):
+    # conv's output is the valid part of a larger buffer: rows, images and maps strided
+    big = rng.standard_normal((3, 2, 13, 17)).astype(np.float32)
+    view = big[:, :, :11, :14]
+    want = naive_pool(np.ascontiguousarray(view.transpose(1, 2, 3, 0)), k, s)
+    np.testing.assert_array_equal(channels_last(layers.max_pool(view, k, k, s, s)), want)
+
+
+def test_max_pool_spreads_nan_wherever_it_is_in_the_window():
+    for y in range(3):
+        for x in range(3):
+            maps = np.zeros((1, 1, 3, 3), np.float32)
+            maps[0, 0, y, x] = np.nan
+            assert np.isnan(layers.max_pool(maps, 3, 3, 2, 2)[0, 0, 0, 0])
+    maps = np.full((1, 1, 4, 4), -np.inf, np.float32)
+    maps[0, 0, 3, 3] = np.inf
+    np.testing.assert_array_equal(layers.max_pool(maps, 2, 2, 2, 2)[0, 0], [[-np.inf, -np.inf], [-np.inf, np.inf]])

@@ -141,33 +141,59 @@ def conv_arguments(span=5):
     offsets = np.array([0, 1], np.int64)
     blocks = np.array([0, 3], np.int64)
     out = np.zeros((2, span), np.float32)
-    return [planes, weights, offsets, blocks, np.zeros(0, np.float32), out]
+    return [planes, weights, offsets, blocks, None, out]
+
+
+def run_conv(planes, weights, offsets, blocks, slopes, out):
+    return native.conv_chains(planes, native.ConvWeights(weights, slopes), native.ConvWindows(offsets, blocks), out)
 
 
 def test_conv_arguments_that_fit_are_accepted():
     args = conv_arguments()
     args[1][-1] = [1.5, -2]  # the biases
-    out = native.conv_chains(*args)
+    out = run_conv(*args)
     assert (out == np.array([[1.5], [-2]], np.float32)).all()
 
 
 @pytest.mark.parametrize("index, bad", [
     (0, np.zeros(12, np.float64)),  # planes not float32
-    (1, np.zeros((2, 3), np.float32).T),  # weights not contiguous
-    (2, np.array([0, 1], np.int32)),  # offsets not int64
+    (0, np.zeros(24, np.float32)[::2]),  # planes not contiguous
+    (1, np.zeros((2, 3), np.float32)),  # weights for 2 columns, not 3
     (2, np.array([0, 8], np.int64)),  # the last window reaches past the planes
     (2, np.array([-1, 0], np.int64)),  # before them
     (3, np.array([0, 2], np.int64)),  # blocks do not end at K
     (3, np.array([0, 2, 2, 3], np.int64)),  # an empty block
+    (3, np.array([1, 3], np.int64)),  # do not start at 0
     (4, np.zeros(3, np.float32)),  # slopes for 3 outputs, not 2
     (5, np.zeros((3, 5), np.float32)),  # out for 3 outputs
     (5, np.zeros((2, 10), np.float32)[:, ::2]),  # out's columns strided
+    (5, np.zeros((2, 5), np.float64)),  # out not float32
 ])
 def test_conv_arguments_that_do_not_fit_are_refused(index, bad):
     args = conv_arguments()
     args[index] = bad
     with pytest.raises(ValueError):
-        native.conv_chains(*args)
+        run_conv(*args)
+
+
+def test_checked_weights_and_windows_cannot_change():
+    weights = native.ConvWeights(np.zeros((3, 2), np.float32))
+    windows = native.ConvWindows(np.array([0, 1], np.int64), np.array([0, 3], np.int64))
+    for array in (weights.matrix, weights.slopes, windows.offsets, windows.blocks):
+        with pytest.raises(ValueError):
+            array[...] = 7
+
+
+def test_max_pool_arguments_that_do_not_fit_are_refused():
+    maps = np.zeros((2, 1, 5, 5), np.float32)
+    with pytest.raises(ValueError):
+        native.max_pool(maps, 3, 3, 2, 2, 4, 3)  # window 3 starts at row 6
+    with pytest.raises(ValueError):
+        native.max_pool(maps[..., ::2], 2, 2, 2, 2, 2, 2)  # strided columns
+    with pytest.raises(ValueError):
+        native.max_pool(maps.astype(np.float64), 2, 2, 2, 2, 2, 2)
+    with pytest.raises(ValueError):
+        native.max_pool(maps, 0, 2, 2, 2, 2, 2)
 
 
 def test_fc_arguments_that_do_not_fit_are_refused():

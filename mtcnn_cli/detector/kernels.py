@@ -163,6 +163,59 @@ def sums_double(columns, weights, out):
     return out
 
 
+@njit(inline="always")
+def _max(a, b):
+    """numpy's maximum: a if a >= b or a is NaN, else b (a NaN spreads)."""
+    return a if (a >= b or a != a) else b
+
+
+@njit(nogil=True, error_model="numpy")
+def max_pool(maps, map_step, image_step, row_step, height, width, kx, ky, sx, sy, out, line):
+    """Max pooling, windows cut at the maps' edge. maps (flat): map c of image n,
+    row y (< height) starts at c*map_step + n*image_step + y*row_step and holds
+    `width` values; out (C, N, oh, ow), its shape giving the counts (the caller
+    checks that every window starts inside the maps); line (width,) scratch.
+
+    Order, for every output: down each column of the window, m = x_0, then
+    m = max(m, x_dy) for the window's rows in turn; then along the row of those
+    column maxima, left to right, the same way. max is numpy's maximum (_max).
+    The order cannot change a value, only which of +0 and -0 survives a tie,
+    and the detector's chains cannot tell them apart (each starts from +0)."""
+    n_maps, n_images, oh, ow = out.shape
+    full = min(ow, (width - kx) // sx + 1) if width >= kx else 0  # windows whole in a row
+    for c in range(n_maps):
+        for n in range(n_images):
+            first = c * map_step + n * image_step
+            for oy in range(oh):
+                y0 = oy * sy
+                top = maps[first + y0 * row_step:]
+                for x in range(width):
+                    line[x] = top[x]
+                for y in range(y0 + 1, min(y0 + ky, height)):
+                    row = maps[first + y * row_step:]
+                    for x in range(width):
+                        line[x] = _max(line[x], row[x])
+                dest = out[c, n, oy]
+                if sx == 2 and kx == 3:  # the networks' pools: constant strides vectorise
+                    for ox in range(full):
+                        dest[ox] = _max(_max(line[2 * ox], line[2 * ox + 1]), line[2 * ox + 2])
+                elif sx == 2 and kx == 2:
+                    for ox in range(full):
+                        dest[ox] = _max(line[2 * ox], line[2 * ox + 1])
+                else:
+                    for ox in range(full):
+                        m = line[ox * sx]
+                        for dx in range(1, kx):
+                            m = _max(m, line[ox * sx + dx])
+                        dest[ox] = m
+                for ox in range(full, ow):  # windows cut at the right edge
+                    m = line[ox * sx]
+                    for x in range(ox * sx + 1, min(ox * sx + kx, width)):
+                        m = _max(m, line[x])
+                    dest[ox] = m
+    return out
+
+
 @njit(nogil=True, error_model="numpy")
 def fma_many(a, b, c, out):
     """out[i] = fma(a[i], b[i], c[i]): the self-check's loop (vectorised, as the
@@ -190,6 +243,9 @@ ENTRY_POINTS = {
     "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
     # columns, n_in, n_items, weights, n_out, out
     "sums_double": types.void(_f32, _n, _n, _f64, _n, _f64),
+    # maps, n_values, map_step, image_step, row_step, height, width, kx, ky, sx, sy,
+    # out, n_maps, n_images, oh, ow, line
+    "max_pool": types.void(_f32, _n, _n, _n, _n, _n, _n, _n, _n, _n, _n, _f32, _n, _n, _n, _n, _f32),
     # a, b, c, out, n
     "fma_many": types.void(_f32, _f32, _f32, _f32, _n),
 }
@@ -213,6 +269,12 @@ def _sums_double_entry(columns, n_in, n_items, weights, n_out, out):
                 carray(out, (n_out, n_items)))
 
 
+def _max_pool_entry(maps, n_values, map_step, image_step, row_step, height, width, kx, ky, sx, sy,
+                    out, n_maps, n_images, oh, ow, line):
+    max_pool(carray(maps, (n_values,)), map_step, image_step, row_step, height, width, kx, ky, sx, sy,
+             carray(out, (n_maps, n_images, oh, ow)), carray(line, (width,)))
+
+
 def _fma_many_entry(a, b, c, out, n):
     fma_many(carray(a, (n,)), carray(b, (n,)), carray(c, (n,)), carray(out, (n,)))
 
@@ -220,6 +282,6 @@ def _fma_many_entry(a, b, c, out, n):
 def compile_entry_points() -> dict:
     """{name: numba cfunc} for ENTRY_POINTS: compiled now, for this machine (seconds)."""
     bodies = {"conv_chains": _conv_chains_entry, "gemv_lanes": _gemv_lanes_entry,
-              "sums_double": _sums_double_entry, "fma_many": _fma_many_entry}
+              "sums_double": _sums_double_entry, "max_pool": _max_pool_entry, "fma_many": _fma_many_entry}
     return {name: cfunc(signature, nopython=True, error_model="numpy")(bodies[name])
             for name, signature in ENTRY_POINTS.items()}

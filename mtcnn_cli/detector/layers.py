@@ -68,16 +68,26 @@ def window_offsets(c: int, plane: int, w: int, kh: int, kw: int) -> np.ndarray:
     return (ci * plane + ky * w + kx).reshape(-1).astype(np.int64)
 
 
-NO_SLOPES = np.zeros(0, np.float32)
+@functools.lru_cache(maxsize=256)
+def conv_windows(c: int, plane: int, w: int, kh: int, kw: int, n_out: int, n_pixels: int) -> native.ConvWindows:
+    """window_offsets and chain_blocks, checked and ready for the kernel."""
+    return native.ConvWindows(window_offsets(c, plane, w, kh, kw), chain_blocks(n_out, n_pixels, c * kh * kw + 1))
 
 
-def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int,
+def conv(maps: np.ndarray, weight_matrix: np.ndarray | native.ConvWeights, kh: int, kw: int,
          slopes: np.ndarray | None = None) -> np.ndarray:
-    """Valid cross-correlation, stride 1: (C, N, H, W) -> (C_out, N, H-kh+1, W-kw+1),
+    """Valid cross-correlation, stride 1: (C, N, H, W) -> (C_out, N, H-kh+1, W-kw+1)
+    (a view of a larger buffer: its rows are strided),
     followed by a PReLU when slopes (C_out,) are given (the same bits as
-    prelu(conv(...)): both are exact per element)."""
+    prelu(conv(...)): both are exact per element). weight_matrix: from
+    conv_weight_matrix, or a native.ConvWeights made of it (and of slopes) once."""
     c, n, h, w = maps.shape
     k, c_out = weight_matrix.shape
+    if slopes is not None and np.shape(slopes) != (c_out,):
+        raise ValueError(f"conv: {np.shape(slopes)} PReLU slopes for {c_out} output maps")
+    if not isinstance(weight_matrix, native.ConvWeights) or slopes is not None:
+        matrix = weight_matrix.matrix if isinstance(weight_matrix, native.ConvWeights) else weight_matrix
+        weight_matrix = native.ConvWeights(matrix, slopes)
     if k != c * kh * kw + 1:
         raise ValueError(f"conv: weights {weight_matrix.shape} do not fit {c} maps {maps.shape} "
                          f"with {kh}x{kw} kernels")
@@ -88,13 +98,8 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray, kh: int, kw: int,
     span = plane - (kh - 1) * w - (kw - 1)  # the last window's flat position + 1
     planes = np.ascontiguousarray(maps, np.float32).reshape(-1)
     out = np.empty((c_out, plane), np.float32)
-    if slopes is None:
-        slopes = NO_SLOPES
-    elif slopes.shape != (c_out,):
-        raise ValueError(f"conv: {slopes.shape} PReLU slopes for {c_out} output maps")
-    native.conv_chains(planes, weight_matrix, window_offsets(c, plane, w, kh, kw),
-                        chain_blocks(c_out, oh * ow, k), slopes, out[:, :span])
-    return np.ascontiguousarray(out.reshape(c_out, n, h, w)[:, :, :oh, :ow])
+    native.conv_chains(planes, weight_matrix, conv_windows(c, plane, w, kh, kw, c_out, oh * ow), out[:, :span])
+    return out.reshape(c_out, n, h, w)[:, :, :oh, :ow]  # a view: pooling reads it in place
 
 
 def prelu(maps: np.ndarray, slopes: np.ndarray) -> np.ndarray:
@@ -114,39 +119,18 @@ def pooled_size(size: int, kernel: int, stride: int) -> int:
     return int(math.copysign(math.floor(abs(q) + 0.5), q)) + 1
 
 
-def _window_max(maps: np.ndarray, axis: int, kernel: int, stride: int, count: int) -> np.ndarray:
-    """Max over windows along one axis: `count` windows starting at multiples of
-    the stride, each cut at the map's edge."""
-    length = maps.shape[axis]
-    lead = (slice(None),) * axis
-
-    def at(offset: int, n: int):
-        """Element `offset` of the first n windows (a strided view)."""
-        return maps[lead + (slice(offset, offset + (n - 1) * stride + 1, stride),)]
-
-    # how many windows reach each offset before the edge
-    reach = [min(count, max(0, (length - 1 - offset) // stride + 1)) for offset in range(kernel)]
-    if kernel > 1 and reach[1] == count:  # the usual case: no copy first
-        out, start = np.maximum(at(0, count), at(1, count)), 2
-    else:
-        out, start = at(0, count).copy(), 1
-    for offset in range(start, kernel):
-        n = reach[offset]
-        if n:
-            first = out[lead + (slice(0, n),)]
-            np.maximum(first, at(offset, n), out=first)
-    return out
-
-
 def max_pool(maps: np.ndarray, kx: int, ky: int, sx: int, sy: int) -> np.ndarray:
     """(C, N, H, W) -> (C, N, oh, ow). Windows start at multiples of the stride and
     are cut at the map's edge, so the last row/column may see a partial window.
-    Separable: the max over columns first, then over rows."""
+    Separable: the max down each column of a window, then along the row.
+    The maps may be a strided view (the valid part of conv's output)."""
     c, n, h, w = maps.shape
     oh, ow = pooled_size(h, ky, sy), pooled_size(w, kx, sx)
     if oh < 1 or ow < 1 or (oh - 1) * sy >= h or (ow - 1) * sx >= w:
         raise ValueError(f"max_pool: maps {maps.shape} do not fit a {kx}x{ky} window with stride {sx}x{sy}")
-    return _window_max(_window_max(maps, 3, kx, sx, ow), 2, ky, sy, oh)  # (C, N, H, ow) -> (C, N, oh, ow)
+    if maps.dtype != np.float32 or maps.strides[-1] != 4 or min(maps.strides) < 0:
+        maps = np.ascontiguousarray(maps, np.float32)
+    return native.max_pool(maps, kx, ky, sx, sy, oh, ow)
 
 
 def flatten(maps: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ _PROTOTYPES = {
     "conv_chains": (_P, _N, _P, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P, _P, _N),
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
+    "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
     "fma_many": (_P, _P, _P, _P, _N),
 }
 
@@ -279,37 +280,93 @@ def _need(array: np.ndarray, dtype, ndim: int, what: str) -> None:
                          f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
 
 
-def conv_chains(planes, weights, offsets, blocks, slopes, out):
-    """kernels.conv_chains (its docstring states the order): planes (C*L,) float32,
-    weights (K, O) float32, offsets (K - 1,) int64, blocks int64 [0, ..., K],
-    slopes (O,) or (0,) float32; out (O, span) float32, rows may be strided.
-    Returns out."""
-    _need(planes, np.float32, 1, "conv planes")
-    _need(weights, np.float32, 2, "conv weights")
-    _need(offsets, np.int64, 1, "conv offsets")
-    _need(blocks, np.int64, 1, "conv blocks")
-    _need(slopes, np.float32, 1, "conv slopes")
-    n_cols, n_out = weights.shape
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A private, read-only copy: what was checked stays true."""
+    array = np.array(array, order="C", copy=True)
+    array.setflags(write=False)
+    return array
+
+
+class ConvWeights:
+    """A convolution's weights as conv_chains takes them, checked once: matrix
+    (K, O) float32, the im2col columns' weights in the C++'s order and the
+    biases as the last row; slopes (O,) for a PReLU fused into the write, or
+    none. Kept as read-only copies, with their addresses."""
+
+    __slots__ = ("matrix", "slopes", "_addresses")
+
+    def __init__(self, matrix: np.ndarray, slopes: np.ndarray | None = None):
+        matrix = _frozen(np.asarray(matrix, np.float32))
+        slopes = _frozen(np.zeros(0, np.float32) if slopes is None else np.asarray(slopes, np.float32))
+        if matrix.ndim != 2 or 0 in matrix.shape or slopes.shape not in ((0,), (matrix.shape[1],)):
+            raise ValueError(f"conv: weights {matrix.shape} with slopes {slopes.shape}")
+        self.matrix, self.slopes = matrix, slopes
+        self._addresses = (matrix.ctypes.data, slopes.ctypes.data)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+
+class ConvWindows:
+    """Where a convolution's weight columns read and where its chains start,
+    checked once: offsets (K - 1,), each column's place relative to a window's
+    first input (c*L + ky*W + kx); blocks [0, ..., K], strictly increasing.
+    Kept as read-only int64 copies, with their addresses."""
+
+    __slots__ = ("offsets", "blocks", "n_cols", "reach", "_addresses")
+
+    def __init__(self, offsets: np.ndarray, blocks: np.ndarray):
+        offsets = _frozen(np.asarray(offsets, np.int64).reshape(-1))
+        blocks = _frozen(np.asarray(blocks, np.int64).reshape(-1))
+        n_cols = len(offsets) + 1
+        if len(offsets) and offsets.min() < 0:
+            raise ValueError(f"conv: negative window offsets {offsets.min()}")
+        if len(blocks) < 2 or blocks[0] != 0 or blocks[-1] != n_cols or (np.diff(blocks) <= 0).any():
+            raise ValueError(f"conv: blocks {blocks.tolist()} do not split {n_cols} columns")
+        self.offsets, self.blocks, self.n_cols = offsets, blocks, n_cols
+        self.reach = int(offsets.max()) if len(offsets) else 0  # the farthest read past a window's start
+        self._addresses = (offsets.ctypes.data, blocks.ctypes.data)
+
+
+_scratch = threading.local()
+
+
+def _scratch_address(n_values: int) -> int:
+    """A float32 buffer of at least n_values for this thread (reused)."""
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer[0].size < n_values:
+        array = np.empty(max(n_values, 1 << 14), np.float32)
+        buffer = _scratch.buffer = (array, array.ctypes.data)
+    return buffer[1]
+
+
+def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, out: np.ndarray):
+    """kernels.conv_chains (its docstring states the order): planes (C*L,)
+    float32; out (O, span) float32, its rows may be strided. Returns out."""
+    if not (isinstance(planes, np.ndarray) and planes.dtype == np.float32 and planes.ndim == 1
+            and planes.flags.c_contiguous):
+        raise ValueError(f"conv planes: need a contiguous 1-D float32 array, got "
+                         f"{getattr(planes, 'dtype', type(planes))} {getattr(planes, 'shape', '')}")
+    n_cols, n_out = weights.matrix.shape
+    if windows.n_cols != n_cols:
+        raise ValueError(f"conv: windows of {windows.n_cols} columns for weights {weights.matrix.shape}")
     if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.ndim == 2
             and out.shape[0] == n_out and out.strides[1] == 4 and out.strides[0] % 4 == 0
             and out.strides[0] >= 4 * out.shape[1] and out.flags.writeable):
-        raise ValueError(f"conv out: need ({n_out}, span) float32 rows, got {out.dtype} {out.shape}")
+        raise ValueError(f"conv out: need ({n_out}, span) float32 rows, got "
+                         f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}")
     span = out.shape[1]
-    if n_cols < 1 or n_out < 1 or offsets.shape != (n_cols - 1,) or slopes.shape not in ((0,), (n_out,)):
-        raise ValueError(f"conv: weights {weights.shape}, offsets {offsets.shape}, slopes {slopes.shape}")
-    if (len(blocks) < 2 or blocks[0] != 0 or blocks[-1] != n_cols or (np.diff(blocks) <= 0).any()):
-        raise ValueError(f"conv: blocks {blocks.tolist()} do not split {n_cols} columns")
-    if span and n_cols > 1 and (offsets.min() < 0 or offsets.max() + span > planes.size):
-        raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
     if span == 0:
         return out
+    if windows.reach + span > planes.size:
+        raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
     tile = max(16, TILE_BYTES // 4 // n_out // 8 * 8)
-    acc = np.empty((n_out, tile), np.float32)
-    total = np.empty((n_out, tile), np.float32)
+    acc = _scratch_address(2 * n_out * tile)
     library().functions["conv_chains"](
-        planes.ctypes.data, planes.size, weights.ctypes.data, n_cols, n_out, offsets.ctypes.data,
-        blocks.ctypes.data, len(blocks), slopes.ctypes.data, len(slopes),
-        out.ctypes.data, out.strides[0] // 4, span, acc.ctypes.data, total.ctypes.data, tile)
+        planes.ctypes.data, planes.size, weights._addresses[0], n_cols, n_out, windows._addresses[0],
+        windows._addresses[1], len(windows.blocks), weights._addresses[1], len(weights.slopes),
+        out.ctypes.data, out.strides[0] // 4, span, acc, acc + 4 * n_out * tile, tile)
     return out
 
 
@@ -343,4 +400,26 @@ def sums_double(columns, weights, out):
     if n_out and n_items:
         library().functions["sums_double"](columns.ctypes.data, n_in, n_items, weights.ctypes.data,
                                            n_out, out.ctypes.data)
+    return out
+
+
+def max_pool(maps, kx: int, ky: int, sx: int, sy: int, oh: int, ow: int):
+    """kernels.max_pool: maps (C, N, H, W) float32, rows contiguous, any other
+    strides (e.g. the valid part of a convolution's output); every window must
+    start inside the maps. Returns (C, N, oh, ow)."""
+    if not (isinstance(maps, np.ndarray) and maps.dtype == np.float32 and maps.ndim == 4):
+        raise ValueError(f"max_pool: need (C, N, H, W) float32 maps, got {getattr(maps, 'shape', maps)}")
+    c, n, h, w = maps.shape
+    steps = [s // 4 for s in maps.strides]
+    if (maps.strides[3] != 4 or any(s % 4 or s < 0 for s in maps.strides) or min(kx, ky, sx, sy) < 1
+            or oh < 1 or ow < 1 or (oh - 1) * sy >= h or (ow - 1) * sx >= w):
+        raise ValueError(f"max_pool: maps {maps.shape} (strides {maps.strides}) do not fit "
+                         f"{oh}x{ow} windows of {kx}x{ky}, stride {sx}x{sy}")
+    out = np.empty((c, n, oh, ow), np.float32)
+    if out.size:
+        # the values from the first to one past the last, as the kernel indexes them
+        n_values = (c - 1) * steps[0] + (n - 1) * steps[1] + (h - 1) * steps[2] + w
+        line = np.empty(w, np.float32)
+        library().functions["max_pool"](maps.ctypes.data, n_values, steps[0], steps[1], steps[2], h, w,
+                                        kx, ky, sx, sy, out.ctypes.data, c, n, oh, ow, line.ctypes.data)
     return out

@@ -21,6 +21,10 @@ class Network:
         native.check_fma()
         self.name = name
         self._steps = [self._prepare(layer) for layer in net_layers]
+        for i, step in enumerate(self._steps[:-1]):  # a conv then a PReLU: also as one pass
+            after = self._steps[i + 1]
+            if step[0] == "conv" and after[0] == "prelu" and after[1].size == step[1].shape[1]:
+                self._steps[i] = step + (native.ConvWeights(step[1].matrix, after[1]),)
         self.layers = tuple(net_layers)
         self._output_regions = {}
 
@@ -28,7 +32,7 @@ class Network:
     def _prepare(layer: Layer):
         if isinstance(layer, Conv):
             _, _, kh, kw = layer.kernels.shape
-            return ("conv", layers.conv_weight_matrix(layer.kernels, layer.biases), kh, kw)
+            return ("conv", native.ConvWeights(layers.conv_weight_matrix(layer.kernels, layer.biases)), kh, kw)
         if isinstance(layer, MaxPool):
             return ("pool", layer.kernel_x, layer.kernel_y, layer.stride_x, layer.stride_y)
         if isinstance(layer, FullyConnected):
@@ -96,9 +100,8 @@ class Network:
             step = steps[i]
             kind = step[0]
             if kind == "conv":
-                fuse = trace is None and i + 1 < len(steps) and steps[i + 1][0] == "prelu" \
-                    and steps[i + 1][1].size == step[1].shape[1]
-                x = layers.conv(x, step[1], step[2], step[3], steps[i + 1][1] if fuse else None)
+                fuse = trace is None and len(step) > 4  # with the PReLU after it
+                x = layers.conv(x, step[4] if fuse else step[1], step[2], step[3])
                 if regions is not None:
                     regions = [_step_region(step, r) for r in regions]
                 i += fuse
