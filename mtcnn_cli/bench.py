@@ -105,6 +105,46 @@ def load_corpus(shared: Path, quick: bool):
     return images
 
 
+def conv_names(cascade) -> dict:
+    """{(K, O): "PNet conv1 3->10 3x3", ...}: each convolution by its weight matrix's shape."""
+    from .detector.datfile import Conv
+
+    names = {}
+    for net_name in ("pnet", "rnet", "onet"):
+        convs = [layer for layer in getattr(cascade, net_name).layers if isinstance(layer, Conv)]
+        for i, layer in enumerate(convs, 1):
+            c_in, c_out, kh, kw = layer.kernels.shape
+            names[(c_in * kh * kw + 1, c_out)] = f"{net_name[0].upper()}Net conv{i} {c_in}->{c_out} {kh}x{kw}"
+    return names
+
+
+def measure_convolutions(detector, images) -> dict:
+    """{name: [seconds, multiply-accumulates]} per convolution layer over one more
+    run of every image, each call timed (apart from the per-image times)."""
+    from .detector import layers
+
+    original, totals = layers.conv, {}
+    names = conv_names(detector.cascade)
+
+    def timed(maps, weights, kh, kw, slopes=None):
+        start = time.perf_counter()
+        out = original(maps, weights, kh, kw, slopes)
+        seconds = time.perf_counter() - start
+        k, o = weights.shape
+        entry = totals.setdefault(names.get((k, o), f"{k - 1}->{o}"), [0.0, 0])
+        entry[0] += seconds
+        entry[1] += (k - 1) * out[0].size * o  # one multiply-add per weight and output
+        return out
+
+    layers.conv = timed
+    try:
+        for image in images:
+            detector.detect(image)
+    finally:
+        layers.conv = original
+    return totals
+
+
 def measure(args) -> dict:
     """One process's measurements (BLAS threads fixed by the environment)."""
     import cv2
@@ -115,12 +155,13 @@ def measure(args) -> dict:
     t0 = time.perf_counter()
     detector = Detector(models=args.models)
     load_s = time.perf_counter() - t0
-    rows, stage_totals = [], dict.fromkeys(STAGES, 0.0)
+    rows, stage_totals, decoded = [], dict.fromkeys(STAGES, 0.0), []
     per_crop = PerCropCascade(detector.cascade)
     batched_s = unbatched_s = 0.0
     total_macs = 0
     for item in load_corpus(shared, args.quick):
         image = cv2.imread(str(shared / item["path"]), cv2.IMREAD_COLOR)
+        decoded.append(image)
         img = as_bgr_float(image)
         trace = {}
         faces = detector.cascade.run(img, 60, 0.6, 0.7, 0.7, trace=trace)[0]
@@ -151,6 +192,7 @@ def measure(args) -> dict:
         rows.append({"path": item["path"], "w": image.shape[1], "h": image.shape[0], "faces": len(faces),
                      "ms": ms, "cold_ms": cold_ms, "cpp_ms": item.get("ms_median"), "macs": macs})
     return {"rows": rows, "stages": stage_totals, "load_s": load_s, "macs": total_macs,
+            "convs": measure_convolutions(detector, decoded),
             "batched_s": batched_s, "unbatched_s": unbatched_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -248,6 +290,10 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
         v = one["stages"][k]
         print(f"  {names[k]:16} {v * 1000:9.1f} ms {100 * v / stage_sum:5.1f} %")
     print(f"\narithmetic: {one['macs'] / 1e9:.2f} GMAC, {2 * one['macs'] / (ours / 1000) / 1e9:.1f} GFLOP/s effective")
+    print("per convolution (its calls timed alone, in one more run over the images; the peak of one")
+    print("core is 2 FMA units x 8 (AVX2) or 16 (AVX-512) floats x 2 flops per cycle):")
+    for name, (seconds, macs) in sorted(one["convs"].items()):
+        print(f"  {name:26} {seconds * 1000:8.1f} ms {macs / 1e9:7.3f} GMAC {2 * macs / seconds / 1e9:6.1f} GFLOP/s")
     print(f"model loading: {one['load_s'] * 1000:.1f} ms")
     print(f"peak memory (corpus run): {one['peak_rss_mb']:.0f} MiB")
     print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ ({timing_file()}, 1 thread) {cpp:9.1f} ms   "
