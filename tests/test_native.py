@@ -204,3 +204,15 @@ def test_fc_arguments_that_do_not_fit_are_refused():
         native.gemv_lanes(x, w, b, np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError):
         native.sums_double(np.zeros((32, 2), np.float32), w, np.zeros((4, 2)))  # float32 weights
+
+
+def test_crops_read_only_pixels_inside_the_image():
+    # taps far outside the image (as a hostile or broken box could give) read zeros, never memory
+    image = np.ones((4, 5, 3), np.float32)
+    boxes = np.array([[-10**9, 2, 3, 3], [2, 10**12, 3, 3], [1, 1, 3, 3]], np.int64)
+    far = np.array([[0, 10**15], [-5, 3], [0, 1]], np.int64)
+    half = np.full((3, 2), 0.5, np.float32)
+    out = native.crop_linear(image, boxes, far, far, half, half, far, far, half, half)
+    assert out.shape == (3, 2, 2, 3)
+    assert (out[:2] == 0).all()
+    assert out[2, 0, 0, 0] == 1  # patch (0, 0) is image pixel (0, 0): 0.5 * (0.5 + 0.5) * 2

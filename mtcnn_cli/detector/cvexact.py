@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import native
+
 F32 = np.float32
 _QUARTER = F32(0.25)
 
@@ -352,25 +354,16 @@ def _sample(pixels: np.ndarray, shape: tuple[int, int], boxes: np.ndarray,
 
 
 def _crop_linear(pixels: np.ndarray, shape: tuple[int, int], boxes: np.ndarray, size: int):
-    """Crops by the two-pass bilinear resize: (N, size, size*3)."""
+    """Crops by the two-pass bilinear resize: (N, size, size*3), computed by the
+    compiled kernel (native.crop_linear) from the taps of each box's resize."""
     c0, c1, a0, a1 = _batch_taps(boxes[:, 2] + 1, size, horizontal=True)  # (N, size)
     r0, r1, b0, b1 = _batch_taps(boxes[:, 3] + 1, size, horizontal=False)
-    # weights with the channel axis spelled out, so that inner loops run over size*3
-    ah, bh = (np.repeat(v, 3, axis=1)[:, None, :] for v in (a0, a1))  # (N, 1, size*3)
-
-    def weighted_row(rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """(a0 * left + a1 * right) of the source rows `rows`, times their weight."""
-        out = _sample(pixels, shape, boxes, rows, c0)
-        out *= ah
-        right = _sample(pixels, shape, boxes, rows, c1)
-        right *= bh
-        out += right
-        out *= weight[:, :, None]
-        return out
-
-    top = weighted_row(r0, b0)
-    top += weighted_row(r1, b1)
-    return top
+    indices = [np.ascontiguousarray(v, np.int64) for v in (r0, r1, c0, c1)]
+    weights = [np.ascontiguousarray(v, F32) for v in (b0, b1, a0, a1)]
+    out = native.crop_linear(pixels.reshape(shape[0], shape[1], 3), np.ascontiguousarray(boxes, np.int64),
+                             indices[0], indices[1], weights[0], weights[1],
+                             indices[2], indices[3], weights[2], weights[3])
+    return out.reshape(len(boxes), size, size * 3)
 
 
 def _crop_halved(pixels: np.ndarray, shape: tuple[int, int], boxes: np.ndarray, size: int):

@@ -217,6 +217,40 @@ def max_pool(maps, map_step, image_step, row_step, height, width, kx, ky, sx, sy
 
 
 @njit(nogil=True, error_model="numpy")
+def crop_linear(pixels, height, width, boxes, rows0, rows1, wrow0, wrow1, cols0, cols1, wcol0, wcol1, out):
+    """Crops resized by OpenCV's two-pass bilinear resize. pixels (H*W*3,): the
+    image, row by row, three values a pixel; boxes (N, 4): x, y, w, h, the
+    patch whose pixel (r, c) is image pixel (y - 1 + r, x - 1 + c), zero where
+    that lies outside the image; each box's taps (N, size): rows r0, r1 with
+    weights b0, b1 and columns c0, c1 with weights a0, a1, in the patch;
+    out (N, size, size, 3).
+
+    Order, for every output value (float32, each operation rounded once):
+    t = v(r0, c0) * a0 + v(r0, c1) * a1, then t * b0; u the same on row r1,
+    times b1; out = t + u."""
+    n_boxes, size = rows0.shape
+    for b in range(n_boxes):
+        top, left = boxes[b, 1] - 1, boxes[b, 0] - 1
+        for i in range(size):
+            y0, y1 = top + rows0[b, i], top + rows1[b, i]
+            in0, in1 = 0 <= y0 < height, 0 <= y1 < height
+            b0, b1 = wrow0[b, i], wrow1[b, i]
+            for j in range(size):
+                x0, x1 = left + cols0[b, j], left + cols1[b, j]
+                a0, a1 = wcol0[b, j], wcol1[b, j]
+                ok0, ok1 = 0 <= x0 < width, 0 <= x1 < width
+                for ch in range(3):
+                    p00 = pixels[(y0 * width + x0) * 3 + ch] if in0 and ok0 else np.float32(0)
+                    p01 = pixels[(y0 * width + x1) * 3 + ch] if in0 and ok1 else np.float32(0)
+                    p10 = pixels[(y1 * width + x0) * 3 + ch] if in1 and ok0 else np.float32(0)
+                    p11 = pixels[(y1 * width + x1) * 3 + ch] if in1 and ok1 else np.float32(0)
+                    t = (p00 * a0 + p01 * a1) * b0
+                    u = (p10 * a0 + p11 * a1) * b1
+                    out[b, i, j, ch] = t + u
+    return out
+
+
+@njit(nogil=True, error_model="numpy")
 def fma_many(a, b, c, out):
     """out[i] = fma(a[i], b[i], c[i]): the self-check's loop (vectorised, as the
     convolutions are)."""
@@ -246,6 +280,10 @@ ENTRY_POINTS = {
     # maps, n_values, map_step, image_step, row_step, height, width, kx, ky, sx, sy,
     # out, n_maps, n_images, oh, ow, line
     "max_pool": types.void(_f32, _n, _n, _n, _n, _n, _n, _n, _n, _n, _n, _f32, _n, _n, _n, _n, _f32),
+    # pixels, height, width, boxes, n_boxes, size, rows0, rows1, wrow0, wrow1, cols0, cols1,
+    # wcol0, wcol1, out
+    "crop_linear": types.void(_f32, _n, _n, _i64, _n, _n, _i64, _i64, _f32, _f32, _i64, _i64,
+                              _f32, _f32, _f32),
     # a, b, c, out, n
     "fma_many": types.void(_f32, _f32, _f32, _f32, _n),
 }
@@ -275,6 +313,15 @@ def _max_pool_entry(maps, n_values, map_step, image_step, row_step, height, widt
              carray(out, (n_maps, n_images, oh, ow)), carray(line, (width,)))
 
 
+def _crop_linear_entry(pixels, height, width, boxes, n_boxes, size, rows0, rows1, wrow0, wrow1,
+                       cols0, cols1, wcol0, wcol1, out):
+    taps = (n_boxes, size)
+    crop_linear(carray(pixels, (height * width * 3,)), height, width, carray(boxes, (n_boxes, 4)),
+                carray(rows0, taps), carray(rows1, taps), carray(wrow0, taps), carray(wrow1, taps),
+                carray(cols0, taps), carray(cols1, taps), carray(wcol0, taps), carray(wcol1, taps),
+                carray(out, (n_boxes, size, size, 3)))
+
+
 def _fma_many_entry(a, b, c, out, n):
     fma_many(carray(a, (n,)), carray(b, (n,)), carray(c, (n,)), carray(out, (n,)))
 
@@ -282,6 +329,7 @@ def _fma_many_entry(a, b, c, out, n):
 def compile_entry_points() -> dict:
     """{name: numba cfunc} for ENTRY_POINTS: compiled now, for this machine (seconds)."""
     bodies = {"conv_chains": _conv_chains_entry, "gemv_lanes": _gemv_lanes_entry,
-              "sums_double": _sums_double_entry, "max_pool": _max_pool_entry, "fma_many": _fma_many_entry}
+              "sums_double": _sums_double_entry, "max_pool": _max_pool_entry,
+              "crop_linear": _crop_linear_entry, "fma_many": _fma_many_entry}
     return {name: cfunc(signature, nopython=True, error_model="numpy")(bodies[name])
             for name, signature in ENTRY_POINTS.items()}

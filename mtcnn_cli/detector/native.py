@@ -45,6 +45,7 @@ _PROTOTYPES = {
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
+    "crop_linear": (_P, _N, _N, _P, _N, _N, _P, _P, _P, _P, _P, _P, _P, _P, _P),
     "fma_many": (_P, _P, _P, _P, _N),
 }
 
@@ -422,4 +423,29 @@ def max_pool(maps, kx: int, ky: int, sx: int, sy: int, oh: int, ow: int):
         line = np.empty(w, np.float32)
         library().functions["max_pool"](maps.ctypes.data, n_values, steps[0], steps[1], steps[2], h, w,
                                         kx, ky, sx, sy, out.ctypes.data, c, n, oh, ow, line.ctypes.data)
+    return out
+
+
+def crop_linear(pixels, boxes, rows0, rows1, wrow0, wrow1, cols0, cols1, wcol0, wcol1):
+    """kernels.crop_linear: pixels (H, W, 3) float32, boxes (N, 4) int64, the
+    taps (N, size): rows and columns int64, weights float32. Returns
+    (N, size, size, 3) float32. Any box and tap is safe: the kernel reads
+    only pixels inside the image."""
+    _need(pixels, np.float32, 3, "crop image")
+    _need(boxes, np.int64, 2, "crop boxes")
+    height, width, channels = pixels.shape
+    n_boxes, size = rows0.shape
+    for array, dtype in ((rows0, np.int64), (rows1, np.int64), (cols0, np.int64), (cols1, np.int64),
+                         (wrow0, np.float32), (wrow1, np.float32), (wcol0, np.float32), (wcol1, np.float32)):
+        _need(array, dtype, 2, "crop taps")
+        if array.shape != (n_boxes, size):
+            raise ValueError(f"crop taps: {array.shape} for {n_boxes} boxes of size {size}")
+    if channels != 3 or boxes.shape != (n_boxes, 4):
+        raise ValueError(f"crops: image {pixels.shape}, boxes {boxes.shape}, taps {rows0.shape}")
+    out = np.empty((n_boxes, size, size, 3), np.float32)
+    if out.size:
+        library().functions["crop_linear"](
+            pixels.ctypes.data, height, width, boxes.ctypes.data, n_boxes, size,
+            rows0.ctypes.data, rows1.ctypes.data, wrow0.ctypes.data, wrow1.ctypes.data,
+            cols0.ctypes.data, cols1.ctypes.data, wcol0.ctypes.data, wcol1.ctypes.data, out.ctypes.data)
     return out
