@@ -81,22 +81,59 @@ def test_parameters_reach_the_detector_and_the_output(photos, stand_in, monkeypa
     assert json.loads(result.stdout)["params"] == seen
 
 
-def test_default_format_jsonl_on_a_pipe_json_to_a_file(photos, stand_in):
-    piped = detect("photos")  # CliRunner's stdout is not a terminal nor a file
-    assert [r["path"] for r in jsonl(piped.stdout)] == photos
-    detect("photos", "-o", "out")
-    assert json.loads(open("out").read())["images"][0]["path"] == photos[0]
-
-
-def test_stdout_redirected_to_a_file_gets_json(photos, stand_in):
+def test_one_default_format_whatever_stdout_is(photos, stand_in):
+    """Issue 12 item 1: jsonl on a pipe, in a file and on a terminal alike."""
     from mtcnn_cli.run import detect as job
 
+    piped = detect("photos")  # CliRunner's stdout is a pipe
+    assert [r["path"] for r in jsonl(piped.stdout)] == photos
     with open("redirected", "w") as f:
         assert job.stream_kind(f) == "file"
-    assert job.choose_format(None, None, False, "file") == "json"
-    assert job.choose_format(None, None, False, "terminal") == "json"
-    assert job.choose_format(None, None, False, "pipe") == "jsonl"
-    assert job.choose_format("csv", None, False, "terminal") == "csv"
+    assert job.choose_format(None, None, False) == "jsonl"
+    assert job.choose_format(None, "-", False) == "jsonl"
+    assert job.choose_format("csv", None, False) == "csv"
+
+
+@pytest.mark.parametrize("name, fmt", [("out.json", "json"), ("out.JSONL", "jsonl"),
+                                       ("out.ndjson", "jsonl"), ("out.csv", "csv")])
+def test_the_output_extension_chooses_the_format(photos, stand_in, name, fmt):
+    """Issue 12 item 2."""
+    assert detect("photos", "-o", name, "-q").exit_code == 0
+    text = open(name).read()
+    if fmt == "json":
+        assert [im["path"] for im in json.loads(text)["images"]] == photos
+    elif fmt == "jsonl":
+        assert [r["path"] for r in jsonl(text)] == photos
+    else:
+        assert text.startswith("path,face,x,y,")
+
+
+def test_a_jsonl_output_can_be_resumed(photos, stand_in):
+    """Issue 12 item 2: -o y.jsonl writes JSONL, so --resume accepts it."""
+    detect("photos/a.png", "-o", "y.jsonl")
+    result = detect("photos", "--resume", "-o", "y.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert [r["path"] for r in jsonl(open("y.jsonl").read())] == photos
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-o", "y.csv", "--format", "json"], "--format json contradicts -o y.csv"),
+    (["-o", "y.jsonl", "--format", "csv"], "contradicts"),
+    (["-o", "y.txt"], "-o y.txt: the extension names no format"),
+    (["-o", "y"], "give --format"),
+    (["--resume", "-o", "y.json"], "--resume completes a JSONL file"),
+])
+def test_output_extension_usage_errors(photos, stand_in, args, fragment):
+    usage_error(detect("photos", *args), "detect", fragment)
+    assert not [n for n in os.listdir() if n.startswith("y")]
+
+
+def test_unknown_extension_with_format_and_special_files(photos, stand_in):
+    assert detect("photos/a.png", "-o", "y.txt", "--format", "csv").exit_code == 0
+    assert open("y.txt").read().startswith("path,face,")
+    from mtcnn_cli.run import detect as job
+
+    assert job.choose_format(None, os.devnull, False) == "jsonl"
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
@@ -226,7 +263,7 @@ def test_version(stand_in):
 
 def test_help_documents_exit_codes_and_formats():
     text = detect("--help").stdout
-    for fragment in ("Exit status", "130", "jsonl when stdout is a pipe", "I counting", "--bboxdir"):
+    for fragment in ("Exit status", "130", "whatever stdout is", "I counting", "--bboxdir"):
         assert fragment in text
     flat = " ".join(text.split())
     assert "1 the run went ahead" in flat and "output failed while being written" in flat
@@ -385,14 +422,17 @@ def test_annotate_refuses_to_overwrite_inputs(photos, stand_in):
 
 def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     before = open("photos/a.png", "rb").read()
-    usage_error(detect("photos", "-o", "photos/a.png"), "detect", "-o would overwrite the input image")
+    usage_error(detect("photos", "-o", "photos/a.png", "--format", "json"), "detect",
+                "-o would overwrite the input image")
     assert open("photos/a.png", "rb").read() == before
 
 
 @pytest.mark.parametrize("option, name", [("--bboxdir", "a.txt"), ("--annotate", "photos/a.png")])
 def test_output_file_refuses_to_be_a_side_output(photos, stand_in, option, name):
-    usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}"), "detect", "-o", option)
-    usage_error(detect("photos/a.png", option, "side", "-o", f"./side/../side/{name}"), "detect", option)
+    usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}", "--format", "json"),
+                "detect", "-o", option)
+    usage_error(detect("photos/a.png", option, "side", "-o", f"./side/../side/{name}", "--format", "json"),
+                "detect", option)
     assert not os.path.exists("side")
 
 
@@ -440,10 +480,10 @@ def test_resume_remembers_earlier_failures(photos, stand_in):
 
 
 def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):
-    detect("photos", "-o", "out.json", "--format", "json")
-    before = open("out.json").read()
-    one_line_error(detect("photos", "--resume", "-o", "out.json"), "is not a JSONL image record")
-    assert open("out.json").read() == before
+    detect("photos", "-o", "out.dat", "--format", "json")
+    before = open("out.dat").read()
+    one_line_error(detect("photos", "--resume", "-o", "out.dat"), "is not a JSONL image record")
+    assert open("out.dat").read() == before
 
 
 def test_resume_leaves_a_file_that_is_not_ours_untouched(photos, stand_in):

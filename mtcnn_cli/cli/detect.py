@@ -53,9 +53,11 @@ Formats (--format):
   csv    path,face,x,y,width,height,confidence,lx1,ly1,...,lx5,ly5,error:
          one row per face (face counts from 0); an image without faces, or
          skipped, has one row with empty face fields.
-Default: json to a file (-o, or stdout redirected to a file) or a terminal;
-jsonl when stdout is a pipe. Numbers are float32 values written with the
-fewest digits that read back exactly.
+The format is --format, else -o FILE's extension (.json, .jsonl or .ndjson,
+.csv; any other needs --format, and a --format contradicting the extension
+is refused), else jsonl: on stdout the default is jsonl whatever stdout is
+(terminal, pipe or file), so what you see is what a script gets. Numbers are
+float32 values written with the fewest digits that read back exactly.
 
 \b
 Exit status:
@@ -84,10 +86,11 @@ Exit status:
               help="An OpenFace model folder (MTCNN_detector.txt and its .dat files). "
                    "Default: $MTCNN_MODELS, else the bundled weights.")
 @click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
-              help="Output format (see below). Default: json, or jsonl when stdout is a pipe.")
+              help="Output format (see below). Default: -o FILE's extension, else jsonl.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the output to FILE (atomically: a temporary file renamed at the end) "
-                   "instead of stdout.")
+                   "instead of stdout. Its extension chooses the format: .json, .jsonl/.ndjson, "
+                   ".csv.")
 @click.option("--bboxdir", metavar="DIR",
               help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
                    "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
@@ -105,8 +108,8 @@ Exit status:
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
                    "whole list's.")
 @click.option("--resume", is_flag=True,
-              help="With -o FILE (and --format jsonl, the default then): skip images already in "
-                   "FILE and append the rest. Run with the same PATHs and options. A torn last line "
+              help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
+                   "already in FILE and append the rest. Run with the same PATHs and options. A torn last line "
                    "from a killed run is cut off first.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar and no summary (skipped images are still reported).")

@@ -21,6 +21,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 
+from .. import defaults
 from ..io import atomic, inputs
 from ..io.atomic import AtomicFile, LineAppender, OutputError
 from .batch import Result, Settings, Task, WorkerStartError, run_tasks
@@ -91,20 +92,45 @@ def to_stdout(output: str | None) -> bool:
     return output is None or output == "-"
 
 
-def choose_format(fmt: str | None, output: str | None, resume: bool, stdout_kind: str) -> str:
-    """--format, else jsonl with --resume, else json for a file or a terminal,
-    jsonl for a pipe (records stream out as images are done)."""
+def extension_format(output: str) -> str | None:
+    """The format an -o file's extension names (.json, .jsonl/.ndjson, .csv,
+    any case), or None."""
+    return defaults.EXTENSION_FORMATS.get(os.path.splitext(output)[1].lower())
+
+
+def _special_file(path: str) -> bool:
+    """An existing file that is not a regular file (/dev/stdout, a FIFO)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
+    """One rule, whatever stdout is: --format, else -o FILE's extension
+    (.json, .jsonl/.ndjson, .csv), else jsonl (with --resume, on stdout, or
+    into a special file such as /dev/stdout). --format contradicting the
+    extension, or a regular -o file with an unknown extension and no
+    --format, is a UsageProblem."""
+    named = None if to_stdout(output) else extension_format(output)
     if resume:
-        if fmt not in (None, "jsonl"):
-            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
         if to_stdout(output):
             raise UsageProblem("--resume needs -o FILE: the JSONL file to complete")
+        if fmt not in (None, "jsonl"):
+            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
+        if named not in (None, "jsonl"):
+            raise UsageProblem(f"--resume completes a JSONL file, but -o {display(output)} "
+                               f"names a {named} file by its extension")
         return "jsonl"
-    if fmt:
-        return fmt
-    if not to_stdout(output) or stdout_kind in ("terminal", "file"):
-        return "json"
-    return "jsonl"
+    if fmt and named and fmt != named:
+        raise UsageProblem(f"--format {fmt} contradicts -o {display(output)}, whose extension "
+                           f"names {named}: drop --format or change the name")
+    if fmt or named:
+        return fmt or named
+    if to_stdout(output) or _special_file(output):
+        return defaults.DEFAULT_FORMAT
+    raise UsageProblem(f"-o {display(output)}: the extension names no format: end the name in "
+                       f".json, .jsonl, .ndjson or .csv, or give --format")
 
 
 # --- planning ----------------------------------------------------------------------
@@ -431,7 +457,7 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
 
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     stdout_kind = stream_kind(sys.stdout)
-    fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
+    fmt_name = choose_format(options.fmt, options.output, options.resume)
     plan, dropped = make_plan(options, read_stdin)
     if dropped:
         reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
