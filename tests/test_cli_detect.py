@@ -334,13 +334,76 @@ def test_a_crashing_detector_skips_the_image(photos, stand_in, monkeypatch):
     assert jsonl(result.stdout)[0]["error"] == "detector failed: ZeroDivisionError: division by zero"
 
 
-def test_no_images_found_is_not_an_error(tmp_path, stand_in, monkeypatch):
+def test_an_empty_folder_is_named_with_what_was_looked_for(tmp_path, stand_in, monkeypatch):
+    """Issue 12 item 6: not an error, but the folder and the extensions are named."""
     monkeypatch.chdir(tmp_path)
     os.mkdir("empty")
-    result = detect("empty", "--format", "json")
+    make_image(tmp_path / "full" / "a.png", 1)
+    result = detect("empty", "full", "empty", "--format", "json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["images"] == []
-    assert "mtcnn: no images found" in result.stderr
+    assert [im["path"] for im in json.loads(result.stdout)["images"]] == ["full/a.png"]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("mtcnn: no images in empty: looked in it and its subfolders for ")
+    assert ".bmp .jpeg .jpg .png .tif .tiff .webp files (any case)" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("mtcnn: 1 image, ")  # the repeat: one message
+
+
+def test_an_empty_shard_says_so(photos, stand_in):
+    """Issue 12 item 6: an empty shard is normal in a job array; it says why it is empty."""
+    result = detect("photos/a.png", "photos/b.JPG", "--shard", "5/8")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "mtcnn: shard 5/8 is empty: the list has 2 images for 8 shards" in result.stderr
+
+
+def test_a_nul_separated_list_without_0_suggests_it(photos, stand_in):
+    """Issue 12 item 5: `find -print0 | mtcnn detect -` is a usage error naming -0."""
+    usage_error(detect("-", input=b"photos/a.png\0photos/b.JPG\0"), "detect",
+                "holds NUL bytes", "give -0")
+
+
+@pytest.fixture
+def cluttered(tmp_path, monkeypatch):
+    """Issue 12 item 4: hidden files and folders, a mask, a subfolder, our own outputs."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.png", "sub/b.png", "._a.png", ".thumbs/t.png", "masks/a_mask.png", "c_mask.png"):
+        make_image(tmp_path / "data" / name, 1)
+    return tmp_path
+
+
+def paths_of(result):
+    assert result.exit_code == 0, result.stderr
+    return [r["path"] for r in jsonl(result.stdout)]
+
+
+def test_hidden_files_and_folders_are_skipped_unless_named(cluttered, stand_in):
+    assert paths_of(detect("data")) == ["data/a.png", "data/c_mask.png", "data/masks/a_mask.png",
+                                        "data/sub/b.png"]
+    assert paths_of(detect("data/.thumbs", "data/._a.png")) == ["data/.thumbs/t.png", "data/._a.png"]
+
+
+def test_exclude_patterns(cluttered, stand_in):
+    assert paths_of(detect("data", "--exclude", "*_mask.png")) == ["data/a.png", "data/sub/b.png"]
+    assert paths_of(detect("data", "--exclude", "masks", "--exclude", "sub")) == \
+        ["data/a.png", "data/c_mask.png"]
+    assert paths_of(detect("data", "--exclude", "data/sub/*")) == \
+        ["data/a.png", "data/c_mask.png", "data/masks/a_mask.png"]
+
+
+def test_no_recursive_takes_only_the_named_folders_images(cluttered, stand_in):
+    assert paths_of(detect("data", "--no-recursive")) == ["data/a.png", "data/c_mask.png"]
+
+
+def test_the_runs_own_output_folders_are_never_inputs(cluttered, stand_in):
+    """The second run of `mtcnn detect . --annotate out` takes the same images."""
+    first = detect(".", "--annotate", "out", "--bboxdir", "out/boxes", "-o", "one.json")
+    assert first.exit_code == 0, first.stderr
+    assert os.path.exists("out/data/a.png")
+    second = detect(".", "--annotate", "out", "--bboxdir", "out/boxes", "-o", "two.json")
+    assert second.exit_code == 0, second.stderr
+    assert [im["path"] for im in json.load(open("two.json"))["images"]] == \
+        [im["path"] for im in json.load(open("one.json"))["images"]] == \
+        ["./data/a.png", "./data/c_mask.png", "./data/masks/a_mask.png", "./data/sub/b.png"]
+    usage_error(detect("out", "--annotate", "out"), "detect", "out is this run's --annotate folder")
 
 
 # --- bbox files and annotated copies -------------------------------------------------------

@@ -77,6 +77,13 @@ Exit status:
 @click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("-0", "--null", is_flag=True,
               help="The list read from stdin (PATH -) is NUL-separated, as find -print0 writes it.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Skip files and folders matching this shell pattern when searching folders "
+                   "(repeatable): a pattern without / is matched against names ('*_mask.png', "
+                   "'raw'), one with / against the path as found ('photos/2019/*').")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Search folders' subfolders too; --no-recursive takes only the images directly "
+                   "in each named folder, as OpenFace's -fdir does.")
 @click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
               help="Smallest face searched for, in pixels (at least 12).")
 @click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
@@ -119,15 +126,20 @@ Exit status:
               help="Skip larger images (checked in the file header before decoding when possible).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
+def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
            jobs, shard, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
     stdin (one per line, or NUL-separated with -0). Folders are searched
     recursively, in sorted order, for .jpg .jpeg .png .bmp .tif .tiff .webp
-    files (any case); symbolic links are followed, each folder once. Images
-    are processed and reported in input order; repeats are processed once.
+    files (any case); symbolic links are followed, each folder once. Hidden
+    files and folders (names starting with a dot, such as .thumbs/ or macOS's
+    ._x.jpg), --exclude matches and this run's --annotate and --bboxdir
+    folders are skipped in that search; a PATH you name is always taken. A
+    named folder without images is reported, naming what was looked for.
+    Images are processed and reported in input order; repeats are processed
+    once.
 
     Unreadable images (missing, not an image, truncated, too large, ...) are
     skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
@@ -150,7 +162,8 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
                         max_pixels=max_pixels, landmarks=not no_landmarks)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
-        annotate=annotate, jobs=jobs, shard=shard, resume=resume)
+        annotate=annotate, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
+        exclude=exclude)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:

@@ -28,7 +28,8 @@ from .batch import Result, Settings, Task, WorkerStartError, run_tasks
 from ..io.draw import output_name
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
-from .report import Reporter, display
+from ..io.images import IMAGE_EXTENSIONS
+from .report import Reporter, display, plural
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
 
@@ -55,6 +56,8 @@ class DetectOptions:
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
+    recursive: bool = True
+    exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
@@ -70,6 +73,8 @@ class Plan:
     already_failed: int = 0
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
+    empty_folders: list = field(default_factory=list)  # named folders that gave no image
+    listed: int = 0  # the whole list's length, before --shard
 
 
 # --- choosing ----------------------------------------------------------------------
@@ -143,10 +148,32 @@ def gather(options: DetectOptions, read_stdin) -> list:
         raise UsageProblem("- (the list on stdin) can be given only once")
     if options.null and inputs.STDIN not in paths:
         raise UsageProblem("-0/--null describes the list on stdin: give - as a PATH")
-    items = inputs.unique(inputs.expand(paths, read_stdin, options.null))
+    outputs = tuple(folder for folder in (options.annotate, options.bboxdir) if folder is not None)
+    for path in paths:
+        for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
+            if folder is not None and path != inputs.STDIN and os.path.isdir(path) \
+                    and _identity(path) == _identity(folder):
+                raise UsageProblem(f"{display(path)} is this run's {name} folder: its files are "
+                                   f"outputs, never inputs")
+    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs)
+    empty: list = []
+    try:
+        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty))
+    except inputs.ListError as e:
+        raise UsageProblem(str(e)) from None
     if inputs.STDIN in paths and not items and len(paths) == 1:
         raise UsageProblem("the list on stdin is empty")
-    return items
+    return items, empty
+
+
+def no_images_message(folder: str, options: DetectOptions) -> str:
+    """What a named folder that gave no image says: where and what was looked for."""
+    looked = " ".join(sorted(IMAGE_EXTENSIONS))
+    how = "in it and its subfolders" if options.recursive else "directly in it (--no-recursive)"
+    skipped = "hidden entries" + (", --exclude matches" if options.exclude else "") \
+        + (", this run's output folders" if options.annotate or options.bboxdir else "")
+    return (f"no images in {display(folder)}: looked {how} for {looked} files (any case), "
+            f"skipping {skipped}")
 
 
 def _check_folder_option(name: str, folder: str) -> None:
@@ -256,7 +283,7 @@ def read_done(path: str) -> tuple[dict, int]:
 def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     """The run's images and side-output paths; also the bytes of a torn line
     cut from a resumed file. Raises UsageProblem."""
-    items = gather(options, read_stdin)
+    items, empty = gather(options, read_stdin)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
             _check_folder_option(name, folder)
@@ -269,9 +296,10 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
     refuse_overwriting_inputs(items, targets)
+    listed = len(items)
     if options.shard:
         items = inputs.shard(items, *options.shard)
-    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
+    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed)
     dropped = 0
     if options.resume:
         done, dropped = read_done(options.output)
@@ -461,8 +489,15 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     plan, dropped = make_plan(options, read_stdin)
     if dropped:
         reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+    for folder in plan.empty_folders:
+        reporter.message(no_images_message(folder, options))
     if not plan.items and not plan.already_done:
-        reporter.message("no images found")
+        if options.shard and plan.listed:
+            index, count = options.shard
+            reporter.message(f"shard {index}/{count} is empty: the list has "
+                             f"{plural(plan.listed, 'image')} for {count} shards")
+        elif not plan.empty_folders:
+            reporter.message("no images to process")
     detector = load_detector(options.settings, reporter)
     for folder in (options.annotate, options.bboxdir):
         if folder is not None:
