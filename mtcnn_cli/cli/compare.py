@@ -34,9 +34,16 @@ from .common import CONTEXT, Command, fail, usage_error
 @click.option("--conf-tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest |difference| allowed in confidence.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Write every image and face compared, as JSON.")
+              help="Write every image and face compared, as JSON (checked before anything is "
+                   "compared: a FILE that cannot be written is exit 2).")
+@click.option("--count-only-ours", is_flag=True,
+              help="Images only in OURS fail the comparison (by default they are listed, not "
+                   "counted: OURS may cover more images than REF).")
+@click.option("--ignore-params", is_flag=True,
+              help="Compare even when REF and OURS record different detector parameters "
+                   "(min_face, t1, t2, t3); by default that is a usage error.")
 def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face, t1, t2, t3, jobs,
-            tolerance, conf_tolerance, report_path):
+            tolerance, conf_tolerance, report_path, count_only_ours, ignore_params):
     """Compare face detections with OpenFace 2.2's C++, image by image.
 
     REF (--cpp) is the C++ side: the C++ reference JSON, an OpenFace
@@ -53,7 +60,15 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     IoU; faces that overlap nothing are missing (only in REF) or extra (only
     in OURS). An image passes when no face is missing or extra and every
     pair is within --tolerance (box) and --conf-tolerance (confidence).
-    Images the C++ itself failed on are listed, not compared.
+    Images the C++ itself failed on are listed, not compared; so are images
+    only in OURS (--count-only-ours makes them fail). A bbox folder's
+    <stem>.txt pairs with the image whose name without its last extension
+    is <stem>, dots and all.
+
+    REF and OURS must have been made with the same parameters (min_face, t1,
+    t2, t3) when both files record them (a JSON of `mtcnn detect` or of the
+    C++ does; JSONL, CSV and bbox folders do not): otherwise a usage error
+    names both values, unless --ignore-params.
 
     The summary table goes to stderr, a one-line verdict (PASS/FAIL) to
     stdout, every image and face to --report FILE (JSON).
@@ -64,20 +79,25 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
       1  some image differs, is missing, or could not be read; or the
          comparison ran but --report FILE could not be written
       2  nothing was compared: unreadable or malformed REF/OURS, unknown
-         format, bad option
+         format, bad option, different parameters, a --report FILE that
+         cannot be written
       130  interrupted
     """
     from .. import compare as cmp
 
     overrides = {"min_face": min_face, "t1": t1, "t2": t2, "t3": t3}
+    if ours_path is not None:
+        check_no_run_options(overrides, models, jobs, images_dir, root)
     try:
+        if report_path is not None:
+            cmp.check_report_path(report_path, [ref_path, ours_path])
         ref = cmp.read_detections(ref_path, cpp_format)
         if ours_path is not None:
-            check_no_run_options(overrides, models, jobs, images_dir, root)
             ours = cmp.read_detections(ours_path)
+            check_same_params(cmp, ref, ours, ignore_params)
         else:
             ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
-        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance)
+        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance, count_only_ours)
     except cmp.CompareError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -122,6 +142,15 @@ def progress_bar(total: int):
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("detecting", total=total)
         yield lambda: progress.advance(task)
+
+
+def check_same_params(cmp, ref, ours, ignore: bool) -> None:
+    """Sets made with different parameters differ for that reason alone: a
+    usage error naming both values, unless --ignore-params."""
+    differ = cmp.params_mismatch(ref, ours)
+    if differ and not ignore:
+        usage_error(f"REF and OURS were made with different detector parameters: {'; '.join(differ)}; "
+                    f"compare sets made alike, or give --ignore-params")
 
 
 def check_no_run_options(overrides, models, jobs, images_dir, root):
