@@ -662,12 +662,45 @@ def test_progress_bar_on_a_terminal():
 
     screen = io.StringIO()
     reporter = Reporter(progress=True, console=Console(file=screen, force_terminal=True, width=100))
-    reporter.start(3)
+    reporter.start(4)
     for i in range(3):
         reporter.image(Result(f"{i}.png", 1, 1, expected_faces(i), None), 0.01)
+    reporter.image(Result("bad.png", None, None, None, "no such file"), 0.01)
     reporter.stop()
     drawn = screen.getvalue()
-    assert "3/3" in drawn and "3 faces" in drawn and "img/s" in drawn
+    assert "4/4" in drawn and "3 faces" in drawn and "img/s" in drawn
+    assert "1 failed" in drawn and "ETA" in drawn  # issue 12 item 3
+
+
+@pytest.mark.parametrize("given, pixels", [("1e6", 10**6), ("10M", 10**7), ("2.5k", 2500), ("7", 7),
+                                           ("1G", 10**9)])
+def test_max_pixels_takes_exponents_and_suffixes(photos, stand_in, given, pixels):
+    """Issue 12 item 3: --max-pixels 1e6 and 10M are accepted."""
+    result = detect("photos/a.png", "--max-pixels", given)
+    if pixels >= 64 * 48:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert f"more than the limit of {pixels} (--max-pixels)" in result.stderr
+
+
+@pytest.mark.parametrize("given", ["1.5", "ten", "-1M", "0", "1e-7", "5MP"])
+def test_max_pixels_refuses_what_is_no_pixel_count(stand_in, given, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    usage_error(detect("x.jpg", "--max-pixels", given), "detect", "--max-pixels")
+
+
+def test_thresholds_and_model_folders_read_alike_in_every_command():
+    """Issue 12 item 3: --t1 and --models are shown the same way by detect and compare."""
+    texts = {name: " ".join(CliRunner().invoke(main, [name, "--help"]).stdout.split())
+             for name in ("detect", "compare")}
+    for text in texts.values():
+        assert "--t1 FLOAT" in text and "--models DIR" in text and "[0<=x<=1]" not in text
+
+
+def test_a_bad_models_variable_is_named(photos, monkeypatch):
+    """Issue 12 item 3: the message says the folder came from $MTCNN_MODELS."""
+    monkeypatch.setenv("MTCNN_MODELS", "nowhere")
+    one_line_error(detect("photos/a.png"), "$MTCNN_MODELS=nowhere", "no such model folder")
 
 
 def test_paths_with_control_characters_stay_on_one_line(tmp_path, stand_in, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from .common import CONTEXT, Command, fail, usage_error
+from .common import CONTEXT, Command, Threshold, fail, usage_error
 
 
 
@@ -22,11 +22,12 @@ from .common import CONTEXT, Command, fail, usage_error
                    "of its parents holding them, else the current folder).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the images, when REF is a bbox folder (<stem>.txt -> <stem>.*).")
-@click.option("--models", type=click.Path(path_type=Path), help="Model folder, as for `mtcnn detect`.")
-@click.option("--min-face", type=click.IntRange(min=12), help="Override REF's min_face.")
-@click.option("--t1", type=click.FloatRange(0, 1), help="Override REF's PNet threshold.")
-@click.option("--t2", type=click.FloatRange(0, 1), help="Override REF's RNet threshold.")
-@click.option("--t3", type=click.FloatRange(0, 1), help="Override REF's ONet threshold.")
+@click.option("--models", type=click.Path(path_type=Path), metavar="DIR",
+              help="Model folder, as for `mtcnn detect`.")
+@click.option("--min-face", type=click.IntRange(min=12), help="Override REF's min_face (at least 12).")
+@click.option("--t1", type=Threshold(), help="Override REF's PNet threshold, in [0, 1].")
+@click.option("--t2", type=Threshold(), help="Override REF's RNet threshold, in [0, 1].")
+@click.option("--t3", type=Threshold(), help="Override REF's ONet threshold, in [0, 1].")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, as for `mtcnn detect` (0: one per CPU).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, metavar="PX",

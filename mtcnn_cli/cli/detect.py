@@ -2,7 +2,6 @@
 
 Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
 that `mtcnn --help` stays fast and `-v` can time them."""
-import math
 import os
 import sys
 import time
@@ -10,21 +9,7 @@ import time
 import click
 
 from .. import __version__, defaults
-from .common import CONTEXT, Command, fail, usage_error
-
-
-class Threshold(click.ParamType):
-    """A number in [0, 1] (NaN refused)."""
-    name = "FLOAT"
-
-    def convert(self, value, param, ctx):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if math.isnan(number) or not 0.0 <= number <= 1.0:
-            self.fail(f"{value} is not in [0, 1]", param, ctx)
-        return number
+from .common import CONTEXT, Command, PixelCount, Threshold, fail, usage_error
 
 
 class Shard(click.ParamType):
@@ -122,8 +107,9 @@ Exit status:
               help="No progress bar and no summary (skipped images are still reported).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also report import and model-loading times, and each image's time.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=defaults.MAX_PIXELS, show_default=True,
-              help="Skip larger images (checked in the file header before decoding when possible).")
+@click.option("--max-pixels", type=PixelCount(), default=defaults.MAX_PIXELS, show_default=True,
+              help="Skip larger images (checked in the file header before decoding when possible). "
+                   "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
 def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
