@@ -466,6 +466,25 @@ def test_annotate_places_dotdot_and_absolute_paths_inside(tmp_path, stand_in, mo
     assert sorted(os.listdir(tmp_path)) == ["abs", "up.png", "work"]  # nothing written outside DIR
 
 
+def test_annotate_root_shortens_deep_trees(tmp_path, stand_in, monkeypatch):
+    """Issue 12 item 14: absolute inputs mirrored relative to a common root."""
+    monkeypatch.chdir(tmp_path)
+    deep = make_image(tmp_path / "data" / "set" / "x.png", 1)
+    other = make_image(tmp_path / "elsewhere" / "y.png", 1)
+    result = detect(str(deep), "--annotate", "drawn", "--annotate-root", str(tmp_path / "data"))
+    assert result.exit_code == 0, result.stderr
+    assert [str(p.relative_to(tmp_path / "drawn")) for p in (tmp_path / "drawn").rglob("*.png")] == ["set/x.png"]
+    usage_error(detect(str(deep), str(other), "--annotate", "drawn2", "--annotate-root", "data"),
+                "detect", "--annotate-root data: the image", "y.png is outside it")
+    usage_error(detect(str(deep), "--annotate-root", "data"), "detect", "give --annotate DIR too")
+    assert not os.path.exists("drawn2")
+
+
+def test_annotate_help_documents_the_colours():
+    text = " ".join(detect("--help").stdout.split())
+    assert "green box" in text and "eyes blue, nose yellow, mouth corners red" in text
+
+
 def test_annotate_creates_nothing_through_a_link_leading_outside(photos, stand_in):
     os.makedirs("drawn")
     os.makedirs("elsewhere")

@@ -90,7 +90,14 @@ Exit status:
 @click.option("--annotate", metavar="DIR",
               help="Also write a copy of each image with boxes, confidences and the five points "
                    "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
-                   "leading /). Refused if it would overwrite an input image.")
+                   "leading /; see --annotate-root). Refused if it would overwrite an input image. "
+                   "Colours: green box, its confidence (as in the output) in black on green above "
+                   "it, sized by the face; points with a black outline: eyes blue, nose yellow, "
+                   "mouth corners red.")
+@click.option("--annotate-root", metavar="DIR",
+              help="Mirror the images' paths relative to DIR inside the --annotate folder "
+                   "(/data/set/a.jpg with --annotate-root /data: ANN/set/a.jpg), instead of the "
+                   "paths as given; an image outside DIR is refused before anything runs.")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
@@ -112,7 +119,8 @@ Exit status:
                    "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
+def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
+           annotate_root, no_landmarks,
            jobs, shard, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
@@ -148,7 +156,7 @@ def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, f
                         max_pixels=max_pixels, landmarks=not no_landmarks)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
-        annotate=annotate, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
+        annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
         exclude=exclude)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)

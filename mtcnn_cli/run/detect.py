@@ -53,6 +53,7 @@ class DetectOptions:
     output: str | None = None
     bboxdir: str | None = None
     annotate: str | None = None
+    annotate_root: str | None = None  # --annotate mirrors paths relative to this folder
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
@@ -181,7 +182,19 @@ def _check_folder_option(name: str, folder: str) -> None:
         raise FileProblem(f"{name} {display(folder)}: exists and is not a folder")
 
 
-def side_targets(items, annotate: str | None, bboxdir: str | None):
+def annotate_name(path: str, root: str | None) -> str:
+    """The annotated copy's path inside the --annotate folder: the input path
+    as given (safe_relative), or, with --annotate-root, relative to that
+    folder. Raises UsageProblem for an image outside the root."""
+    if root is None:
+        return inputs.safe_relative(path)
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        raise UsageProblem(f"--annotate-root {display(root)}: the image {display(path)} is outside it")
+    return inputs.safe_relative(relative)
+
+
+def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None):
     """(annotate_to, bbox_to): where each image's annotated copy and box file
     go. Raises UsageProblem when two images would share a file."""
     annotate_to, bbox_to, owner = {}, {}, {}
@@ -189,7 +202,7 @@ def side_targets(items, annotate: str | None, bboxdir: str | None):
         if item.error:
             continue
         if annotate is not None:
-            target = os.path.join(annotate, output_name(inputs.safe_relative(item.path)))
+            target = os.path.join(annotate, output_name(annotate_name(item.path, annotate_root)))
             if target in owner:
                 raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
                                    f"would both be drawn to {display(target)}")
@@ -289,7 +302,12 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
             _check_folder_option(name, folder)
     if not to_stdout(options.output) and os.path.isdir(options.output):
         raise FileProblem(f"-o {display(options.output)}: is a folder")
-    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir)
+    if options.annotate_root is not None:
+        if options.annotate is None:
+            raise UsageProblem("--annotate-root places --annotate's copies: give --annotate DIR too")
+        if not os.path.isdir(options.annotate_root):
+            raise FileProblem(f"--annotate-root {display(options.annotate_root)}: not a folder")
+    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir, options.annotate_root)
     targets = {t: "--annotate" for t in annotate_to.values()}
     targets.update({t: "--bboxdir" for t in bbox_to.values()})
     if not to_stdout(options.output):
