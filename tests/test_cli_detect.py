@@ -344,7 +344,7 @@ def test_an_empty_folder_is_named_with_what_was_looked_for(tmp_path, stand_in, m
     assert [im["path"] for im in json.loads(result.stdout)["images"]] == ["full/a.png"]
     lines = result.stderr.splitlines()
     assert lines[0].startswith("mtcnn: no images in empty: looked in it and its subfolders for ")
-    assert ".bmp .jpeg .jpg .png .tif .tiff .webp files (any case)" in lines[0]
+    assert ".bmp .flv .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .png .tif .tiff .ts .webm .webp .wmv files" in lines[0]
     assert len(lines) == 2 and lines[1].startswith("mtcnn: 1 image, ")  # the repeat: one message
 
 

@@ -69,6 +69,8 @@ Exit status:
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Search folders' subfolders too; --no-recursive takes only the images directly "
                    "in each named folder, as OpenFace's -fdir does.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Video files: detect in every N-th frame only (frames 0, N, 2N, ...).")
 @click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
               help="Smallest face searched for, in pixels (at least 12).")
 @click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
@@ -119,7 +121,7 @@ Exit status:
                    "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
+def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
            jobs, shard, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
@@ -134,6 +136,14 @@ def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, f
     named folder without images is reported, naming what was looked for.
     Images are processed and reported in input order; repeats are processed
     once.
+
+    Video files (.mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .ts .mts,
+    named or found in folders) give one record per frame, as OpenCV's
+    VideoCapture decodes them, with "frame" (from 0), "time" (seconds: frame
+    / the container's frame rate) and the path VIDEO#frame=N; --every N
+    samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png. A
+    video that breaks (truncated, corrupt) keeps the frames before, and the
+    frame where it broke gets a record with the error.
 
     Unreadable images (missing, not an image, truncated, too large, ...) are
     skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
@@ -157,7 +167,7 @@ def detect(ctx, paths, null, exclude, recursive, min_face, t1, t2, t3, models, f
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
-        exclude=exclude)
+        exclude=exclude, every=every)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:

@@ -3,7 +3,7 @@
 Each PATH is an image file or a folder. Folders are walked recursively: the
 entries of each folder in byte order of their names, a subfolder's images at
 the subfolder's place in that order; files are taken when their extension is
-an image's (any case), subfolders are always walked, whatever their name.
+an image's or a video's (any case), subfolders are always walked, whatever their name.
 Symbolic links are followed, each real folder is walked once, so a link back
 to a parent cannot make the walk loop. A folder that cannot be read becomes
 an item with an error, and the walk goes on.
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from .images import has_image_extension, os_reason
+from .video import has_video_extension
 
 STDIN = "-"
 
@@ -106,7 +107,7 @@ def walk(folder: str, seen: set, rules: Rules = Rules()) -> Iterator[Item]:
         if is_dir:
             if rules.recursive:
                 yield from walk(path, seen, rules)
-        elif has_image_extension(entry.name):
+        elif has_image_extension(entry.name) or has_video_extension(entry.name):
             yield Item(path)
 
 

@@ -22,9 +22,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 from .. import defaults
-from ..io import atomic, inputs
+from ..io import atomic, inputs, video
 from ..io.atomic import AtomicFile, LineAppender, OutputError
-from .batch import Result, Settings, Task, WorkerStartError, run_tasks
+from .batch import Settings, Task, WorkerStartError, run_tasks
 from ..io.draw import output_name
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
@@ -59,6 +59,7 @@ class DetectOptions:
     resume: bool = False
     recursive: bool = True
     exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
+    every: int = 1  # video frames: every N-th, from frame 0
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
@@ -76,6 +77,11 @@ class Plan:
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
     listed: int = 0  # the whole list's length, before --shard
+    done: dict = field(default_factory=dict)  # --resume: the records already in the file, {path: failed?}
+
+    @property
+    def has_videos(self) -> bool:
+        return any(is_video(item) for item in self.items)
 
 
 # --- choosing ----------------------------------------------------------------------
@@ -167,9 +173,13 @@ def gather(options: DetectOptions, read_stdin) -> list:
     return items, empty
 
 
+def is_video(item) -> bool:
+    return not item.error and video.has_video_extension(item.path)
+
+
 def no_images_message(folder: str, options: DetectOptions) -> str:
     """What a named folder that gave no image says: where and what was looked for."""
-    looked = " ".join(sorted(IMAGE_EXTENSIONS))
+    looked = " ".join(sorted(IMAGE_EXTENSIONS | video.VIDEO_EXTENSIONS))
     how = "in it and its subfolders" if options.recursive else "directly in it (--no-recursive)"
     skipped = "hidden entries" + (", --exclude matches" if options.exclude else "") \
         + (", this run's output folders" if options.annotate or options.bboxdir else "")
@@ -202,7 +212,8 @@ def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root
         if item.error:
             continue
         if annotate is not None:
-            target = os.path.join(annotate, output_name(annotate_name(item.path, annotate_root)))
+            name = annotate_name(item.path, annotate_root)  # a video's: the frames' common start
+            target = os.path.join(annotate, name if is_video(item) else output_name(name))
             if target in owner:
                 raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
                                    f"would both be drawn to {display(target)}")
@@ -322,8 +333,12 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     if options.resume:
         done, dropped = read_done(options.output)
         plan.items = [item for item in items if item.path not in done]
-        plan.already_done = len(items) - len(plan.items)
-        plan.already_failed = sum(1 for item in items if done.get(item.path))
+        plan.done = done
+        videos = {item.path for item in plan.items if is_video(item)}
+        frames_done = [path for path in done if video.video_of(path) in videos]
+        plan.already_done = len(items) - len(plan.items) + len(frames_done)
+        plan.already_failed = sum(1 for item in items if done.get(item.path)) + \
+            sum(1 for path in frames_done if done[path])
     return plan, dropped
 
 
@@ -479,15 +494,52 @@ def load_detector(settings: Settings, reporter: Reporter):
     return detector
 
 
-def _results_in_order(plan: Plan, outcomes):
-    """(Result, Outcome | None) for every item, in order: unreadable folders
-    interleaved with the images' outcomes."""
+def frame_targets(plan: Plan, item, index: int) -> str | None:
+    """A video frame's side outputs, registered in the plan: the annotated
+    copy DIR/<video>#frame=N.png (PNG: exact pixels, one atomic file per
+    frame) and the box file BOXES/<video stem>#frame=N.txt."""
+    path = video.frame_path(item.path, index)
+    base = plan.annotate_to.get(item.path)
+    if base is not None:
+        plan.annotate_to[path] = f"{base}{video.FRAME_MARK}{index}.png"
+    base = plan.bbox_to.get(item.path)
+    if base is not None:
+        plan.bbox_to[path] = f"{os.path.splitext(base)[0]}{video.FRAME_MARK}{index}.txt"
+    return plan.annotate_to.get(path)
+
+
+def make_tasks(plan: Plan, options: DetectOptions):
+    """The tasks of the run, in order: an image each, a folder that could not
+    be read as its error, a video as its frames (every N-th), decoded here
+    as the tasks are taken, frames already in a resumed file left out."""
     for item in plan.items:
         if item.error:
-            yield Result(item.path, None, None, None, item.error), None
+            yield Task(item.path, error=item.error)
+        elif not is_video(item):
+            yield Task(item.path, plan.annotate_to.get(item.path))
         else:
-            outcome = next(outcomes)
-            yield outcome.result, outcome
+            for frame in video.frames(item.path, options.every, options.settings.max_pixels):
+                if frame.index < 0:  # the video cannot be opened at all
+                    yield Task(item.path, error=frame.error)
+                    continue
+                path = video.frame_path(item.path, frame.index)
+                if path in plan.done:
+                    continue
+                target = frame_targets(plan, item, frame.index)
+                yield Task(path, target if frame.error is None else None, frame.image, frame.index,
+                           frame.time, frame.error)
+
+
+def expected_records(plan: Plan, options: DetectOptions) -> int:
+    """How many records this run should write (a video's frame count is its
+    container's word): the progress bar's total."""
+    total = 0
+    for item in plan.items:
+        if is_video(item):
+            total += max(1, -(-video.frame_count(item.path) // options.every))
+        else:
+            total += 1
+    return total
 
 
 def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
@@ -528,8 +580,10 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
-    tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
+    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos)
+    tasks = make_tasks(plan, options)
+    if not plan.has_videos:
+        tasks = list(tasks)
     failures = 0  # this run's; the exit status also counts the resumed file's
     sink = None
     try:
@@ -538,16 +592,17 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                 sink = open_sink(options, fmt_name, stdout_kind)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
-        reporter.start(len(plan.items), plan.already_done, plan.already_failed)
+        reporter.start(expected_records(plan, options), plan.already_done, plan.already_failed)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
-            for result, outcome in _results_in_order(plan, outcomes):
+            for outcome in outcomes:
+                result = outcome.result
                 with interrupts.critical():
-                    problems = write_side_outputs(plan, options, outcome) if outcome else []
+                    problems = write_side_outputs(plan, options, outcome)
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
-                reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+                reporter.image(result, outcome.seconds, problems)
         reporter.stop()
         with interrupts.critical():
             sink.write(fmt.end())
