@@ -37,7 +37,9 @@ Formats (--format):
   jsonl  one image record per line, written as each image is done.
   csv    path,face,x,y,width,height,confidence,lx1,ly1,...,lx5,ly5,error:
          one row per face (face counts from 0); an image without faces, or
-         skipped, has one row with empty face fields.
+         skipped, has one row with empty face fields. A run with videos
+         has frame,time columns after path (empty for images), and their
+         JSON records have "frame" and "time" after "path".
 The format is --format, else -o FILE's extension (.json, .jsonl or .ndjson,
 .csv; any other needs --format, and a --format contradicting the extension
 is refused), else jsonl: on stdout the default is jsonl whatever stdout is
@@ -52,7 +54,8 @@ Exit status:
        or an output failed while being written
   2    nothing was processed: bad option, no PATH, unusable model folder,
        an output that cannot be created (its folder missing), outputs
-       that would collide or overwrite an input
+       that would collide or overwrite an input, an -o extension that
+       names no format or contradicts --format
   130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
        (json, csv) or holds every completed record (jsonl)
 """
@@ -141,7 +144,8 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     named or found in folders) give one record per frame, as OpenCV's
     VideoCapture decodes them, with "frame" (from 0), "time" (seconds: frame
     / the container's frame rate) and the path VIDEO#frame=N; --every N
-    samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png. A
+    samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png,
+    --bboxdir writes BOXES/<video stem>#frame=N.txt. A
     video that breaks (truncated, corrupt) keeps the frames before, and the
     frame where it broke gets a record with the error.
 
