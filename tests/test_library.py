@@ -39,6 +39,7 @@ def test_rgb_arrays_are_said_to_be_rgb(detector, corpus):
         assert want
         assert same_faces(detector.detect(rgb, channels="rgb"), want)
         assert same_faces(detector.detect(bgr, channels="bgr"), want)
+        assert same_faces(detector.detect(rgb, "rgb"), want)  # the second argument is the order
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
         assert same_faces(detector.detect(rgba, channels="rgb"), want)
 

@@ -80,9 +80,10 @@ class Detector(PortDetector):
         self.models_given = None if models is None else os.fspath(models)
         self.max_pixels = int(max_pixels)
 
-    def detect(self, image, timings: dict | None = None, channels: str | None = None) -> list:
+    def detect(self, image, channels: str | None = None, *, timings: dict | None = None) -> list:
         """See the class: image an array (BGR, or channels="rgb"), a PIL image
-        or a path. timings, if given, accumulates seconds per stage."""
+        or a path. timings (keyword only), if given, accumulates seconds per
+        stage."""
         if isinstance(image, (str, os.PathLike)):
             if channels is not None:
                 raise ValueError("channels describes an array: a file is read in its own colours")
