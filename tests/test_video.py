@@ -140,7 +140,7 @@ def test_a_file_that_is_no_video_is_skipped(tmp_path):
                                          "error": "cannot be opened as a video (unknown format or codec)"}
 
 
-def test_annotated_frames_and_csv(videos, tmp_path):
+def test_annotated_frames_and_csv(videos, tmp_path, monkeypatch):
     result = detect(videos["ffv1"], "--annotate", tmp_path / "drawn", "--every", 2, "-o", tmp_path / "o.csv")
     assert result.exit_code == 0, result.stderr
     drawn = sorted(p.name for p in tmp_path.joinpath("drawn").rglob("*.png"))
@@ -148,3 +148,9 @@ def test_annotated_frames_and_csv(videos, tmp_path):
     header, *rows = (tmp_path / "o.csv").read_text().splitlines()
     assert header.startswith("path,frame,time,face,x,")
     assert rows[0].startswith(f"{videos['ffv1']}#frame=0,0,0.0,0,")
+    # drawn beside the video itself: the frames' names are not the video's
+    monkeypatch.chdir(videos["ffv1"].parent)
+    beside = detect(videos["ffv1"].name, "--annotate", ".", "--every", 4, "-q")
+    assert beside.exit_code == 0, beside.stderr
+    assert (videos["ffv1"].parent / "clip.mkv#frame=0.png").exists()
+    (videos["ffv1"].parent / "clip.mkv#frame=0.png").unlink()

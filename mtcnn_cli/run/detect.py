@@ -319,8 +319,9 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
         if not os.path.isdir(options.annotate_root):
             raise FileProblem(f"--annotate-root {display(options.annotate_root)}: not a folder")
     annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir, options.annotate_root)
-    targets = {t: "--annotate" for t in annotate_to.values()}
-    targets.update({t: "--bboxdir" for t in bbox_to.values()})
+    videos = {item.path for item in items if is_video(item)}  # their targets are only the frames' stems
+    targets = {t: "--annotate" for path, t in annotate_to.items() if path not in videos}
+    targets.update({t: "--bboxdir" for path, t in bbox_to.items() if path not in videos})
     if not to_stdout(options.output):
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
