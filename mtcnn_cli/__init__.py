@@ -1,12 +1,17 @@
 """OpenFace 2.2's MTCNN face detector, ported to numpy, bit for bit."""
 __version__ = "0.1.0"
 
-__all__ = ["Detector", "Face", "ModelError", "__version__"]
+__all__ = ["Detector", "Face", "ImageError", "ModelError", "Result", "read_image", "__version__"]
 
 
 def __getattr__(name):
     # Lazy, so that `mtcnn --help` and `--version` do not pay for numpy and cv2.
-    if name in ("Detector", "Face", "ModelError"):
+    # Detector is the port's (detector/) with files, PIL images, RGB and batches
+    # around it (run/library.py); read_image reads a file as `mtcnn detect` does.
+    if name in ("Face", "ModelError"):
         from . import detector
         return getattr(detector, name)
+    if name in ("Detector", "ImageError", "Result", "read_image"):
+        from .run import library
+        return getattr(library, name)
     raise AttributeError(name)

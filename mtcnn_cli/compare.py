@@ -547,10 +547,16 @@ class Comparison:
     images: list[ImageComparison]          # REF's images the C++ did not fail on, in REF's order
     ref_errors: list[ImageFaces]           # REF's images the C++ failed on
     only_ours: list[ImageFaces]            # images of OURS that REF does not list
+    count_only_ours: bool = False          # whether images only in OURS fail the comparison
+
+    @property
+    def failing_only_ours(self) -> list[ImageFaces]:
+        """The images only in OURS that count as failures (none unless asked)."""
+        return self.only_ours if self.count_only_ours else []
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.images) and not self.only_ours
+        return all(c.passed for c in self.images) and not self.failing_only_ours
 
 
 def compare_image(ref: ImageFaces, ours: ImageFaces | None, tolerance: float,
@@ -581,15 +587,53 @@ def fmt_size(image: ImageFaces) -> str:
 
 
 def compare_sets(ref: DetectionSet, ours: DetectionSet, tolerance: float = 0.01,
-                 conf_tolerance: float = 1e-4) -> Comparison:
+                 conf_tolerance: float = 1e-4, count_only_ours: bool = False) -> Comparison:
+    """REF's images against OURS. Images only in OURS are listed, and fail the
+    comparison only with count_only_ours."""
     by_stem = "bboxdir" in (ref.format, ours.format)
     wanted = [image for image in ref.images if image.error is None]
-    matched, unused = match_images([i.path for i in ref.images], [i.path for i in ours.images], by_stem)
+    matched, unused = match_images(matching_names(ref), matching_names(ours), by_stem)
     counterpart = {ref.images[r].path: ours.images[o] for r, o in matched.items()}
     results = [compare_image(image, counterpart.get(image.path), tolerance, conf_tolerance) for image in wanted]
     return Comparison(ref, ours, tolerance, conf_tolerance, results,
                       [image for image in ref.images if image.error is not None],
-                      [ours.images[o] for o in unused])
+                      [ours.images[o] for o in unused], count_only_ours)
+
+
+def matching_names(s: DetectionSet) -> list[str]:
+    """The image paths match_images pairs. A bbox folder's images are already
+    stems (`x_0.7` from `x_0.7.txt`); given back their file name, so that
+    taking the stem again keeps the dots OpenFace's own names hold."""
+    if s.format == "bboxdir":
+        return [image.path + ".txt" for image in s.images]
+    return [image.path for image in s.images]
+
+
+def params_mismatch(ref: DetectionSet, ours: DetectionSet) -> list[str]:
+    """The detector parameters both sets record with different values, as
+    'min_face 20 in REF, 60 in OURS'; empty when either records none."""
+    if not ref.params or not ours.params:
+        return []
+    return [f"{name} {ref.params[name]:g} in REF, {ours.params[name]:g} in OURS"
+            for name in DEFAULT_PARAMS
+            if name in ref.params and name in ours.params and ref.params[name] != ours.params[name]]
+
+
+def check_report_path(path: Path, inputs: list[Path]) -> None:
+    """--report FILE, before anything is compared: CompareError when it is a
+    folder, one of the inputs, or cannot be created (its folder missing or
+    not writable); nothing is left behind."""
+    from .io.atomic import AtomicFile, OutputError
+
+    if path.is_dir():
+        raise CompareError(f"--report {path}: is a folder")
+    for given in inputs:
+        if given is not None and given.exists() and path.exists() and path.samefile(given):
+            raise CompareError(f"--report {path}: would overwrite the input {given}")
+    try:
+        AtomicFile(path).discard()
+    except OutputError as e:
+        raise CompareError(f"--report: {e}") from None
 
 
 def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
@@ -652,7 +696,7 @@ def summarise(c: Comparison) -> dict:
         "images_identical": sum(r.identical for r in compared),
         "images_same_count": sum(r.same_count for r in compared),
         "images_passed": sum(r.passed for r in compared),
-        "images_failed": sum(not r.passed for r in c.images) + len(c.only_ours),
+        "images_failed": sum(not r.passed for r in c.images) + len(c.failing_only_ours),
         "faces_in_ref": int(sum(len(r.ref.faces) for r in compared)),
         "faces_in_ours": int(sum(len(r.ours.faces) for r in compared)),
         "faces_paired": int(sum(len(r.pairs) for r in compared)),
@@ -679,11 +723,14 @@ def verdict(c: Comparison) -> str:
     """The one line printed on stdout."""
     s = summarise(c)
     tol = f"tolerance {c.tolerance:g} px, {c.conf_tolerance:g} confidence"
+    only = s['images_only_in_ours']
+    extra = f"; {only} image{'' if only == 1 else 's'} only in OURS, not compared" \
+        if c.only_ours and not c.count_only_ours else ""
     if c.passed:
         return (f"PASS: {s['images_compared']} images match ({s['images_identical']} identical to the bit, "
-                f"{tol})")
-    return (f"FAIL: {s['images_failed']} of {s['images_compared'] + s['images_not_compared'] + s['images_only_in_ours']}"
-            f" images differ or could not be compared ({tol})")
+                f"{tol}){extra}")
+    total = s['images_compared'] + s['images_not_compared'] + len(c.failing_only_ours)
+    return f"FAIL: {s['images_failed']} of {total} images differ or could not be compared ({tol}){extra}"
 
 
 # --------------------------------------------------------------------------- report

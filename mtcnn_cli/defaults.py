@@ -9,4 +9,8 @@ PARAMS = {"min_face": MIN_FACE, "t1": T1, "t2": T2, "t3": T3}
 MAX_PIXELS = 100_000_000  # larger images are skipped (width x height)
 
 DETECT_FORMATS = ("json", "jsonl", "csv")  # what detect writes
+# detect's one default on stdout, whatever stdout is (a terminal, a pipe, a file):
+# a record per line, written as each image is done (see the README)
+DEFAULT_FORMAT = "jsonl"
+EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}  # -o FILE
 COMPARE_FORMATS = ("json", "jsonl", "csv", "bboxdir")  # what compare reads

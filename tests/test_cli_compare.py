@@ -135,6 +135,46 @@ def test_ours_as_jsonl_and_csv(mf60, reference, tmp_path):
     assert result.exit_code == 0 and "76 identical" in result.stdout
 
 
+def test_images_only_in_ours_are_listed_not_failures(mf60, reference, tmp_path):
+    """Issue 12 item 7: OURS covering more images than REF passes; --count-only-ours fails it."""
+    ref = dict(mf60, images=mf60["images"][:5])
+    ref_path = write_json(tmp_path / "ref.json", ref)
+    ours = write_json(tmp_path / "o.json", mf60)
+    result = run("--cpp", ref_path, ours, "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("PASS: 5 images match (5 identical to the bit")
+    assert "71 images only in OURS, not compared" in result.stdout
+    assert f"only in OURS: {mf60['images'][5]['path']}" in result.stderr
+    assert len(json.loads((tmp_path / "r.json").read_text())["only_in_ours"]) == 71
+    counted = run("--cpp", ref_path, ours, "--count-only-ours")
+    assert fails(counted) and counted.stdout.startswith("FAIL: 71 of 76 images differ")
+
+
+def test_different_parameters_are_a_usage_error(mf60, reference, tmp_path):
+    """Issue 12 item 8: both files record their parameters; a mismatch names both values."""
+    ours = write_json(tmp_path / "o.json", dict(mf60, params=dict(mf60["params"], min_face=20, t3=0.8)))
+    usage_error(run("--cpp", reference / "mf60.json", ours), "compare",
+                "min_face 60 in REF, 20 in OURS", "t3 0.7 in REF, 0.8 in OURS", "--ignore-params")
+    assert run("--cpp", reference / "mf60.json", ours, "--ignore-params").exit_code == 0
+    unrecorded = tmp_path / "o.jsonl"  # JSONL records no parameters: nothing to check
+    unrecorded.write_text("".join(json.dumps(image) + "\n" for image in mf60["images"]))
+    assert run("--cpp", reference / "mf60.json", unrecorded).exit_code == 0
+
+
+def test_bbox_names_with_dots_pair(tmp_path):
+    """Issue 12 item 9: OpenFace's own sample names hold dots."""
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "openface__frame_det_000000_112x112_0.7.txt").write_text("10 20 40 60\n")
+    (boxes / "a.b.c.txt").write_text("")
+    ours = write_json(tmp_path / "o.json", {"images": [
+        image("corpus/a.b.c.png"),
+        image("corpus/openface__frame_det_000000_112x112_0.7.bmp", (10, 20, 30, 40, 0.99))]})
+    result = run("--cpp", boxes, ours)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("PASS: 2 images match (2 identical to the bit")
+
+
 def test_image_missing_from_ours(mf60, reference, tmp_path):
     gone = mf60["images"].pop(3)["path"]
     result = run("--cpp", reference / "mf60.json", write_json(tmp_path / "o.json", mf60))
@@ -204,10 +244,33 @@ def test_run_options_need_no_ours(tmp_path):
     usage_error(run("--cpp", ref, ref, "--min-face", 30), "compare", "--min-face", "no OURS given")
 
 
-def test_report_that_cannot_be_written_exits_1(tmp_path):
+def test_report_that_cannot_be_written_exits_1(tmp_path, monkeypatch):
     """The comparison ran; only its output failed: 1, as in detect (2 = nothing was compared)."""
+    from mtcnn_cli import compare as cmp
+
     ref = write_json(tmp_path / "ref.json", CPP)
-    one_line_error(run("--cpp", ref, ref, "--report", tmp_path / "no" / "r.json"), "r.json", status=1)
+
+    def full(path, data):
+        raise cmp.CompareError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(cmp, "write_report", full)
+    one_line_error(run("--cpp", ref, ref, "--report", tmp_path / "r.json"), "r.json", status=1)
+
+
+@pytest.mark.parametrize("where, fragment", [("no/r.json", "No such file or directory"),
+                                             ("ref.json", "would overwrite the input")])
+def test_a_bad_report_path_is_found_before_the_run(tmp_path, stand_in, where, fragment):
+    """Issue 12 item 10: exit 2 before a single image is detected, as detect does for -o."""
+    images_tree(tmp_path, ["a.jpg"])
+    (tmp_path / "data" / "folder").mkdir()
+    ref = write_json(tmp_path / "data" / "ref.json", ref_of([image("imgs/a.jpg", (10, 10, 30, 30, 0.9))]))
+    before = ref.read_text()
+    fake = stand_in({"a.jpg": [(10, 10, 30, 30, 0.9)]})
+    one_line_error(run("--cpp", ref, "--report", tmp_path / "data" / where), "--report", fragment)
+    assert fake.calls == [] and ref.read_text() == before
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["folder", "imgs", "ref.json"]
+    usage_error(run("--cpp", ref, "--report", tmp_path / "data" / "folder"), "compare", "is a directory")
+    assert fake.calls == []
 
 
 # --------------------------------------------------------------------------- own run, stand-in detector

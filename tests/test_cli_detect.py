@@ -81,22 +81,59 @@ def test_parameters_reach_the_detector_and_the_output(photos, stand_in, monkeypa
     assert json.loads(result.stdout)["params"] == seen
 
 
-def test_default_format_jsonl_on_a_pipe_json_to_a_file(photos, stand_in):
-    piped = detect("photos")  # CliRunner's stdout is not a terminal nor a file
-    assert [r["path"] for r in jsonl(piped.stdout)] == photos
-    detect("photos", "-o", "out")
-    assert json.loads(open("out").read())["images"][0]["path"] == photos[0]
-
-
-def test_stdout_redirected_to_a_file_gets_json(photos, stand_in):
+def test_one_default_format_whatever_stdout_is(photos, stand_in):
+    """Issue 12 item 1: jsonl on a pipe, in a file and on a terminal alike."""
     from mtcnn_cli.run import detect as job
 
+    piped = detect("photos")  # CliRunner's stdout is a pipe
+    assert [r["path"] for r in jsonl(piped.stdout)] == photos
     with open("redirected", "w") as f:
         assert job.stream_kind(f) == "file"
-    assert job.choose_format(None, None, False, "file") == "json"
-    assert job.choose_format(None, None, False, "terminal") == "json"
-    assert job.choose_format(None, None, False, "pipe") == "jsonl"
-    assert job.choose_format("csv", None, False, "terminal") == "csv"
+    assert job.choose_format(None, None, False) == "jsonl"
+    assert job.choose_format(None, "-", False) == "jsonl"
+    assert job.choose_format("csv", None, False) == "csv"
+
+
+@pytest.mark.parametrize("name, fmt", [("out.json", "json"), ("out.JSONL", "jsonl"),
+                                       ("out.ndjson", "jsonl"), ("out.csv", "csv")])
+def test_the_output_extension_chooses_the_format(photos, stand_in, name, fmt):
+    """Issue 12 item 2."""
+    assert detect("photos", "-o", name, "-q").exit_code == 0
+    text = open(name).read()
+    if fmt == "json":
+        assert [im["path"] for im in json.loads(text)["images"]] == photos
+    elif fmt == "jsonl":
+        assert [r["path"] for r in jsonl(text)] == photos
+    else:
+        assert text.startswith("path,face,x,y,")
+
+
+def test_a_jsonl_output_can_be_resumed(photos, stand_in):
+    """Issue 12 item 2: -o y.jsonl writes JSONL, so --resume accepts it."""
+    detect("photos/a.png", "-o", "y.jsonl")
+    result = detect("photos", "--resume", "-o", "y.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert [r["path"] for r in jsonl(open("y.jsonl").read())] == photos
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-o", "y.csv", "--format", "json"], "--format json contradicts -o y.csv"),
+    (["-o", "y.jsonl", "--format", "csv"], "contradicts"),
+    (["-o", "y.txt"], "-o y.txt: the extension names no format"),
+    (["-o", "y"], "give --format"),
+    (["--resume", "-o", "y.json"], "--resume completes a JSONL file"),
+])
+def test_output_extension_usage_errors(photos, stand_in, args, fragment):
+    usage_error(detect("photos", *args), "detect", fragment)
+    assert not [n for n in os.listdir() if n.startswith("y")]
+
+
+def test_unknown_extension_with_format_and_special_files(photos, stand_in):
+    assert detect("photos/a.png", "-o", "y.txt", "--format", "csv").exit_code == 0
+    assert open("y.txt").read().startswith("path,face,")
+    from mtcnn_cli.run import detect as job
+
+    assert job.choose_format(None, os.devnull, False) == "jsonl"
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
@@ -226,7 +263,7 @@ def test_version(stand_in):
 
 def test_help_documents_exit_codes_and_formats():
     text = detect("--help").stdout
-    for fragment in ("Exit status", "130", "jsonl when stdout is a pipe", "I counting", "--bboxdir"):
+    for fragment in ("Exit status", "130", "whatever stdout is", "I counting", "--bboxdir"):
         assert fragment in text
     flat = " ".join(text.split())
     assert "1 the run went ahead" in flat and "output failed while being written" in flat
@@ -297,13 +334,76 @@ def test_a_crashing_detector_skips_the_image(photos, stand_in, monkeypatch):
     assert jsonl(result.stdout)[0]["error"] == "detector failed: ZeroDivisionError: division by zero"
 
 
-def test_no_images_found_is_not_an_error(tmp_path, stand_in, monkeypatch):
+def test_an_empty_folder_is_named_with_what_was_looked_for(tmp_path, stand_in, monkeypatch):
+    """Issue 12 item 6: not an error, but the folder and the extensions are named."""
     monkeypatch.chdir(tmp_path)
     os.mkdir("empty")
-    result = detect("empty", "--format", "json")
+    make_image(tmp_path / "full" / "a.png", 1)
+    result = detect("empty", "full", "empty", "--format", "json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["images"] == []
-    assert "mtcnn: no images found" in result.stderr
+    assert [im["path"] for im in json.loads(result.stdout)["images"]] == ["full/a.png"]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("mtcnn: no images in empty: looked in it and its subfolders for ")
+    assert ".bmp .flv .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .png .tif .tiff .ts .webm .webp .wmv files" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("mtcnn: 1 image, ")  # the repeat: one message
+
+
+def test_an_empty_shard_says_so(photos, stand_in):
+    """Issue 12 item 6: an empty shard is normal in a job array; it says why it is empty."""
+    result = detect("photos/a.png", "photos/b.JPG", "--shard", "5/8")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "mtcnn: shard 5/8 is empty: the list has 2 images for 8 shards" in result.stderr
+
+
+def test_a_nul_separated_list_without_0_suggests_it(photos, stand_in):
+    """Issue 12 item 5: `find -print0 | mtcnn detect -` is a usage error naming -0."""
+    usage_error(detect("-", input=b"photos/a.png\0photos/b.JPG\0"), "detect",
+                "holds NUL bytes", "give -0")
+
+
+@pytest.fixture
+def cluttered(tmp_path, monkeypatch):
+    """Issue 12 item 4: hidden files and folders, a mask, a subfolder, our own outputs."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.png", "sub/b.png", "._a.png", ".thumbs/t.png", "masks/a_mask.png", "c_mask.png"):
+        make_image(tmp_path / "data" / name, 1)
+    return tmp_path
+
+
+def paths_of(result):
+    assert result.exit_code == 0, result.stderr
+    return [r["path"] for r in jsonl(result.stdout)]
+
+
+def test_hidden_files_and_folders_are_skipped_unless_named(cluttered, stand_in):
+    assert paths_of(detect("data")) == ["data/a.png", "data/c_mask.png", "data/masks/a_mask.png",
+                                        "data/sub/b.png"]
+    assert paths_of(detect("data/.thumbs", "data/._a.png")) == ["data/.thumbs/t.png", "data/._a.png"]
+
+
+def test_exclude_patterns(cluttered, stand_in):
+    assert paths_of(detect("data", "--exclude", "*_mask.png")) == ["data/a.png", "data/sub/b.png"]
+    assert paths_of(detect("data", "--exclude", "masks", "--exclude", "sub")) == \
+        ["data/a.png", "data/c_mask.png"]
+    assert paths_of(detect("data", "--exclude", "data/sub/*")) == \
+        ["data/a.png", "data/c_mask.png", "data/masks/a_mask.png"]
+
+
+def test_no_recursive_takes_only_the_named_folders_images(cluttered, stand_in):
+    assert paths_of(detect("data", "--no-recursive")) == ["data/a.png", "data/c_mask.png"]
+
+
+def test_the_runs_own_output_folders_are_never_inputs(cluttered, stand_in):
+    """The second run of `mtcnn detect . --annotate out` takes the same images."""
+    first = detect(".", "--annotate", "out", "--bboxdir", "out/boxes", "-o", "one.json")
+    assert first.exit_code == 0, first.stderr
+    assert os.path.exists("out/data/a.png")
+    second = detect(".", "--annotate", "out", "--bboxdir", "out/boxes", "-o", "two.json")
+    assert second.exit_code == 0, second.stderr
+    assert [im["path"] for im in json.load(open("two.json"))["images"]] == \
+        [im["path"] for im in json.load(open("one.json"))["images"]] == \
+        ["./data/a.png", "./data/c_mask.png", "./data/masks/a_mask.png", "./data/sub/b.png"]
+    usage_error(detect("out", "--annotate", "out"), "detect", "out is this run's --annotate folder")
 
 
 # --- bbox files and annotated copies -------------------------------------------------------
@@ -366,6 +466,25 @@ def test_annotate_places_dotdot_and_absolute_paths_inside(tmp_path, stand_in, mo
     assert sorted(os.listdir(tmp_path)) == ["abs", "up.png", "work"]  # nothing written outside DIR
 
 
+def test_annotate_root_shortens_deep_trees(tmp_path, stand_in, monkeypatch):
+    """Issue 12 item 14: absolute inputs mirrored relative to a common root."""
+    monkeypatch.chdir(tmp_path)
+    deep = make_image(tmp_path / "data" / "set" / "x.png", 1)
+    other = make_image(tmp_path / "elsewhere" / "y.png", 1)
+    result = detect(str(deep), "--annotate", "drawn", "--annotate-root", str(tmp_path / "data"))
+    assert result.exit_code == 0, result.stderr
+    assert [str(p.relative_to(tmp_path / "drawn")) for p in (tmp_path / "drawn").rglob("*.png")] == ["set/x.png"]
+    usage_error(detect(str(deep), str(other), "--annotate", "drawn2", "--annotate-root", "data"),
+                "detect", "--annotate-root data: the image", "y.png is outside it")
+    usage_error(detect(str(deep), "--annotate-root", "data"), "detect", "give --annotate DIR too")
+    assert not os.path.exists("drawn2")
+
+
+def test_annotate_help_documents_the_colours():
+    text = " ".join(detect("--help").stdout.split())
+    assert "green box" in text and "eyes blue, nose yellow, mouth corners red" in text
+
+
 def test_annotate_creates_nothing_through_a_link_leading_outside(photos, stand_in):
     os.makedirs("drawn")
     os.makedirs("elsewhere")
@@ -385,14 +504,17 @@ def test_annotate_refuses_to_overwrite_inputs(photos, stand_in):
 
 def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     before = open("photos/a.png", "rb").read()
-    usage_error(detect("photos", "-o", "photos/a.png"), "detect", "-o would overwrite the input image")
+    usage_error(detect("photos", "-o", "photos/a.png", "--format", "json"), "detect",
+                "-o would overwrite the input image")
     assert open("photos/a.png", "rb").read() == before
 
 
 @pytest.mark.parametrize("option, name", [("--bboxdir", "a.txt"), ("--annotate", "photos/a.png")])
 def test_output_file_refuses_to_be_a_side_output(photos, stand_in, option, name):
-    usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}"), "detect", "-o", option)
-    usage_error(detect("photos/a.png", option, "side", "-o", f"./side/../side/{name}"), "detect", option)
+    usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}", "--format", "json"),
+                "detect", "-o", option)
+    usage_error(detect("photos/a.png", option, "side", "-o", f"./side/../side/{name}", "--format", "json"),
+                "detect", option)
     assert not os.path.exists("side")
 
 
@@ -440,10 +562,10 @@ def test_resume_remembers_earlier_failures(photos, stand_in):
 
 
 def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):
-    detect("photos", "-o", "out.json", "--format", "json")
-    before = open("out.json").read()
-    one_line_error(detect("photos", "--resume", "-o", "out.json"), "is not a JSONL image record")
-    assert open("out.json").read() == before
+    detect("photos", "-o", "out.dat", "--format", "json")
+    before = open("out.dat").read()
+    one_line_error(detect("photos", "--resume", "-o", "out.dat"), "is not a JSONL image record")
+    assert open("out.dat").read() == before
 
 
 def test_resume_leaves_a_file_that_is_not_ours_untouched(photos, stand_in):
@@ -559,12 +681,45 @@ def test_progress_bar_on_a_terminal():
 
     screen = io.StringIO()
     reporter = Reporter(progress=True, console=Console(file=screen, force_terminal=True, width=100))
-    reporter.start(3)
+    reporter.start(4)
     for i in range(3):
         reporter.image(Result(f"{i}.png", 1, 1, expected_faces(i), None), 0.01)
+    reporter.image(Result("bad.png", None, None, None, "no such file"), 0.01)
     reporter.stop()
     drawn = screen.getvalue()
-    assert "3/3" in drawn and "3 faces" in drawn and "img/s" in drawn
+    assert "4/4" in drawn and "3 faces" in drawn and "img/s" in drawn
+    assert "1 failed" in drawn and "ETA" in drawn  # issue 12 item 3
+
+
+@pytest.mark.parametrize("given, pixels", [("1e6", 10**6), ("10M", 10**7), ("2.5k", 2500), ("7", 7),
+                                           ("1G", 10**9)])
+def test_max_pixels_takes_exponents_and_suffixes(photos, stand_in, given, pixels):
+    """Issue 12 item 3: --max-pixels 1e6 and 10M are accepted."""
+    result = detect("photos/a.png", "--max-pixels", given)
+    if pixels >= 64 * 48:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert f"more than the limit of {pixels} (--max-pixels)" in result.stderr
+
+
+@pytest.mark.parametrize("given", ["1.5", "ten", "-1M", "0", "1e-7", "5MP"])
+def test_max_pixels_refuses_what_is_no_pixel_count(stand_in, given, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    usage_error(detect("x.jpg", "--max-pixels", given), "detect", "--max-pixels")
+
+
+def test_thresholds_and_model_folders_read_alike_in_every_command():
+    """Issue 12 item 3: --t1 and --models are shown the same way by detect and compare."""
+    texts = {name: " ".join(CliRunner().invoke(main, [name, "--help"]).stdout.split())
+             for name in ("detect", "compare")}
+    for text in texts.values():
+        assert "--t1 FLOAT" in text and "--models DIR" in text and "[0<=x<=1]" not in text
+
+
+def test_a_bad_models_variable_is_named(photos, monkeypatch):
+    """Issue 12 item 3: the message says the folder came from $MTCNN_MODELS."""
+    monkeypatch.setenv("MTCNN_MODELS", "nowhere")
+    one_line_error(detect("photos/a.png"), "$MTCNN_MODELS=nowhere", "no such model folder")
 
 
 def test_paths_with_control_characters_stay_on_one_line(tmp_path, stand_in, monkeypatch):

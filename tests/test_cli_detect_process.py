@@ -277,9 +277,7 @@ def test_on_a_terminal_the_summary_gets_its_own_line(tmp_path, corpus, fmt):
     data, summary = screen.split("mtcnn: 1 image, 1 face, 0 failures, ")
     assert data.endswith("\n"), repr(data[-80:])
     last = data.splitlines()[-1]
-    if fmt is None:  # json on a terminal
-        assert last == "}" and json.loads(data[data.index("{"):])["images"][0]["path"] == photo
-    elif fmt == "jsonl":
+    if fmt in (None, "jsonl"):  # one default whatever stdout is (issue 12 item 1)
         assert json.loads(last)["path"] == photo
     else:
         assert last.startswith(photo + ",0,")
@@ -292,7 +290,18 @@ def test_verbose_reports_timings(tmp_path, corpus):
     for fragment in ("imported numpy and OpenCV in", "imported the detector in",
                      "loaded the models (bundled weights) in", "1 face in"):
         assert fragment in err
-    assert json.loads(done.stdout)["faces"]  # stdout is a pipe: jsonl, one record
+    assert json.loads(done.stdout)["faces"]  # jsonl, one record
+
+
+def test_the_default_format_is_the_same_into_a_file_a_pipe_and_a_terminal(tmp_path, corpus):
+    """Issue 12 item 1: `mtcnn detect img.jpg | jq .faces` sees what the terminal showed."""
+    photo = corpus / SMALL_FACES[0]
+    piped = run(photo, "-q", cwd=tmp_path).stdout
+    with open(tmp_path / "redirected", "wb") as f:
+        subprocess.run(command(photo, "-q"), cwd=tmp_path, env=environment(), stdout=f, check=True,
+                       timeout=300)
+    assert (tmp_path / "redirected").read_bytes() == piped
+    assert len(json.loads(piped)["faces"]) == 1
 
 
 def test_model_folders(tmp_path, corpus, openface_models):

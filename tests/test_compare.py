@@ -173,7 +173,9 @@ def test_sets_missing_and_extra_images_fail():
     assert not c.passed
     assert [r.problem for r in c.images] == [None, "not in OURS"]
     assert [i.path for i in c.only_ours] == ["c.jpg"]
-    assert "FAIL: 2 of 3 images" in cmp.verdict(c)
+    assert "FAIL: 1 of 2 images" in cmp.verdict(c) and "1 image only in OURS, not compared" in cmp.verdict(c)
+    counted = cmp.compare_sets(ref, ours, count_only_ours=True)
+    assert "FAIL: 2 of 3 images" in cmp.verdict(counted)
 
 
 def test_summary_statistics():

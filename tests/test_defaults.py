@@ -27,5 +27,5 @@ def test_openface_defaults_everywhere():
 
 def test_help_shows_the_shared_defaults():
     text = " ".join(CliRunner().invoke(main, ["detect", "--help"]).stdout.split())
-    for fragment in ("[default: 60;", "[default: 0.6]", "[default: 0.7]", "[default: 100000000;"):
+    for fragment in ("[default: 60;", "[default: 0.6]", "[default: 0.7]", "[default: 100000000]"):
         assert fragment in text

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from .common import CONTEXT, Command, fail, usage_error
+from .common import CONTEXT, Command, Threshold, fail, usage_error
 
 
 
@@ -22,11 +22,12 @@ from .common import CONTEXT, Command, fail, usage_error
                    "of its parents holding them, else the current folder).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the images, when REF is a bbox folder (<stem>.txt -> <stem>.*).")
-@click.option("--models", type=click.Path(path_type=Path), help="Model folder, as for `mtcnn detect`.")
-@click.option("--min-face", type=click.IntRange(min=12), help="Override REF's min_face.")
-@click.option("--t1", type=click.FloatRange(0, 1), help="Override REF's PNet threshold.")
-@click.option("--t2", type=click.FloatRange(0, 1), help="Override REF's RNet threshold.")
-@click.option("--t3", type=click.FloatRange(0, 1), help="Override REF's ONet threshold.")
+@click.option("--models", type=click.Path(path_type=Path), metavar="DIR",
+              help="Model folder, as for `mtcnn detect`.")
+@click.option("--min-face", type=click.IntRange(min=12), help="Override REF's min_face (at least 12).")
+@click.option("--t1", type=Threshold(), help="Override REF's PNet threshold, in [0, 1].")
+@click.option("--t2", type=Threshold(), help="Override REF's RNet threshold, in [0, 1].")
+@click.option("--t3", type=Threshold(), help="Override REF's ONet threshold, in [0, 1].")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, as for `mtcnn detect` (0: one per CPU).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, metavar="PX",
@@ -34,9 +35,16 @@ from .common import CONTEXT, Command, fail, usage_error
 @click.option("--conf-tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest |difference| allowed in confidence.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Write every image and face compared, as JSON.")
+              help="Write every image and face compared, as JSON (checked before anything is "
+                   "compared: a FILE that cannot be written is exit 2).")
+@click.option("--count-only-ours", is_flag=True,
+              help="Images only in OURS fail the comparison (by default they are listed, not "
+                   "counted: OURS may cover more images than REF).")
+@click.option("--ignore-params", is_flag=True,
+              help="Compare even when REF and OURS record different detector parameters "
+                   "(min_face, t1, t2, t3); by default that is a usage error.")
 def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face, t1, t2, t3, jobs,
-            tolerance, conf_tolerance, report_path):
+            tolerance, conf_tolerance, report_path, count_only_ours, ignore_params):
     """Compare face detections with OpenFace 2.2's C++, image by image.
 
     REF (--cpp) is the C++ side: the C++ reference JSON, an OpenFace
@@ -53,7 +61,15 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     IoU; faces that overlap nothing are missing (only in REF) or extra (only
     in OURS). An image passes when no face is missing or extra and every
     pair is within --tolerance (box) and --conf-tolerance (confidence).
-    Images the C++ itself failed on are listed, not compared.
+    Images the C++ itself failed on are listed, not compared; so are images
+    only in OURS (--count-only-ours makes them fail). A bbox folder's
+    <stem>.txt pairs with the image whose name without its last extension
+    is <stem>, dots and all.
+
+    REF and OURS must have been made with the same parameters (min_face, t1,
+    t2, t3) when both files record them (a JSON of `mtcnn detect` or of the
+    C++ does; JSONL, CSV and bbox folders do not): otherwise a usage error
+    names both values, unless --ignore-params.
 
     The summary table goes to stderr, a one-line verdict (PASS/FAIL) to
     stdout, every image and face to --report FILE (JSON).
@@ -64,20 +80,25 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
       1  some image differs, is missing, or could not be read; or the
          comparison ran but --report FILE could not be written
       2  nothing was compared: unreadable or malformed REF/OURS, unknown
-         format, bad option
+         format, bad option, different parameters, a --report FILE that
+         cannot be written
       130  interrupted
     """
     from .. import compare as cmp
 
     overrides = {"min_face": min_face, "t1": t1, "t2": t2, "t3": t3}
+    if ours_path is not None:
+        check_no_run_options(overrides, models, jobs, images_dir, root)
     try:
+        if report_path is not None:
+            cmp.check_report_path(report_path, [ref_path, ours_path])
         ref = cmp.read_detections(ref_path, cpp_format)
         if ours_path is not None:
-            check_no_run_options(overrides, models, jobs, images_dir, root)
             ours = cmp.read_detections(ours_path)
+            check_same_params(cmp, ref, ours, ignore_params)
         else:
             ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
-        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance)
+        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance, count_only_ours)
     except cmp.CompareError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -122,6 +143,15 @@ def progress_bar(total: int):
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("detecting", total=total)
         yield lambda: progress.advance(task)
+
+
+def check_same_params(cmp, ref, ours, ignore: bool) -> None:
+    """Sets made with different parameters differ for that reason alone: a
+    usage error naming both values, unless --ignore-params."""
+    differ = cmp.params_mismatch(ref, ours)
+    if differ and not ignore:
+        usage_error(f"REF and OURS were made with different detector parameters: {'; '.join(differ)}; "
+                    f"compare sets made alike, or give --ignore-params")
 
 
 def check_no_run_options(overrides, models, jobs, images_dir, root):

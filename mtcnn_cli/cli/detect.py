@@ -2,7 +2,6 @@
 
 Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
 that `mtcnn --help` stays fast and `-v` can time them."""
-import math
 import os
 import sys
 import time
@@ -10,21 +9,7 @@ import time
 import click
 
 from .. import __version__, defaults
-from .common import CONTEXT, Command, fail, usage_error
-
-
-class Threshold(click.ParamType):
-    """A number in [0, 1] (NaN refused)."""
-    name = "FLOAT"
-
-    def convert(self, value, param, ctx):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if math.isnan(number) or not 0.0 <= number <= 1.0:
-            self.fail(f"{value} is not in [0, 1]", param, ctx)
-        return number
+from .common import CONTEXT, Command, PixelCount, Threshold, fail, usage_error
 
 
 class Shard(click.ParamType):
@@ -52,10 +37,14 @@ Formats (--format):
   jsonl  one image record per line, written as each image is done.
   csv    path,face,x,y,width,height,confidence,lx1,ly1,...,lx5,ly5,error:
          one row per face (face counts from 0); an image without faces, or
-         skipped, has one row with empty face fields.
-Default: json to a file (-o, or stdout redirected to a file) or a terminal;
-jsonl when stdout is a pipe. Numbers are float32 values written with the
-fewest digits that read back exactly.
+         skipped, has one row with empty face fields. A run with videos
+         has frame,time columns after path (empty for images), and their
+         JSON records have "frame" and "time" after "path".
+The format is --format, else -o FILE's extension (.json, .jsonl or .ndjson,
+.csv; any other needs --format, and a --format contradicting the extension
+is refused), else jsonl: on stdout the default is jsonl whatever stdout is
+(terminal, pipe or file), so what you see is what a script gets. Numbers are
+float32 values written with the fewest digits that read back exactly.
 
 \b
 Exit status:
@@ -65,7 +54,8 @@ Exit status:
        or an output failed while being written
   2    nothing was processed: bad option, no PATH, unusable model folder,
        an output that cannot be created (its folder missing), outputs
-       that would collide or overwrite an input
+       that would collide or overwrite an input, an -o extension that
+       names no format or contradicts --format
   130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
        (json, csv) or holds every completed record (jsonl)
 """
@@ -75,6 +65,15 @@ Exit status:
 @click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("-0", "--null", is_flag=True,
               help="The list read from stdin (PATH -) is NUL-separated, as find -print0 writes it.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Skip files and folders matching this shell pattern when searching folders "
+                   "(repeatable): a pattern without / is matched against names ('*_mask.png', "
+                   "'raw'), one with / against the path as found ('photos/2019/*').")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Search folders' subfolders too; --no-recursive takes only the images directly "
+                   "in each named folder, as OpenFace's -fdir does.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Video files: detect in every N-th frame only (frames 0, N, 2N, ...).")
 @click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
               help="Smallest face searched for, in pixels (at least 12).")
 @click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
@@ -84,10 +83,11 @@ Exit status:
               help="An OpenFace model folder (MTCNN_detector.txt and its .dat files). "
                    "Default: $MTCNN_MODELS, else the bundled weights.")
 @click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
-              help="Output format (see below). Default: json, or jsonl when stdout is a pipe.")
+              help="Output format (see below). Default: -o FILE's extension, else jsonl.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the output to FILE (atomically: a temporary file renamed at the end) "
-                   "instead of stdout.")
+                   "instead of stdout. Its extension chooses the format: .json, .jsonl/.ndjson, "
+                   ".csv.")
 @click.option("--bboxdir", metavar="DIR",
               help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
                    "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
@@ -95,7 +95,14 @@ Exit status:
 @click.option("--annotate", metavar="DIR",
               help="Also write a copy of each image with boxes, confidences and the five points "
                    "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
-                   "leading /). Refused if it would overwrite an input image.")
+                   "leading /; see --annotate-root). Refused if it would overwrite an input image. "
+                   "Colours: green box, its confidence (as in the output) in black on green above "
+                   "it, sized by the face; points with a black outline: eyes blue, nose yellow, "
+                   "mouth corners red.")
+@click.option("--annotate-root", metavar="DIR",
+              help="Mirror the images' paths relative to DIR inside the --annotate folder "
+                   "(/data/set/a.jpg with --annotate-root /data: ANN/set/a.jpg), instead of the "
+                   "paths as given; an image outside DIR is refused before anything runs.")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
@@ -105,26 +112,42 @@ Exit status:
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
                    "whole list's.")
 @click.option("--resume", is_flag=True,
-              help="With -o FILE (and --format jsonl, the default then): skip images already in "
-                   "FILE and append the rest. Run with the same PATHs and options. A torn last line "
+              help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
+                   "already in FILE and append the rest. Run with the same PATHs and options. A torn last line "
                    "from a killed run is cut off first.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar and no summary (skipped images are still reported).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also report import and model-loading times, and each image's time.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=defaults.MAX_PIXELS, show_default=True,
-              help="Skip larger images (checked in the file header before decoding when possible).")
+@click.option("--max-pixels", type=PixelCount(), default=defaults.MAX_PIXELS, show_default=True,
+              help="Skip larger images (checked in the file header before decoding when possible). "
+                   "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate, no_landmarks,
+def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
+           annotate_root, no_landmarks,
            jobs, shard, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
     stdin (one per line, or NUL-separated with -0). Folders are searched
     recursively, in sorted order, for .jpg .jpeg .png .bmp .tif .tiff .webp
-    files (any case); symbolic links are followed, each folder once. Images
-    are processed and reported in input order; repeats are processed once.
+    files (any case); symbolic links are followed, each folder once. Hidden
+    files and folders (names starting with a dot, such as .thumbs/ or macOS's
+    ._x.jpg), --exclude matches and this run's --annotate and --bboxdir
+    folders are skipped in that search; a PATH you name is always taken. A
+    named folder without images is reported, naming what was looked for.
+    Images are processed and reported in input order; repeats are processed
+    once.
+
+    Video files (.mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .ts .mts,
+    named or found in folders) give one record per frame, as OpenCV's
+    VideoCapture decodes them, with "frame" (from 0), "time" (seconds: frame
+    / the container's frame rate) and the path VIDEO#frame=N; --every N
+    samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png,
+    --bboxdir writes BOXES/<video stem>#frame=N.txt. A
+    video that breaks (truncated, corrupt) keeps the frames before, and the
+    frame where it broke gets a record with the error.
 
     Unreadable images (missing, not an image, truncated, too large, ...) are
     skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
@@ -147,7 +170,8 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
                         max_pixels=max_pixels, landmarks=not no_landmarks)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
-        annotate=annotate, jobs=jobs, shard=shard, resume=resume)
+        annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
+        exclude=exclude, every=every)
     try:
         status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:

@@ -42,6 +42,55 @@ class Face:
     confidence: float
     landmarks: tuple[tuple[float, float], ...]
 
+    # The five points by name, as the `mtcnn` package and facenet-pytorch name
+    # them: "left" is the image's left (a frontal face's own right eye).
+    POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(x, y, width, height)."""
+        return self.x, self.y, self.width, self.height
+
+    @property
+    def corners(self) -> tuple[float, float, float, float]:
+        """(x1, y1, x2, y2): the top-left and bottom-right corners, x2 = x +
+        width and y2 = y + height summed in float32, as --bboxdir writes them."""
+        x, y = np.float32(self.x), np.float32(self.y)
+        return float(x), float(y), float(x + np.float32(self.width)), float(y + np.float32(self.height))
+
+    def point(self, name: str) -> tuple[float, float] | None:
+        """One of POINT_NAMES as (x, y); None when the landmarks were left out."""
+        if not self.landmarks:
+            return None
+        return self.landmarks[self.POINT_NAMES.index(name)]
+
+    left_eye = property(lambda self: self.point("left_eye"), doc="The eye on the image's left.")
+    right_eye = property(lambda self: self.point("right_eye"), doc="The eye on the image's right.")
+    nose = property(lambda self: self.point("nose"), doc="The nose tip.")
+    mouth_left = property(lambda self: self.point("mouth_left"), doc="The mouth corner on the image's left.")
+    mouth_right = property(lambda self: self.point("mouth_right"), doc="The mouth corner on the image's right.")
+
+    def to_dict(self) -> dict:
+        """The face as `mtcnn detect` writes it in JSON: x, y, width, height,
+        confidence, landmarks ([[x, y] x 5], absent when left out). Each number
+        is the shortest decimal that reads back as the same float32, as the
+        CLI prints it; json.dumps takes the dict as it is."""
+        face = {name: _short(getattr(self, name)) for name in ("x", "y", "width", "height", "confidence")}
+        if self.landmarks:
+            face["landmarks"] = [[_short(px), _short(py)] for px, py in self.landmarks]
+        return face
+
+    def __repr__(self) -> str:
+        d = self.to_dict()
+        text = ", ".join(f"{name}={d[name]!r}" for name in ("x", "y", "width", "height", "confidence"))
+        points = ", ".join(f"({px!r}, {py!r})" for px, py in d.get("landmarks", ()))
+        return f"Face({text}, landmarks=({points}))"
+
+
+def _short(value: float) -> float:
+    """The shortest decimal that reads back as float32(value), as a float."""
+    return float(str(np.float32(value)))
+
 
 def check_parameters(min_face, t1, t2, t3) -> None:
     if isinstance(min_face, bool) or not isinstance(min_face, (int, np.integer)) or min_face < 12:
@@ -288,6 +337,10 @@ class Detector:
         self.min_face, self.t1, self.t2, self.t3 = int(min_face), float(t1), float(t2), float(t3)
         self.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
                                Network(self.models.onet, "ONet"))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(models={str(self.models.source)!r}, min_face={self.min_face}, "
+                f"t1={self.t1}, t2={self.t2}, t3={self.t3})")
 
     def detect(self, image, timings: dict | None = None) -> list[Face]:
         """image: uint8 BGR (H x W x 3), grey (H x W) or BGRA (H x W x 4), as

@@ -553,9 +553,14 @@ def load_models(models=None) -> MTCNNModels:
     """The networks from `models` (a model folder, or a checkout/install holding
     one), else from $MTCNN_MODELS, else the bundled weights. Raises ModelError."""
     if models is None or os.fspath(models) == "":
-        models = os.environ.get("MTCNN_MODELS") or None
-    if models is None:
-        return bundled_models()
+        from_environment = os.environ.get("MTCNN_MODELS") or None
+        if from_environment is None:
+            return bundled_models()
+        try:
+            return load_model_folder(from_environment)
+        except ModelError as e:  # name where the folder came from: nothing on the command line did
+            message = str(e) if str(e).startswith(from_environment) else f"{from_environment}: {e}"
+            raise ModelError(f"$MTCNN_MODELS={message}") from None
     return load_model_folder(models)
 
 

@@ -3,18 +3,25 @@
 Each PATH is an image file or a folder. Folders are walked recursively: the
 entries of each folder in byte order of their names, a subfolder's images at
 the subfolder's place in that order; files are taken when their extension is
-an image's (any case), subfolders are always walked, whatever their name.
+an image's or a video's (any case), subfolders are always walked, whatever their name.
 Symbolic links are followed, each real folder is walked once, so a link back
 to a parent cannot make the walk loop. A folder that cannot be read becomes
 an item with an error, and the walk goes on.
+
+What a walk takes is ruled by `Rules`: hidden entries (a name starting with
+`.`: `.thumbs/`, macOS's `._x.jpg`) are skipped, as are entries matching an
+--exclude pattern, the run's own output folders, and (non-recursive)
+subfolders. A PATH the user names is always taken, hidden or not.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from .images import has_image_extension, os_reason
+from .video import has_video_extension
 
 STDIN = "-"
 
@@ -34,17 +41,50 @@ def parse_list(data: bytes, null: bool = False) -> list[str]:
     if null:
         parts = data.split(b"\0")
     else:
+        if b"\0" in data:
+            raise ListError("the list on stdin holds NUL bytes: if it is NUL-separated "
+                            "(find -print0, xargs -0), give -0")
         parts = [line[:-1] if line.endswith(b"\r") else line for line in data.split(b"\n")]
     return [os.fsdecode(part) for part in parts if part]
+
+
+class ListError(ValueError):
+    """A list on stdin that cannot be meant as it reads (NULs without -0)."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a folder walk takes. exclude: shell patterns (fnmatch, case-
+    sensitive); one without a `/` is matched against each entry's name, one
+    with a `/` against its whole path as found (`photos/raw/*`). skip: folders
+    never walked (the run's own output folders). recursive=False takes the
+    images directly in a named folder, as OpenFace's -fdir does."""
+    recursive: bool = True
+    exclude: tuple = ()
+    skip: tuple = ()
+
+    def excluded(self, path: str, name: str) -> bool:
+        if name.startswith("."):
+            return True
+        return any(fnmatch.fnmatchcase(path if "/" in pattern else name, pattern)
+                   for pattern in self.exclude)
 
 
 def _sort_key(name: str) -> bytes:
     return os.fsencode(name)
 
 
-def walk(folder: str, seen: set) -> Iterator[Item]:
-    """The images under folder, recursively, in sorted order (see module doc).
-    `seen` holds the (device, inode) of folders already walked."""
+def _folder_key(path: str):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def walk(folder: str, seen: set, rules: Rules = Rules()) -> Iterator[Item]:
+    """The images under folder, in sorted order, as `rules` say (see module
+    doc). `seen` holds the (device, inode) of folders already walked."""
     try:
         info = os.stat(folder)
         key = (info.st_dev, info.st_ino)
@@ -58,27 +98,37 @@ def walk(folder: str, seen: set) -> Iterator[Item]:
         return
     for entry in entries:
         path = os.path.join(folder, entry.name)
+        if rules.excluded(path, entry.name):
+            continue
         try:
             is_dir = entry.is_dir()  # follows symbolic links
         except OSError:
             is_dir = False
         if is_dir:
-            yield from walk(path, seen)
-        elif has_image_extension(entry.name):
+            if rules.recursive:
+                yield from walk(path, seen, rules)
+        elif has_image_extension(entry.name) or has_video_extension(entry.name):
             yield Item(path)
 
 
-def expand(paths: Sequence[str], read_stdin=None, null: bool = False) -> list[Item]:
-    """The PATHs in order, folders replaced by their images, `-` by the list
-    read from stdin (read_stdin() -> bytes), whose entries are PATHs too."""
-    seen: set = set()
+def expand(paths: Sequence[str], read_stdin=None, null: bool = False, rules: Rules = Rules(),
+           empty: list | None = None) -> list[Item]:
+    """The PATHs in order, folders replaced by their images (as `rules` say),
+    `-` by the list read from stdin (read_stdin() -> bytes), whose entries
+    are PATHs too. Raises ListError. Named folders that give no image are
+    appended to `empty` when a list is given."""
+    seen: set = {key for key in map(_folder_key, rules.skip) if key is not None}
     items: list[Item] = []
     for path in paths:
         if path == STDIN and read_stdin is not None:
             listed = parse_list(read_stdin(), null)
-            items.extend(expand([p for p in listed if p != STDIN], None))
+            items.extend(expand([p for p in listed if p != STDIN], None, rules=rules, empty=empty))
         elif os.path.isdir(path):
-            items.extend(walk(path, seen))
+            walked_before = _folder_key(path) in seen
+            found = list(walk(path, seen, rules))
+            if not found and not walked_before and empty is not None:
+                empty.append(path)
+            items.extend(found)
         else:
             items.append(Item(path))
     return items

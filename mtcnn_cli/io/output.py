@@ -50,8 +50,10 @@ def face_json(face, landmarks: bool = True) -> str:
 def record_json(result, landmarks: bool = True) -> str:
     """One image as a one-line JSON object: path, width, height, then faces,
     or error for an image that was skipped."""
-    head = (f'{{"path": {json_string(result.path)}, "width": {_int_or_null(result.width)}, '
-            f'"height": {_int_or_null(result.height)}, ')
+    head = f'{{"path": {json_string(result.path)}, '
+    if getattr(result, "frame", None) is not None:  # a video frame
+        head += f'"frame": {result.frame}, "time": {json.dumps(result.time)}, '
+    head += f'"width": {_int_or_null(result.width)}, "height": {_int_or_null(result.height)}, '
     if result.error is not None:
         return head + f'"error": {json_string(result.error)}}}'
     faces = ", ".join(face_json(face, landmarks) for face in result.faces)
@@ -99,22 +101,28 @@ class JsonlFormat:
         return ""
 
 
-def csv_header(landmarks: bool = True) -> list[str]:
+def csv_header(landmarks: bool = True, frames: bool = False) -> list[str]:
+    """frames: the run has videos; their rows carry frame and time (empty for images)."""
     points = [f"{axis}{i}" for i in range(1, 6) for axis in ("lx", "ly")] if landmarks else []
-    return ["path", "face", "x", "y", "width", "height", "confidence", *points, "error"]
+    where = ["frame", "time"] if frames else []
+    return ["path", *where, "face", "x", "y", "width", "height", "confidence", *points, "error"]
 
 
-def csv_rows(result, landmarks: bool = True) -> list[list[str]]:
+def csv_rows(result, landmarks: bool = True, frames: bool = False) -> list[list[str]]:
     """One row per face (face numbered from 0); an image without faces, or
     skipped, gets one row with the face fields empty."""
-    width = len(csv_header(landmarks))
+    width = len(csv_header(landmarks, frames))
+    head = [result.path]
+    if frames:
+        frame, at = getattr(result, "frame", None), getattr(result, "time", None)
+        head += ["" if frame is None else str(frame), "" if at is None else repr(at)]
     if result.error is not None or not result.faces:
-        row = [result.path] + [""] * (width - 2) + [result.error or ""]
+        row = head + [""] * (width - len(head) - 1) + [result.error or ""]
         return [row]
     rows = []
     for i, face in enumerate(result.faces):
-        row = [result.path, str(i)] + [format_float(v) for v in
-                                       (face.x, face.y, face.width, face.height, face.confidence)]
+        row = head + [str(i)] + [format_float(v) for v in
+                                 (face.x, face.y, face.width, face.height, face.confidence)]
         if landmarks:
             row += [format_float(v) for point in face.landmarks for v in point]
         rows.append(row + [""])
@@ -130,21 +138,24 @@ def _csv_text(rows) -> str:
 class CsvFormat:
     name = "csv"
 
-    def __init__(self, params: dict, landmarks: bool = True):
-        self.landmarks = landmarks
+    def __init__(self, params: dict, landmarks: bool = True, frames: bool = False):
+        self.landmarks, self.frames = landmarks, frames
 
     def start(self) -> str:
-        return _csv_text([csv_header(self.landmarks)])
+        return _csv_text([csv_header(self.landmarks, self.frames)])
 
     def record(self, result) -> str:
-        return _csv_text(csv_rows(result, self.landmarks))
+        return _csv_text(csv_rows(result, self.landmarks, self.frames))
 
     def end(self) -> str:
         return ""
 
 
-def make_format(name: str, params: dict, landmarks: bool = True):
-    return {"json": JsonFormat, "jsonl": JsonlFormat, "csv": CsvFormat}[name](params, landmarks)
+def make_format(name: str, params: dict, landmarks: bool = True, frames: bool = False):
+    """frames: the run has video frames (CSV then has frame and time columns)."""
+    if name == "csv":
+        return CsvFormat(params, landmarks, frames)
+    return {"json": JsonFormat, "jsonl": JsonlFormat}[name](params, landmarks)
 
 
 def bbox_text(faces) -> str:

@@ -35,6 +35,8 @@ class Result:
     height: int | None
     faces: list | None
     error: str | None
+    frame: int | None = None  # a video frame's index (from 0) and time in seconds
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,18 @@ class Settings:
     landmarks: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Task:
     """One image to process; annotate_as, when set, asks for an annotated
-    copy encoded in the format of that file name's extension."""
+    copy encoded in the format of that file name's extension. A video frame
+    comes decoded (image, frame, time); an input already known to be
+    unusable comes with its error."""
     path: str
     annotate_as: str | None = None
+    image: object = None  # uint8 BGR array: a decoded video frame
+    frame: int | None = None
+    time: float | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,26 +101,29 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
     """Read, detect and (when asked) draw one image. Never raises for a bad
     image or a detector failure on it: the Result carries the reason."""
     start = time.perf_counter()
+    where = {"frame": task.frame, "time": task.time}
+    if task.error is not None:
+        return Outcome(Result(task.path, None, None, None, task.error, **where), 0.0)
     try:
-        image = read_image(task.path, settings.max_pixels)  # (H, W, 3) uint8 BGR
+        image = task.image if task.image is not None else read_image(task.path, settings.max_pixels)
     except ImageError as e:
         result = Result(task.path, e.width, e.height, None, e.reason)
         return Outcome(result, time.perf_counter() - start)
-    height, width = image.shape[:2]
+    height, width = image.shape[:2]  # (H, W, 3) uint8 BGR
     try:
         faces = list(detector.detect(image))  # on one BLAS thread, as the C++
     except MemoryError:
-        result = Result(task.path, width, height, None, "out of memory")
+        result = Result(task.path, width, height, None, "out of memory", **where)
         return Outcome(result, time.perf_counter() - start)
     except Exception as e:  # one image must not stop a batch of thousands
-        result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}")
+        result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}", **where)
         return Outcome(result, time.perf_counter() - start)
     if not settings.landmarks:
         faces = [replace(face, landmarks=()) for face in faces]
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
         annotated, annotate_error = _annotated_copy(image, faces, task, settings.landmarks)
-    result = Result(task.path, width, height, faces, None)
+    result = Result(task.path, width, height, faces, None, **where)
     return Outcome(result, time.perf_counter() - start, annotated, annotate_error)
 
 
@@ -237,6 +248,33 @@ class _Workers:
 WORKER_DIED = "the worker process died on this image (out of memory?)"
 
 
+class TaskStream:
+    """Tasks from a list or a lazy iterable (video frames decoded on the way),
+    read ahead only as far as asked, and let go of once done."""
+
+    def __init__(self, tasks):
+        self.source = iter(tasks)
+        self.read: dict = {}  # index -> Task, from the oldest still needed
+        self.count = 0  # tasks read so far
+
+    def available(self, index: int) -> bool:
+        """Whether task `index` exists (reading ahead to it)."""
+        while self.count <= index:
+            task = next(self.source, None)
+            if task is None:
+                return False
+            self.read[self.count] = task
+            self.count += 1
+        return True
+
+    def __getitem__(self, index: int) -> Task:
+        return self.read[index]
+
+    def release_before(self, index: int) -> None:
+        for done in [i for i in self.read if i < index]:
+            del self.read[done]
+
+
 def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
                   work=None, initializer=None) -> Iterator[Outcome]:
     """Outcomes in task order from `processes` workers, at most 8 tasks per
@@ -246,6 +284,7 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     Result, and the batch goes on. A worker that cannot start (its
     initializer failed) raises WorkerStartError. work/initializer: for tests."""
     work = work or _work
+    tasks = TaskStream(tasks)
 
     def start():
         return _Workers(processes, initializer or _init_worker, (settings, os.getpid()))
@@ -257,9 +296,9 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     in_flight: deque = deque()  # (index, future), in task order
     next_index, alone = 0, 0  # alone: how many upcoming tasks run one at a time
     try:
-        while next_index < len(tasks) or in_flight:
+        while tasks.available(next_index) or in_flight:
             try:
-                while next_index < len(tasks) and len(in_flight) < (1 if alone else window):
+                while len(in_flight) < (1 if alone else window) and tasks.available(next_index):
                     in_flight.append((next_index, workers.submit(_guarded_work, work, tasks[next_index])))
                     next_index += 1
                 outcome = in_flight[0][1].result()
@@ -276,6 +315,7 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
                 outcome = Outcome(Result(tasks[first].path, None, None, None, WORKER_DIED), 0.0)
                 next_index = first + 1
             alone = max(0, alone - 1)
+            tasks.release_before(in_flight[0][0] if in_flight else next_index)
             yield outcome
     finally:
         workers.stop()
@@ -283,11 +323,11 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
 
 def run_tasks(tasks: Sequence[Task], settings: Settings, jobs: int = 1,
               detector=None) -> Iterator[Outcome]:
-    """Outcomes in the order of tasks. jobs == 1 runs here (with `detector`
-    if given); jobs > 1 starts min(jobs, len(tasks)) worker processes, which
+    """Outcomes in the order of tasks (a list, or a lazy iterable, read as
+    the work goes). jobs == 1 runs here (with `detector` if given); jobs > 1
+    starts min(jobs, len(tasks)) worker processes (jobs for an iterable), which
     are stopped when the iterator finishes, fails or is closed."""
-    tasks = list(tasks)
-    processes = min(resolve_jobs(jobs), len(tasks))
+    processes = min(resolve_jobs(jobs), len(tasks)) if isinstance(tasks, list) else resolve_jobs(jobs)
     if processes <= 1:
         detector = detector if detector is not None else make_detector(settings)
         for task in tasks:

@@ -21,13 +21,15 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from ..io import atomic, inputs
+from .. import defaults
+from ..io import atomic, inputs, video
 from ..io.atomic import AtomicFile, LineAppender, OutputError
-from .batch import Result, Settings, Task, WorkerStartError, run_tasks
+from .batch import Settings, Task, WorkerStartError, run_tasks
 from ..io.draw import output_name
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
-from .report import Reporter, display
+from ..io.images import IMAGE_EXTENSIONS
+from .report import Reporter, display, plural
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
 
@@ -51,9 +53,13 @@ class DetectOptions:
     output: str | None = None
     bboxdir: str | None = None
     annotate: str | None = None
+    annotate_root: str | None = None  # --annotate mirrors paths relative to this folder
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
+    recursive: bool = True
+    exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
+    every: int = 1  # video frames: every N-th, from frame 0
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
@@ -69,6 +75,13 @@ class Plan:
     already_failed: int = 0
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
+    empty_folders: list = field(default_factory=list)  # named folders that gave no image
+    listed: int = 0  # the whole list's length, before --shard
+    done: dict = field(default_factory=dict)  # --resume: the records already in the file, {path: failed?}
+
+    @property
+    def has_videos(self) -> bool:
+        return any(is_video(item) for item in self.items)
 
 
 # --- choosing ----------------------------------------------------------------------
@@ -91,20 +104,45 @@ def to_stdout(output: str | None) -> bool:
     return output is None or output == "-"
 
 
-def choose_format(fmt: str | None, output: str | None, resume: bool, stdout_kind: str) -> str:
-    """--format, else jsonl with --resume, else json for a file or a terminal,
-    jsonl for a pipe (records stream out as images are done)."""
+def extension_format(output: str) -> str | None:
+    """The format an -o file's extension names (.json, .jsonl/.ndjson, .csv,
+    any case), or None."""
+    return defaults.EXTENSION_FORMATS.get(os.path.splitext(output)[1].lower())
+
+
+def _special_file(path: str) -> bool:
+    """An existing file that is not a regular file (/dev/stdout, a FIFO)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
+    """One rule, whatever stdout is: --format, else -o FILE's extension
+    (.json, .jsonl/.ndjson, .csv), else jsonl (with --resume, on stdout, or
+    into a special file such as /dev/stdout). --format contradicting the
+    extension, or a regular -o file with an unknown extension and no
+    --format, is a UsageProblem."""
+    named = None if to_stdout(output) else extension_format(output)
     if resume:
-        if fmt not in (None, "jsonl"):
-            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
         if to_stdout(output):
             raise UsageProblem("--resume needs -o FILE: the JSONL file to complete")
+        if fmt not in (None, "jsonl"):
+            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
+        if named not in (None, "jsonl"):
+            raise UsageProblem(f"--resume completes a JSONL file, but -o {display(output)} "
+                               f"names a {named} file by its extension")
         return "jsonl"
-    if fmt:
-        return fmt
-    if not to_stdout(output) or stdout_kind in ("terminal", "file"):
-        return "json"
-    return "jsonl"
+    if fmt and named and fmt != named:
+        raise UsageProblem(f"--format {fmt} contradicts -o {display(output)}, whose extension "
+                           f"names {named}: drop --format or change the name")
+    if fmt or named:
+        return fmt or named
+    if to_stdout(output) or _special_file(output):
+        return defaults.DEFAULT_FORMAT
+    raise UsageProblem(f"-o {display(output)}: the extension names no format: end the name in "
+                       f".json, .jsonl, .ndjson or .csv, or give --format")
 
 
 # --- planning ----------------------------------------------------------------------
@@ -117,10 +155,36 @@ def gather(options: DetectOptions, read_stdin) -> list:
         raise UsageProblem("- (the list on stdin) can be given only once")
     if options.null and inputs.STDIN not in paths:
         raise UsageProblem("-0/--null describes the list on stdin: give - as a PATH")
-    items = inputs.unique(inputs.expand(paths, read_stdin, options.null))
+    outputs = tuple(folder for folder in (options.annotate, options.bboxdir) if folder is not None)
+    for path in paths:
+        for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
+            if folder is not None and path != inputs.STDIN and os.path.isdir(path) \
+                    and _identity(path) == _identity(folder):
+                raise UsageProblem(f"{display(path)} is this run's {name} folder: its files are "
+                                   f"outputs, never inputs")
+    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs)
+    empty: list = []
+    try:
+        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty))
+    except inputs.ListError as e:
+        raise UsageProblem(str(e)) from None
     if inputs.STDIN in paths and not items and len(paths) == 1:
         raise UsageProblem("the list on stdin is empty")
-    return items
+    return items, empty
+
+
+def is_video(item) -> bool:
+    return not item.error and video.has_video_extension(item.path)
+
+
+def no_images_message(folder: str, options: DetectOptions) -> str:
+    """What a named folder that gave no image says: where and what was looked for."""
+    looked = " ".join(sorted(IMAGE_EXTENSIONS | video.VIDEO_EXTENSIONS))
+    how = "in it and its subfolders" if options.recursive else "directly in it (--no-recursive)"
+    skipped = "hidden entries" + (", --exclude matches" if options.exclude else "") \
+        + (", this run's output folders" if options.annotate or options.bboxdir else "")
+    return (f"no images in {display(folder)}: looked {how} for {looked} files (any case), "
+            f"skipping {skipped}")
 
 
 def _check_folder_option(name: str, folder: str) -> None:
@@ -128,7 +192,19 @@ def _check_folder_option(name: str, folder: str) -> None:
         raise FileProblem(f"{name} {display(folder)}: exists and is not a folder")
 
 
-def side_targets(items, annotate: str | None, bboxdir: str | None):
+def annotate_name(path: str, root: str | None) -> str:
+    """The annotated copy's path inside the --annotate folder: the input path
+    as given (safe_relative), or, with --annotate-root, relative to that
+    folder. Raises UsageProblem for an image outside the root."""
+    if root is None:
+        return inputs.safe_relative(path)
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        raise UsageProblem(f"--annotate-root {display(root)}: the image {display(path)} is outside it")
+    return inputs.safe_relative(relative)
+
+
+def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None):
     """(annotate_to, bbox_to): where each image's annotated copy and box file
     go. Raises UsageProblem when two images would share a file."""
     annotate_to, bbox_to, owner = {}, {}, {}
@@ -136,7 +212,8 @@ def side_targets(items, annotate: str | None, bboxdir: str | None):
         if item.error:
             continue
         if annotate is not None:
-            target = os.path.join(annotate, output_name(inputs.safe_relative(item.path)))
+            name = annotate_name(item.path, annotate_root)  # a video's: the frames' common start
+            target = os.path.join(annotate, name if is_video(item) else output_name(name))
             if target in owner:
                 raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
                                    f"would both be drawn to {display(target)}")
@@ -230,28 +307,39 @@ def read_done(path: str) -> tuple[dict, int]:
 def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     """The run's images and side-output paths; also the bytes of a torn line
     cut from a resumed file. Raises UsageProblem."""
-    items = gather(options, read_stdin)
+    items, empty = gather(options, read_stdin)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
             _check_folder_option(name, folder)
     if not to_stdout(options.output) and os.path.isdir(options.output):
         raise FileProblem(f"-o {display(options.output)}: is a folder")
-    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir)
-    targets = {t: "--annotate" for t in annotate_to.values()}
-    targets.update({t: "--bboxdir" for t in bbox_to.values()})
+    if options.annotate_root is not None:
+        if options.annotate is None:
+            raise UsageProblem("--annotate-root places --annotate's copies: give --annotate DIR too")
+        if not os.path.isdir(options.annotate_root):
+            raise FileProblem(f"--annotate-root {display(options.annotate_root)}: not a folder")
+    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir, options.annotate_root)
+    videos = {item.path for item in items if is_video(item)}  # their targets are only the frames' stems
+    targets = {t: "--annotate" for path, t in annotate_to.items() if path not in videos}
+    targets.update({t: "--bboxdir" for path, t in bbox_to.items() if path not in videos})
     if not to_stdout(options.output):
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
     refuse_overwriting_inputs(items, targets)
+    listed = len(items)
     if options.shard:
         items = inputs.shard(items, *options.shard)
-    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
+    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed)
     dropped = 0
     if options.resume:
         done, dropped = read_done(options.output)
         plan.items = [item for item in items if item.path not in done]
-        plan.already_done = len(items) - len(plan.items)
-        plan.already_failed = sum(1 for item in items if done.get(item.path))
+        plan.done = done
+        videos = {item.path for item in plan.items if is_video(item)}
+        frames_done = [path for path in done if video.video_of(path) in videos]
+        plan.already_done = len(items) - len(plan.items) + len(frames_done)
+        plan.already_failed = sum(1 for item in items if done.get(item.path)) + \
+            sum(1 for path in frames_done if done[path])
     return plan, dropped
 
 
@@ -408,15 +496,52 @@ def load_detector(settings: Settings, reporter: Reporter):
     return detector
 
 
-def _results_in_order(plan: Plan, outcomes):
-    """(Result, Outcome | None) for every item, in order: unreadable folders
-    interleaved with the images' outcomes."""
+def frame_targets(plan: Plan, item, index: int) -> str | None:
+    """A video frame's side outputs, registered in the plan: the annotated
+    copy DIR/<video>#frame=N.png (PNG: exact pixels, one atomic file per
+    frame) and the box file BOXES/<video stem>#frame=N.txt."""
+    path = video.frame_path(item.path, index)
+    base = plan.annotate_to.get(item.path)
+    if base is not None:
+        plan.annotate_to[path] = f"{base}{video.FRAME_MARK}{index}.png"
+    base = plan.bbox_to.get(item.path)
+    if base is not None:
+        plan.bbox_to[path] = f"{os.path.splitext(base)[0]}{video.FRAME_MARK}{index}.txt"
+    return plan.annotate_to.get(path)
+
+
+def make_tasks(plan: Plan, options: DetectOptions):
+    """The tasks of the run, in order: an image each, a folder that could not
+    be read as its error, a video as its frames (every N-th), decoded here
+    as the tasks are taken, frames already in a resumed file left out."""
     for item in plan.items:
         if item.error:
-            yield Result(item.path, None, None, None, item.error), None
+            yield Task(item.path, error=item.error)
+        elif not is_video(item):
+            yield Task(item.path, plan.annotate_to.get(item.path))
         else:
-            outcome = next(outcomes)
-            yield outcome.result, outcome
+            for frame in video.frames(item.path, options.every, options.settings.max_pixels):
+                if frame.index < 0:  # the video cannot be opened at all
+                    yield Task(item.path, error=frame.error)
+                    continue
+                path = video.frame_path(item.path, frame.index)
+                if path in plan.done:
+                    continue
+                target = frame_targets(plan, item, frame.index)
+                yield Task(path, target if frame.error is None else None, frame.image, frame.index,
+                           frame.time, frame.error)
+
+
+def expected_records(plan: Plan, options: DetectOptions) -> int:
+    """How many records this run should write (a video's frame count is its
+    container's word): the progress bar's total."""
+    total = 0
+    for item in plan.items:
+        if is_video(item):
+            total += max(1, -(-video.frame_count(item.path) // options.every))
+        else:
+            total += 1
+    return total
 
 
 def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
@@ -432,12 +557,19 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
 
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     stdout_kind = stream_kind(sys.stdout)
-    fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
+    fmt_name = choose_format(options.fmt, options.output, options.resume)
     plan, dropped = make_plan(options, read_stdin)
     if dropped:
         reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+    for folder in plan.empty_folders:
+        reporter.message(no_images_message(folder, options))
     if not plan.items and not plan.already_done:
-        reporter.message("no images found")
+        if options.shard and plan.listed:
+            index, count = options.shard
+            reporter.message(f"shard {index}/{count} is empty: the list has "
+                             f"{plural(plan.listed, 'image')} for {count} shards")
+        elif not plan.empty_folders:
+            reporter.message("no images to process")
     detector = load_detector(options.settings, reporter)
     for folder in (options.annotate, options.bboxdir):
         if folder is not None:
@@ -450,8 +582,10 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
-    tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
+    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos)
+    tasks = make_tasks(plan, options)
+    if not plan.has_videos:
+        tasks = list(tasks)
     failures = 0  # this run's; the exit status also counts the resumed file's
     sink = None
     try:
@@ -460,16 +594,17 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                 sink = open_sink(options, fmt_name, stdout_kind)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
-        reporter.start(len(plan.items), plan.already_done, plan.already_failed)
+        reporter.start(expected_records(plan, options), plan.already_done, plan.already_failed)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
-            for result, outcome in _results_in_order(plan, outcomes):
+            for outcome in outcomes:
+                result = outcome.result
                 with interrupts.critical():
-                    problems = write_side_outputs(plan, options, outcome) if outcome else []
+                    problems = write_side_outputs(plan, options, outcome)
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
-                reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+                reporter.image(result, outcome.seconds, problems)
         reporter.stop()
         with interrupts.critical():
             sink.write(fmt.end())

@@ -1,5 +1,7 @@
 """What `mtcnn detect` tells the user on stderr: a progress bar (only on a
-terminal), one line per skipped image, a one-line summary. Never stdout."""
+terminal: images done of all, faces, failures, images per second, and the
+estimated time left, labelled ETA), one line per skipped image, a one-line
+summary. Never stdout."""
 from __future__ import annotations
 
 import os
@@ -42,7 +44,8 @@ def _progress(console, total: int):
             return Text("" if speed is None else f"{speed:.1f} img/s")
 
     return Progress(TextColumn("detecting"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[faces]} faces"), Rate(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[faces]} faces"), TextColumn("{task.fields[failed]} failed"),
+                    Rate(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
 
 
@@ -56,7 +59,7 @@ class Reporter:
         self.want_progress = progress
         self.console = console
         self.bar = self.task = None
-        self.images = self.faces = 0
+        self.images = self.faces = self.failed = 0
         self.already_done = self.already_failed = 0
         self.started = time.perf_counter()
 
@@ -89,10 +92,11 @@ class Reporter:
             console = self.console or Console(stderr=True)
             self.bar = _progress(console, total)
             self.bar.start()
-            self.task = self.bar.add_task("detect", total=total, faces=0)
+            self.task = self.bar.add_task("detect", total=total, faces=0, failed=0)
 
     def image(self, result, seconds: float, problems=()) -> None:
         self.images += 1
+        self.failed += result.error is not None or bool(problems)
         if result.error is not None:
             self._line(f"{PREFIX}skipped {display(result.path)}: {result.error}")
         else:
@@ -102,7 +106,7 @@ class Reporter:
         for problem in problems:
             self._line(PREFIX + problem)
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, faces=self.faces)
+            self.bar.update(self.task, advance=1, faces=self.faces, failed=self.failed)
 
     def stop(self) -> None:
         if self.bar is not None:

@@ -1,0 +1,120 @@
+"""Video files as inputs: their frames as OpenCV's VideoCapture decodes them
+(the frames OpenFace's own video tools see), one record per frame.
+
+A frame's path is the video's path with `#frame=N` appended (N from 0), which
+is stable from run to run and is what --resume, the records and the annotated
+copies are keyed on. Its time is N / the container's nominal frame rate, in
+seconds (None when the container gives no rate).
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .images import _silenced_stderr, os_reason
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
+                              ".wmv", ".flv", ".ts", ".mts"})
+FRAME_MARK = "#frame="
+
+
+def has_video_extension(name: str) -> bool:
+    """True for names ending in one of VIDEO_EXTENSIONS, in any case."""
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def frame_path(video: str, index: int) -> str:
+    """`clip.mp4#frame=120`: the stable path of a frame's record."""
+    return f"{video}{FRAME_MARK}{index}"
+
+
+def video_of(path: str) -> str | None:
+    """The video a frame path belongs to (None for other paths)."""
+    video, mark, index = path.rpartition(FRAME_MARK)
+    return video if mark and index.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame: its index (from 0), its time in seconds (or None), and the
+    image (uint8 BGR), or None and an error when the video cannot be used
+    from this frame on."""
+    index: int
+    time: float | None
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+def _time(index: int, fps: float) -> float | None:
+    return round(index / fps, 6) if fps > 0 else None
+
+
+def open_video(path: str):
+    """(capture, frames per second, frame count the container announces, or 0).
+    Raises ValueError with a short reason."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise ValueError(os_reason(e)) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size == 0:
+        raise ValueError("empty file")
+    with _silenced_stderr():
+        capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError("cannot be opened as a video (unknown format or codec)")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return capture, (fps if fps and fps > 0 else 0.0), (int(count) if count and count > 0 else 0)
+
+
+def frame_count(path: str) -> int:
+    """The frame count the container announces (0 when unknown or unreadable)."""
+    try:
+        capture, _, count = open_video(path)
+    except ValueError:
+        return 0
+    capture.release()
+    return count
+
+
+def frames(path: str, every: int = 1, max_pixels: int | None = None) -> Iterator[Frame]:
+    """Frames 0, every, 2 every, ... of the video, decoded in order. A video
+    that cannot be opened gives one Frame with an error (index -1); one that
+    ends before the frame count its container announces (truncated, corrupt)
+    gives the frames before, then a Frame with the error at the break."""
+    try:
+        capture, fps, count = open_video(path)
+    except ValueError as e:
+        yield Frame(-1, None, None, str(e))
+        return
+    index = 0
+    try:
+        while True:
+            wanted = index % every == 0
+            with _silenced_stderr():
+                ok, image = capture.read() if wanted else (capture.grab(), None)
+            if not ok:
+                break
+            if wanted:
+                height, width = image.shape[:2]
+                if max_pixels is not None and width * height > max_pixels:
+                    yield Frame(index, _time(index, fps), None,
+                                f"too large: {width}x{height} is {width * height} pixels, more than the "
+                                f"limit of {max_pixels} (--max-pixels)")
+                    return
+                yield Frame(index, _time(index, fps), image)
+            index += 1
+    finally:
+        capture.release()
+    if count and index < count:
+        yield Frame(index, _time(index, fps), None,
+                    f"the video breaks at frame {index} of the {count} its container announces "
+                    f"(truncated or corrupt); the frames before are kept")

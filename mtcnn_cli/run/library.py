@@ -1,0 +1,135 @@
+"""The Python library's front door: `mtcnn_cli.Detector` and `mtcnn_cli.read_image`.
+
+`Detector` is the port's detector (detector/cascade.py, arrays in BGR, as
+OpenFace takes them) with what a Python user needs around it, none of which
+the port itself may do (it reads no files): the colour order said out loud,
+PIL images, file paths read exactly as `mtcnn detect` reads them, and many
+images at once through the CLI's own batch machinery (worker processes,
+error records, input order).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .. import defaults
+from ..detector.cascade import Detector as PortDetector
+from ..io.images import ImageError, read_image
+from .batch import Result, Settings, Task, _results, process_one, run_tasks
+
+__all__ = ["Detector", "ImageError", "Result", "read_image"]
+
+CHANNELS = ("bgr", "rgb")
+
+
+def is_pil_image(image) -> bool:
+    """Whether image is a PIL image (Pillow is never imported here: an object
+    can only be one if the program imported Pillow already)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(image, pil.Image)
+
+
+def to_bgr(image, channels: str | None):
+    """An array in the detector's order (BGR, grey or BGRA), from an array in
+    `channels` order or a PIL image (converted to RGB by Pillow, then BGR)."""
+    if channels is not None and channels not in CHANNELS:
+        raise ValueError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
+    if is_pil_image(image):
+        if channels not in (None, "rgb"):
+            raise ValueError("a PIL image is RGB by nature: leave channels out (or give 'rgb')")
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        return np.ascontiguousarray(rgb[:, :, ::-1])
+    if channels == "rgb" and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
+        order = [2, 1, 0] + ([3] if image.shape[2] == 4 else [])
+        return np.ascontiguousarray(image[:, :, order])
+    return image
+
+
+class Detector(PortDetector):
+    """OpenFace 2.2's MTCNN face detector, bit for bit.
+
+    Detector(models=None, min_face=60, t1=0.6, t2=0.7, t3=0.7, max_pixels=100_000_000)
+    reads the networks once: models is an OpenFace model folder (or a
+    checkout or install holding one), default $MTCNN_MODELS, else the bundled
+    MIT weights. max_pixels limits the size of the image files it reads.
+
+    detect(image, channels=None) -> list of Face, in the C++'s order. image is
+      - a numpy uint8 array: H x W x 3 in BGR order (OpenFace's, what
+        cv2.imread gives) unless channels="rgb" (what PIL, imageio,
+        matplotlib and the other face libraries give); H x W grey; H x W x 4
+        BGRA (or RGBA with channels="rgb"), alpha ignored. The order matters:
+        RGB read as BGR gives other faces;
+      - a PIL image (when Pillow is installed; it is not a dependency):
+        converted to RGB by Pillow, so channels is left out;
+      - a str or os.PathLike: the file, read exactly as `mtcnn detect` reads it
+        (cv2.imread's pixels, same checks); ImageError if it cannot be used.
+
+    detect_many(images, jobs=1) -> iterator of Result, in input order (see
+    there). A Face has x, y, width, height, confidence, landmarks, and box,
+    corners, left_eye ... mouth_right, to_dict().
+    """
+
+    def __init__(self, models=None, min_face: int = defaults.MIN_FACE, t1: float = defaults.T1,
+                 t2: float = defaults.T2, t3: float = defaults.T3,
+                 max_pixels: int = defaults.MAX_PIXELS):
+        super().__init__(models=models, min_face=min_face, t1=t1, t2=t2, t3=t3)
+        self.models_given = None if models is None else os.fspath(models)
+        self.max_pixels = int(max_pixels)
+
+    def detect(self, image, channels: str | None = None, *, timings: dict | None = None) -> list:
+        """See the class: image an array (BGR, or channels="rgb"), a PIL image
+        or a path. timings (keyword only), if given, accumulates seconds per
+        stage."""
+        if isinstance(image, (str, os.PathLike)):
+            if channels is not None:
+                raise ValueError("channels describes an array: a file is read in its own colours")
+            image = read_image(image, self.max_pixels)
+        return super().detect(to_bgr(image, channels), timings=timings)
+
+    def settings(self, landmarks: bool = True) -> Settings:
+        """What worker processes need to rebuild this detector."""
+        return Settings(self.models_given, self.min_face, self.t1, self.t2, self.t3, self.max_pixels,
+                        landmarks)
+
+    def detect_many(self, images: Iterable, jobs: int = 1, channels: str | None = None,
+                    landmarks: bool = True) -> Iterator[Result]:
+        """Detect faces in many images, yielding one Result per image, in input
+        order (repeats included): Result(path, width, height, faces, error).
+
+        Paths (str or os.PathLike) go through `mtcnn detect`'s own machinery:
+        an unreadable file (missing, not an image, truncated, too large) or a
+        detector failure gives a Result with faces None and error set (the
+        reason `mtcnn detect` prints), and the iteration goes on. jobs > 1 (0:
+        one per CPU) runs that many worker processes, each loading the models
+        once; the results are those of jobs=1. Arrays and PIL images (path
+        None in their Result) are detected in this process, so jobs > 1 takes
+        paths only; a bad array raises ValueError, as detect() does.
+        Closing the iterator (or leaving a for loop) stops the workers."""
+        images = list(images)
+        paths = [isinstance(image, (str, os.PathLike)) for image in images]
+        if jobs != 1 and not all(paths):
+            raise ValueError("detect_many with jobs != 1 takes file paths only (arrays would be "
+                             "copied to every worker): give paths, or jobs=1")
+        if all(paths):
+            if channels is not None:
+                raise ValueError("channels describes arrays: files are read in their own colours")
+            tasks = [Task(os.fspath(path)) for path in images]
+            return _results(run_tasks(tasks, self.settings(landmarks), jobs, self if jobs == 1 else None))
+        return self._each(images, channels, landmarks)
+
+    def _each(self, images, channels, landmarks) -> Iterator[Result]:
+        settings = self.settings(landmarks)
+        for image, is_path in zip(images, (isinstance(i, (str, os.PathLike)) for i in images)):
+            if is_path:
+                yield process_one(self, settings, Task(os.fspath(image))).result
+            else:
+                array = to_bgr(image, channels)
+                faces = super().detect(array)
+                if not landmarks:
+                    faces = [replace(face, landmarks=()) for face in faces]
+                height, width = np.shape(array)[:2]
+                yield Result(None, int(width), int(height), faces, None)
