@@ -216,3 +216,15 @@ def test_crops_read_only_pixels_inside_the_image():
     assert out.shape == (3, 2, 2, 3)
     assert (out[:2] == 0).all()
     assert out[2, 0, 0, 0] == 1  # patch (0, 0) is image pixel (0, 0): 0.5 * (0.5 + 0.5) * 2
+
+
+@pytest.mark.parametrize("cache", ["", "/proc/no-such-folder"])
+def test_a_cache_that_cannot_be_written_is_said_once_per_run(cache, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR=cache)
+    done = subprocess.run([sys.executable, "-c", "from mtcnn_cli.cli import main; main(prog_name='mtcnn')",
+                           "detect", str(ROOT / "fixtures" / "synthetic_faces.png")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count('"faces"') == 1
+    notes = [line for line in done.stderr.splitlines() if "not cached" in line]
+    assert len(notes) == 1 and "MTCNN_CACHE_DIR" in notes[0], done.stderr

@@ -58,11 +58,12 @@ class _Library:
     """The loaded machine code: the entry points as ctypes functions. The
     execution engine owns the code and lives as long as this object."""
 
-    def __init__(self, engine, functions: dict, source: str, seconds: float):
+    def __init__(self, engine, functions: dict, source: str, seconds: float, problem: str | None):
         self.engine = engine
         self.functions = functions
         self.source = source  # "cache" or "compiled"
         self.seconds = seconds
+        self.problem = problem  # why compiled code could not be cached, if it could not
 
 
 _lock = threading.Lock()
@@ -141,10 +142,10 @@ def _read_entry(path: Path):
         return None
 
 
-def _write_entry(path: Path, header: dict, code: bytes) -> None:
+def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
     """Best effort (the cache is an optimisation): the entry appears whole or not
     at all, readable and writable by its owner alone, in a folder only its owner
-    may write."""
+    may write. Returns why it could not be written, or None."""
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -157,8 +158,8 @@ def _write_entry(path: Path, header: dict, code: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(temp, path)
         temp = None
-    except OSError:
-        pass
+    except OSError as e:
+        return f"cannot write {path.parent}: {e.strerror or e}"
     finally:
         if temp is not None:
             try:
@@ -243,13 +244,12 @@ def library() -> _Library:
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
             path = _cache_file(cache_key(cpu, features))
             entry = _read_entry(path) if path is not None else None
-            source = "cache"
+            source, problem = "cache", None
             if entry is None:
                 entry, source = _compile(llvm, cpu, features), "compiled"
-                if path is not None:
-                    _write_entry(path, *entry)
+                problem = _write_entry(path, *entry) if path is not None else "MTCNN_CACHE_DIR is empty"
             engine, functions = _load(llvm, cpu, features, *entry)
-            loaded = _Library(engine, functions, source, time.perf_counter() - start)
+            loaded = _Library(engine, functions, source, time.perf_counter() - start, problem)
             _check_fma(loaded)
             _library = loaded
     return _library

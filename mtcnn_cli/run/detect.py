@@ -492,6 +492,9 @@ def load_detector(settings: Settings, reporter: Reporter):
     how = ("compiled them for this machine: once per install and CPU kind"
            if kernels.source == "compiled" else "read from the cache")
     reporter.verbose(f"readied the compiled kernels in {ready - imported:.3f} s ({how})")
+    if kernels.problem:
+        reporter.message(f"the compiled kernels were not cached ({kernels.problem}): every run compiles "
+                         f"them again, {ready - imported:.0f} s; set MTCNN_CACHE_DIR to a folder of yours")
     reporter.verbose(f"loaded the models ({display(source)}) in {loaded - ready:.3f} s")
     return detector
 
