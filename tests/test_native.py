@@ -70,52 +70,80 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(warm_cache, tmp_path):
     assert probe(folder)["source"] == "cache"
 
 
-@pytest.mark.parametrize("cut", [10, 200])
+def readable(entry: Path) -> bool:
+    """Whether the loader would use this entry (without compiling to find out)."""
+    return native._read_entry(entry) is not None
+
+
+def test_the_warm_entry_is_readable(warm_cache, tmp_path):
+    assert readable(entries(copy_of(warm_cache, tmp_path))[0])
+
+
+@pytest.mark.parametrize("cut", [0, 10, 200, -1])
 def test_a_truncated_entry_is_not_used(warm_cache, tmp_path, cut):
-    folder = copy_of(warm_cache, tmp_path)
-    entry = entries(folder)[0]
+    entry = entries(copy_of(warm_cache, tmp_path))[0]
     entry.write_bytes(entry.read_bytes()[:cut])
-    assert probe(folder)["source"] == "compiled"
+    assert not readable(entry)
 
 
 def test_an_entry_others_may_write_is_not_used(warm_cache, tmp_path):
-    folder = copy_of(warm_cache, tmp_path)
-    entries(folder)[0].chmod(0o666)
-    assert probe(folder)["source"] == "compiled"
+    entry = entries(copy_of(warm_cache, tmp_path))[0]
+    entry.chmod(0o620)
+    assert not readable(entry)
+    entry.chmod(0o602)
+    assert not readable(entry)
 
 
-def test_an_entry_in_a_folder_others_may_write_is_not_used(warm_cache, tmp_path):
+def test_an_entry_in_a_folder_others_may_write_is_not_used_and_the_folder_is_made_private(warm_cache, tmp_path):
     folder = copy_of(warm_cache, tmp_path)
+    (entry,) = entries(folder)
     (folder / "kernels").chmod(0o777)
-    assert probe(folder)["source"] == "compiled"
-    assert not (folder / "kernels").stat().st_mode & 0o022  # our own folder: made private again
-    assert probe(folder)["source"] == "cache"
+    assert not readable(entry)
+    header, code = native._read_entry(entries(warm_cache)[0])
+    assert native._write_entry(entry, header, code) is None  # what a compiling run does next
+    assert not (folder / "kernels").stat().st_mode & 0o077
+    assert readable(entry)
 
 
-def test_the_entry_is_private_whatever_the_umask(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR=str(tmp_path / "cache"))
-    code = "import os; os.umask(0); " + PROBE
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    (entry,) = entries(tmp_path / "cache")
+def test_the_entry_is_private_whatever_the_umask(warm_cache, tmp_path):
+    header, code = native._read_entry(entries(warm_cache)[0])
+    entry = tmp_path / "cache" / "kernels" / "kernels-x.bin"
+    old = os.umask(0)
+    try:
+        assert native._write_entry(entry, header, code) is None
+    finally:
+        os.umask(old)
     assert not entry.stat().st_mode & 0o077 and not entry.parent.stat().st_mode & 0o077
+    assert readable(entry)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
 def test_an_entry_owned_by_another_user_is_not_used(warm_cache, tmp_path):
-    folder = copy_of(warm_cache, tmp_path)
-    os.chown(entries(folder)[0], 65534, 65534)
-    assert probe(folder)["source"] == "compiled"
+    entry = entries(copy_of(warm_cache, tmp_path))[0]
+    os.chown(entry, 65534, 65534)
+    assert not readable(entry)
 
 
-def test_a_symlinked_entry_is_not_followed(warm_cache, tmp_path):
-    folder = copy_of(warm_cache, tmp_path)
-    entry = entries(folder)[0]
+def test_a_symlinked_or_hard_linked_entry_is_not_used(warm_cache, tmp_path):
+    entry = entries(copy_of(warm_cache, tmp_path))[0]
     elsewhere = tmp_path / "elsewhere.bin"
     entry.rename(elsewhere)
     entry.symlink_to(elsewhere)
-    assert probe(folder)["source"] == "compiled"
+    assert not readable(entry)
+    entry.unlink()
+    os.link(elsewhere, entry)
+    assert not readable(entry)
+
+
+def test_a_kernels_folder_that_is_a_link_is_not_used_nor_written(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    (entry,) = entries(folder)
+    header, code = native._read_entry(entry)
+    (folder / "kernels").rename(tmp_path / "real")
+    (folder / "kernels").symlink_to(tmp_path / "real")
+    assert not readable(entry)
+    problem = native._write_entry(entry, header, code)
+    assert problem and str(folder / "kernels") in problem
 
 
 def test_no_cache_compiles_in_the_process(tmp_path):
@@ -182,6 +210,10 @@ def test_checked_weights_and_windows_cannot_change():
     for array in (weights.matrix, weights.slopes, windows.offsets, windows.blocks):
         with pytest.raises(ValueError):
             array[...] = 7
+        with pytest.raises(ValueError):
+            array.setflags(write=True)
+    with pytest.raises(AttributeError):
+        windows.reach = 10**12
 
 
 def test_max_pool_arguments_that_do_not_fit_are_refused():
@@ -210,7 +242,7 @@ def test_crops_read_only_pixels_inside_the_image():
     # taps far outside the image (as a hostile or broken box could give) read zeros, never memory
     image = np.ones((4, 5, 3), np.float32)
     boxes = np.array([[-10**9, 2, 3, 3], [2, 10**12, 3, 3], [1, 1, 3, 3]], np.int64)
-    far = np.array([[0, 10**15], [-5, 3], [0, 1]], np.int64)
+    far = np.array([[0, 10**11], [-5, 3], [0, 1]], np.int64)
     half = np.full((3, 2), 0.5, np.float32)
     out = native.crop_linear(image, boxes, far, far, half, half, far, far, half, half)
     assert out.shape == (3, 2, 2, 3)
@@ -228,3 +260,52 @@ def test_a_cache_that_cannot_be_written_is_said_once_per_run(cache, tmp_path):
     assert done.stdout.count('"faces"') == 1
     notes = [line for line in done.stderr.splitlines() if "not cached" in line]
     assert len(notes) == 1 and "MTCNN_CACHE_DIR" in notes[0], done.stderr
+
+
+@pytest.mark.parametrize("bad", [np.array([[2**62, 0, 3, 3]], np.int64), np.array([[-2**63, 0, 3, 3]], np.int64)])
+def test_crops_refuse_places_whose_arithmetic_could_overflow(bad):
+    taps = np.zeros((1, 2), np.int64)
+    half = np.full((1, 2), 0.5, np.float32)
+    with pytest.raises(ValueError):
+        native.crop_linear(np.ones((4, 5, 3), np.float32), bad, taps, taps, half, half, taps, taps, half, half)
+
+
+@pytest.mark.parametrize("sizes", [(2**63 + 3, 1, 2**65 + 2, 1, 2, 2), (3, 1, np.int64(2**61 + 1), 1, 1, 5),
+                                   (2, 2, 2, 2, 0, 2), (2.0, 2, 2, 2, 2, 2)])
+def test_max_pool_refuses_sizes_whose_arithmetic_could_overflow(sizes):
+    with pytest.raises((ValueError, TypeError)):
+        native.max_pool(np.zeros((2, 1, 5, 5), np.float32), *sizes)
+
+
+def test_outputs_must_be_writable():
+    x, w, b = np.zeros((2, 32), np.float32), np.zeros((32, 4), np.float32), np.zeros(4, np.float32)
+    out = np.frombuffer(bytes(32), np.float32).reshape(2, 4)
+    with pytest.raises(ValueError):
+        native.gemv_lanes(x, w, b, out)
+    with pytest.raises(ValueError):
+        native.sums_double(np.zeros((32, 2), np.float32), w.astype(np.float64),
+                           np.frombuffer(bytes(64), np.float64).reshape(4, 2))
+
+
+def test_the_ctypes_prototypes_match_the_compiled_signatures():
+    from numba import types
+
+    from mtcnn_cli.detector import kernels
+    assert set(native._PROTOTYPES) == set(kernels.ENTRY_POINTS)
+    for name, signature in kernels.ENTRY_POINTS.items():
+        kinds = ["pointer" if isinstance(t, types.CPointer) else "int" for t in signature.args]
+        want = ["pointer" if p is native._P else "int" for p in native._PROTOTYPES[name]]
+        assert kinds == want, name
+        assert all(t == types.int64 for t in signature.args if not isinstance(t, types.CPointer)), name
+
+
+def test_a_header_that_names_no_entry_points_is_compiled_again(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    entry = entries(folder)[0]
+    data = entry.read_bytes()
+    magic, header, code = data.split(b"\n", 2)
+    fields = json.loads(header)
+    fields["symbols"] = {name: "no_such_symbol" for name in fields["symbols"]}
+    entry.write_bytes(magic + b"\n" + json.dumps(fields).encode() + b"\n" + code)
+    assert probe(folder)["source"] == "compiled"
+    assert probe(folder)["source"] == "cache"

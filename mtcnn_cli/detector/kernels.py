@@ -1,7 +1,7 @@
 """The detector's arithmetic kernels: every dot product of the three networks,
 in the exact order of operations of the C++ reference build.
 
-Each kernel is a plain loop compiled once (numba, cached on disk), whose
+Each kernel is a plain loop, compiled once (see below), whose
 summation order is stated in its docstring and does not depend on the CPU, on
 the size of a batch or on which images share it: every output is computed on
 its own, from +0, by IEEE float32 fused multiply-adds (`fma`, one rounding) or
@@ -10,9 +10,10 @@ such chains side by side. See ../shared/docs/openface-mtcnn.md, section 4.
 
 The kernels are compiled to machine code once per install and machine, then
 loaded without numba (detector/native.py); this module is imported only to
-compile them, and by tests. Every kernel takes its scratch space as arguments
-and nothing in it can raise (no allocation, no bounds checks, numpy's error
-model), so the compiled code needs nothing from numba at run time.
+compile them. Every kernel takes its scratch space as arguments and nothing in
+it raises in use (no allocation, no bounds checks, numpy's error model; the
+one raise path numba adds, a zero range step, the callers rule out), so the
+compiled code needs nothing from numba at run time.
 
 Feature maps here are planar: a float32 (C, L) array, one row per map, each
 map the N images of a batch laid end to end, each image row by row.

@@ -10,17 +10,20 @@ with raw pointers: every shape, type and reach is checked here, because the
 loops have no bounds checks.
 
 A cache entry is one file: a header (format, the entry points' symbols, the
-symbols to resolve) and the object code. Its name is a digest of everything
-the code depends on: kernels.py, numba, llvmlite, Python and this CPU's name
-and features. An entry is used only when the user owns it and nobody else can
-write it or its folder (it is code we run), and only when its own digest
-matches; otherwise the kernels are compiled again and the entry replaced.
+symbols to resolve) and the object code. Its name is a digest of what the code
+depends on: kernels.py and this module, numba, llvmlite, numpy, Python, numba's
+environment settings, and this CPU's name and features. An entry is used only
+when it and its folder are the user's own and nobody else can write them (it is
+code we run; both are checked on the open descriptors, never followed links),
+and only when it is whole (a digest of the code); otherwise, or when it fails
+to load, the kernels are compiled again and the entry replaced.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import json
+import operator
 import os
 import stat
 import sys
@@ -36,6 +39,8 @@ MAGIC = b"mtcnn-cli kernels v1\n"
 # first-level cache (float32, all output maps).
 TILE_BYTES = 32 << 10
 LANES = 16  # kernels.LANES: the 16 interleaved chains of the fully connected layers
+_SIZE_LIMIT = 1 << 31  # window sizes, strides and output sizes: no index arithmetic can overflow
+_PLACE_LIMIT = 1 << 40  # crop boxes' corners and taps: the same
 
 _P = ctypes.c_void_p
 _N = ctypes.c_int64
@@ -81,12 +86,12 @@ def _llvm():
 
 
 def _package_versions() -> str:
-    """numba's and llvmlite's versions, from their dist-info folders (importing
-    numba to ask would cost what this module saves)."""
+    """numba's, llvmlite's and numpy's versions, from their dist-info folders
+    (importing numba to ask would cost what this module saves)."""
     import importlib.util
 
     names = []
-    for package in ("numba", "llvmlite"):
+    for package in ("numba", "llvmlite", "numpy"):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             names.append(f"{package}-missing")
@@ -97,9 +102,12 @@ def _package_versions() -> str:
 
 
 def cache_key(cpu: str, features: str) -> str:
+    """A digest of everything the compiled code depends on (see the module's docstring)."""
+    here = Path(__file__)
+    settings = "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("NUMBA_"))
     digest = hashlib.sha256()
-    for part in (Path(__file__).with_name("kernels.py").read_bytes(), _package_versions().encode(),
-                 sys.version.encode(), cpu.encode(), features.encode(), MAGIC):
+    for part in (here.with_name("kernels.py").read_bytes(), here.read_bytes(), _package_versions().encode(),
+                 sys.version.encode(), settings.encode(), cpu.encode(), features.encode(), MAGIC):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:32]
 
@@ -111,27 +119,38 @@ def _cache_file(key: str) -> Path | None:
     return None if root is None else root / "kernels" / f"kernels-{key}.bin"
 
 
-def _trusted(path: Path) -> bool:
-    """Ours, and writable by nobody else: the file and its folder."""
+def _private(info: os.stat_result) -> bool:
+    """The user's own, and writable by nobody else."""
     if not hasattr(os, "getuid"):
         return True
-    for p in (path, path.parent):
-        info = os.lstat(p)
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return False
-    return stat.S_ISREG(os.lstat(path).st_mode)
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _open_folder(folder: Path) -> int:
+    """A descriptor of the folder itself (never a link to one). Raises OSError."""
+    return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
 
 
 def _read_entry(path: Path):
-    """(header, object code), or None when the entry is missing, not trusted or
-    damaged."""
+    """(header, object code), or None when the entry is missing, not the
+    user's own and private (file and folder), or not whole."""
+    folder = None
     try:
-        if not _trusted(path):
+        folder = _open_folder(path.parent)
+        if not _private(os.fstat(folder)):
             return None
-        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        if os.open in os.supports_dir_fd:
+            fd = os.open(path.name, flags, dir_fd=folder)
+        else:
+            fd = os.open(path, flags)
+        with open(fd, "rb") as f:
+            info = os.fstat(fd)
+            if not (stat.S_ISREG(info.st_mode) and _private(info) and info.st_nlink == 1):
+                return None
             if f.read(len(MAGIC)) != MAGIC:
                 return None
-            header = json.loads(f.readline())
+            header = json.loads(f.readline(1 << 16))
             code = f.read(int(header["size"]) + 1)
         if len(code) != header["size"] or hashlib.sha256(code).hexdigest() != header["sha256"]:
             return None
@@ -140,17 +159,24 @@ def _read_entry(path: Path):
         return header, code
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
     """Best effort (the cache is an optimisation): the entry appears whole or not
     at all, readable and writable by its owner alone, in a folder only its owner
     may write. Returns why it could not be written, or None."""
-    temp = None
+    temp = folder = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if os.lstat(path.parent).st_mode & 0o022 and os.lstat(path.parent).st_uid == os.getuid():
-            os.chmod(path.parent, 0o700)
+        folder = _open_folder(path.parent)
+        info = os.fstat(folder)
+        if not _private(info) and hasattr(os, "getuid") and info.st_uid == os.getuid():
+            os.fchmod(folder, 0o700)  # our own kernels folder, made with a lax umask
+        elif not _private(info):
+            return f"{path.parent} is not a private folder of yours"
         fd, temp = tempfile.mkstemp(prefix=".kernels-", suffix=".tmp", dir=path.parent)  # mode 0600
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + json.dumps(header).encode() + b"\n" + code)
@@ -161,11 +187,14 @@ def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
     except OSError as e:
         return f"cannot write {path.parent}: {e.strerror or e}"
     finally:
+        if folder is not None:
+            os.close(folder)
         if temp is not None:
             try:
                 os.unlink(temp)
             except OSError:
                 pass
+    return None
 
 
 # --- compiling (numba) and loading (llvmlite) ------------------------------------------
@@ -176,9 +205,10 @@ def _compile(llvm, cpu: str, features: str):
     from . import kernels
 
     entries = kernels.compile_entry_points()
+    context = llvm.create_context()  # not LLVM's global one, which numba uses under its own lock
     module = None
     for entry in entries.values():
-        part = llvm.parse_assembly(entry.inspect_llvm())
+        part = llvm.parse_assembly(entry.inspect_llvm(), context=context)
         if module is None:
             module = part
         else:
@@ -219,7 +249,7 @@ def _resolve(llvm, names) -> None:
 def _load(llvm, cpu: str, features: str, header: dict, code: bytes):
     _resolve(llvm, header["undefined"])
     machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features)
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly("", context=llvm.create_context()), machine)
     engine.add_object_file(llvm.ObjectFileRef.from_data(code))
     engine.finalize_object()
     functions = {}
@@ -244,11 +274,17 @@ def library() -> _Library:
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
             path = _cache_file(cache_key(cpu, features))
             entry = _read_entry(path) if path is not None else None
-            source, problem = "cache", None
-            if entry is None:
+            source, problem, loaded = "cache", None, None
+            if entry is not None:
+                try:
+                    loaded = _load(llvm, cpu, features, *entry)
+                except (KernelError, KeyError, TypeError, ValueError, RuntimeError):
+                    loaded = None  # a damaged header: compile again
+            if loaded is None:
                 entry, source = _compile(llvm, cpu, features), "compiled"
                 problem = _write_entry(path, *entry) if path is not None else "MTCNN_CACHE_DIR is empty"
-            engine, functions = _load(llvm, cpu, features, *entry)
+                loaded = _load(llvm, cpu, features, *entry)
+            engine, functions = loaded
             loaded = _Library(engine, functions, source, time.perf_counter() - start, problem)
             _check_fma(loaded)
             _library = loaded
@@ -274,18 +310,18 @@ def check_fma() -> None:
 
 # --- the kernels, with their arguments checked ------------------------------------------
 
-def _need(array: np.ndarray, dtype, ndim: int, what: str) -> None:
+def _need(array: np.ndarray, dtype, ndim: int, what: str, written: bool = False) -> None:
     if (not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != ndim
-            or not array.flags.c_contiguous):
+            or not array.flags.c_contiguous or (written and not array.flags.writeable)):
         raise ValueError(f"{what}: need a C-contiguous {ndim}-D {np.dtype(dtype)} array, got "
                          f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    """A private, read-only copy: what was checked stays true."""
-    array = np.array(array, order="C", copy=True)
-    array.setflags(write=False)
-    return array
+    """A copy over immutable bytes, which nothing can make writable again: what
+    was checked stays true."""
+    array = np.ascontiguousarray(array)
+    return np.frombuffer(array.tobytes(), array.dtype).reshape(array.shape)
 
 
 class ConvWeights:
@@ -315,7 +351,7 @@ class ConvWindows:
     first input (c*L + ky*W + kx); blocks [0, ..., K], strictly increasing.
     Kept as read-only int64 copies, with their addresses."""
 
-    __slots__ = ("offsets", "blocks", "n_cols", "reach", "_addresses")
+    __slots__ = ("offsets", "blocks", "_n_cols", "_reach", "_addresses")
 
     def __init__(self, offsets: np.ndarray, blocks: np.ndarray):
         offsets = _frozen(np.asarray(offsets, np.int64).reshape(-1))
@@ -325,9 +361,18 @@ class ConvWindows:
             raise ValueError(f"conv: negative window offsets {offsets.min()}")
         if len(blocks) < 2 or blocks[0] != 0 or blocks[-1] != n_cols or (np.diff(blocks) <= 0).any():
             raise ValueError(f"conv: blocks {blocks.tolist()} do not split {n_cols} columns")
-        self.offsets, self.blocks, self.n_cols = offsets, blocks, n_cols
-        self.reach = int(offsets.max()) if len(offsets) else 0  # the farthest read past a window's start
+        self.offsets, self.blocks, self._n_cols = offsets, blocks, n_cols
+        self._reach = int(offsets.max()) if len(offsets) else 0
         self._addresses = (offsets.ctypes.data, blocks.ctypes.data)
+
+    @property
+    def n_cols(self) -> int:
+        return self._n_cols
+
+    @property
+    def reach(self) -> int:
+        """The farthest read past a window's first input."""
+        return self._reach
 
 
 _scratch = threading.local()
@@ -374,9 +419,9 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
 def gemv_lanes(x, weights, biases, out):
     """kernels.gemv_lanes: x (N, F), weights (F, O) with F a multiple of 16,
     biases (O,), out (N, O), all float32. Returns out."""
-    for array, ndim, what in ((x, 2, "fc input"), (weights, 2, "fc weights"), (biases, 1, "fc biases"),
-                              (out, 2, "fc out")):
+    for array, ndim, what in ((x, 2, "fc input"), (weights, 2, "fc weights"), (biases, 1, "fc biases")):
         _need(array, np.float32, ndim, what)
+    _need(out, np.float32, 2, "fc out", written=True)
     n_rows, n_in = x.shape
     n_out = weights.shape[1]
     if weights.shape[0] != n_in or n_in % LANES or biases.shape != (n_out,) or out.shape != (n_rows, n_out):
@@ -393,7 +438,7 @@ def sums_double(columns, weights, out):
     out (O, P) float64. Returns out."""
     _need(columns, np.float32, 2, "double sums columns")
     _need(weights, np.float64, 2, "double sums weights")
-    _need(out, np.float64, 2, "double sums out")
+    _need(out, np.float64, 2, "double sums out", written=True)
     n_in, n_items = columns.shape
     n_out = weights.shape[1]
     if weights.shape[0] != n_in or out.shape != (n_out, n_items):
@@ -410,6 +455,10 @@ def max_pool(maps, kx: int, ky: int, sx: int, sy: int, oh: int, ow: int):
     start inside the maps. Returns (C, N, oh, ow)."""
     if not (isinstance(maps, np.ndarray) and maps.dtype == np.float32 and maps.ndim == 4):
         raise ValueError(f"max_pool: need (C, N, H, W) float32 maps, got {getattr(maps, 'shape', maps)}")
+    kx, ky, sx, sy, oh, ow = (operator.index(v) for v in (kx, ky, sx, sy, oh, ow))
+    if not all(1 <= v <= _SIZE_LIMIT for v in (kx, ky, sx, sy, oh, ow)):
+        raise ValueError(f"max_pool: window {kx}x{ky}, stride {sx}x{sy}, output {oh}x{ow}: "
+                         f"each must be 1 to {_SIZE_LIMIT}")
     c, n, h, w = maps.shape
     steps = [s // 4 for s in maps.strides]
     if (maps.strides[3] != 4 or any(s % 4 or s < 0 for s in maps.strides) or min(kx, ky, sx, sy) < 1
@@ -442,6 +491,9 @@ def crop_linear(pixels, boxes, rows0, rows1, wrow0, wrow1, cols0, cols1, wcol0, 
             raise ValueError(f"crop taps: {array.shape} for {n_boxes} boxes of size {size}")
     if channels != 3 or boxes.shape != (n_boxes, 4):
         raise ValueError(f"crops: image {pixels.shape}, boxes {boxes.shape}, taps {rows0.shape}")
+    if any(a.size and (a.min() < -_PLACE_LIMIT or a.max() > _PLACE_LIMIT)
+           for a in (boxes, rows0, rows1, cols0, cols1)):
+        raise ValueError(f"crops: a box or tap lies beyond {_PLACE_LIMIT} pixels")
     out = np.empty((n_boxes, size, size, 3), np.float32)
     if out.size:
         library().functions["crop_linear"](
