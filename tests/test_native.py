@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,17 @@ def test_the_entry_is_private_whatever_the_umask(warm_cache, tmp_path):
         os.umask(old)
     assert not entry.stat().st_mode & 0o077 and not entry.parent.stat().st_mode & 0o077
     assert readable(entry)
+
+
+def test_a_write_removes_temporaries_of_killed_writes_only(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    (entry,) = entries(folder)
+    old, fresh = folder / "kernels" / ".kernels-old.tmp", folder / "kernels" / ".kernels-new.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert native._write_entry(entry, *native._read_entry(entry)) is None
+    assert not old.exists() and fresh.exists() and readable(entry)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")

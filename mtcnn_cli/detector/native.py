@@ -184,6 +184,7 @@ def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
             os.fsync(f.fileno())
         os.replace(temp, path)
         temp = None
+        _remove_stale_temporaries(path.parent)
     except OSError as e:
         return f"cannot write {path.parent}: {e.strerror or e}"
     finally:
@@ -195,6 +196,18 @@ def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
             except OSError:
                 pass
     return None
+
+
+def _remove_stale_temporaries(folder: Path, age: float = 3600.0) -> None:
+    """Temporary files of writes killed midway (an hour old: no write takes that
+    long). Entries for other keys stay: a home folder shared by machines of
+    several CPU kinds holds one entry for each."""
+    for temp in folder.glob(".kernels-*.tmp"):
+        try:
+            if time.time() - os.lstat(temp).st_mtime > age:
+                temp.unlink()
+        except OSError:
+            pass
 
 
 # --- compiling (numba) and loading (llvmlite) ------------------------------------------
