@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 from ..io import atomic, inputs
-from ..io.atomic import AtomicFile, LineAppender, OutputError
+from ..io.atomic import AtomicFile, LineAppender, OutputError, OutputLock
 from .batch import Result, Settings, Task, WorkerStartError, run_tasks
 from ..io.draw import output_name
 from .interrupt import Interrupts
@@ -227,9 +227,9 @@ def read_done(path: str) -> tuple[dict, int]:
     return done, dropped
 
 
-def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
-    """The run's images and side-output paths; also the bytes of a torn line
-    cut from a resumed file. Raises UsageProblem."""
+def make_plan(options: DetectOptions, read_stdin) -> Plan:
+    """The run's images and side-output paths (for --resume, all of them:
+    see resume_plan). Raises UsageProblem."""
     items = gather(options, read_stdin)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
@@ -245,14 +245,18 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     refuse_overwriting_inputs(items, targets)
     if options.shard:
         items = inputs.shard(items, *options.shard)
-    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
-    dropped = 0
-    if options.resume:
-        done, dropped = read_done(options.output)
-        plan.items = [item for item in items if item.path not in done]
-        plan.already_done = len(items) - len(plan.items)
-        plan.already_failed = sum(1 for item in items if done.get(item.path))
-    return plan, dropped
+    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
+
+
+def resume_plan(plan: Plan, options: DetectOptions) -> int:
+    """--resume: leave out of plan the images already in -o FILE (read under
+    the run's lock); returns the bytes of a torn line cut from FILE."""
+    done, dropped = read_done(options.output)
+    items = plan.items
+    plan.items = [item for item in items if item.path not in done]
+    plan.already_done = len(items) - len(plan.items)
+    plan.already_failed = sum(1 for item in items if done.get(item.path))
+    return dropped
 
 
 # --- where records go ------------------------------------------------------------------
@@ -290,36 +294,37 @@ class StdoutSink:
 
 
 class FileSink:
-    """-o FILE: a temporary file renamed over FILE at the end. When stopped
-    early, JSONL (keep_partial) keeps the completed lines; JSON and CSV leave
-    FILE as it was."""
+    """-o FILE as one document (json, csv): a temporary file renamed over FILE
+    at the end; when stopped early, FILE is left as it was."""
 
-    def __init__(self, path: str, keep_partial: bool):
+    def __init__(self, path: str, lock: OutputLock):
         self.file = AtomicFile(path, "wb")
-        self.keep_partial = keep_partial
+        self.lock = lock
 
     def write(self, text: str) -> None:
         self.file.write(_encode(text))
         self.file.flush()
 
     def finish(self) -> None:
-        self.file.commit()
+        try:
+            self.file.commit()
+        finally:
+            self.lock.release()
 
     def abort(self) -> None:
-        if self.keep_partial:
-            try:
-                self.file.commit()
-                return
-            except OutputError:
-                pass
         self.file.discard()
+        self.lock.abandon()
 
 
-class AppendSink:
-    """--resume: whole lines appended to FILE, one write() each."""
+class LineSink:
+    """-o FILE as JSONL: whole lines written to FILE itself, one write() each,
+    so a killed run keeps every record it finished (and --resume completes
+    it). Without --resume FILE is emptied first."""
 
-    def __init__(self, path: str):
-        self.appender = LineAppender(path)
+    def __init__(self, path: str, lock: OutputLock, resume: bool):
+        fd = lock.fd if lock.fd >= 0 and lock.writable else None
+        self.appender = LineAppender(path, fd=fd, truncate=not resume)
+        self.lock = lock
 
     def write(self, text: str) -> None:
         if text:
@@ -327,16 +332,46 @@ class AppendSink:
 
     def finish(self) -> None:
         self.appender.close()
+        self.lock.release()
 
-    abort = finish
+    def abort(self) -> None:
+        self.appender.close()
+        self.lock.abandon()
 
 
-def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str):
-    if options.resume:
-        return AppendSink(options.output)
+def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str, lock: OutputLock | None):
     if to_stdout(options.output):
         return StdoutSink(hold=fmt_name == "json" or stdout_kind == "terminal")
-    return FileSink(options.output, keep_partial=fmt_name == "jsonl")
+    if fmt_name == "jsonl":
+        return LineSink(options.output, lock, options.resume)
+    return FileSink(options.output, lock)
+
+
+def hold_output(options: DetectOptions, reporter: Reporter) -> OutputLock | None:
+    """Lock -o FILE for this run (exit 2 when another run holds it), and deal
+    with the temporary files a killed run of ours left beside it: with
+    --resume and no FILE, the largest is adopted as FILE; the others go."""
+    if to_stdout(options.output) or os.path.isdir(options.output):
+        return None  # a folder is refused by make_plan
+    try:
+        lock = OutputLock(options.output)
+    except OutputError as e:
+        raise FileProblem(f"-o {e}") from None
+    if lock.in_place or lock.fd < 0:
+        return lock
+    temps = atomic.stale_temps(lock.target)
+    if temps and options.resume and lock.created:
+        try:
+            lock.adopt(temps[0])
+            reporter.message(f"resuming {display(options.output)} from {display(temps[0])}, "
+                             f"which a killed run left")
+        except OSError:
+            pass
+    removed = lock.remove_stale_temps()
+    if removed:
+        reporter.message(f"removed {removed} temporary file{'s' * (removed > 1)} a killed run left "
+                         f"beside {display(options.output)}")
+    return lock
 
 
 # --- side outputs -----------------------------------------------------------------------
@@ -432,23 +467,30 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     stdout_kind = stream_kind(sys.stdout)
     fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
-    plan, dropped = make_plan(options, read_stdin)
-    if dropped:
-        reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
-    if not plan.items and not plan.already_done:
-        reporter.message("no images found")
-    detector = load_detector(options.settings, reporter)
-    for folder in (options.annotate, options.bboxdir):
-        if folder is not None:
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as e:
-                raise FileProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
-    return stdout_kind, fmt_name, plan, detector
+    plan = make_plan(options, read_stdin)
+    lock = hold_output(options, reporter)
+    try:
+        dropped = resume_plan(plan, options) if options.resume else 0
+        if dropped:
+            reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+        if not plan.items and not plan.already_done:
+            reporter.message("no images found")
+        detector = load_detector(options.settings, reporter)
+        for folder in (options.annotate, options.bboxdir):
+            if folder is not None:
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as e:
+                    raise FileProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
+    except BaseException:
+        if lock is not None:
+            lock.abandon()
+        raise
+    return stdout_kind, fmt_name, plan, detector, lock
 
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
-    stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
+    stdout_kind, fmt_name, plan, detector, lock = _prepare(options, read_stdin, reporter)
     fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
     failures = 0  # this run's; the exit status also counts the resumed file's
@@ -456,7 +498,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     try:
         with interrupts.critical():
             try:
-                sink = open_sink(options, fmt_name, stdout_kind)
+                sink = open_sink(options, fmt_name, stdout_kind, lock)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
         reporter.start(len(plan.items), plan.already_done, plan.already_failed)
@@ -475,7 +517,8 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
             sink.finish()
     except (OutputError, BrokenPipeError, WorkerStartError) as e:
         interrupts.depth += 1
-        sink.abort()
+        if sink is not None:
+            sink.abort()
         reporter.stop()
         reporter.message("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
         return EXIT_SKIPPED
@@ -486,5 +529,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         raise
     finally:
         reporter.stop()
+        if lock is not None and sink is None:
+            lock.abandon()
     reporter.summary(failures)
     return EXIT_SKIPPED if failures or plan.already_failed else EXIT_OK

@@ -1,0 +1,190 @@
+"""Issue 11: outputs never destroy anything, a second run on one output is
+refused, a killed JSONL run keeps what it finished. Through CliRunner with the
+stand-in detector, and in real processes with the real one where a kill is
+the point."""
+import json
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from mtcnn_cli.io.atomic import OutputLock
+
+from .cli_support import one_line_error
+from .detect_support import StandInDetector, expected_faces, make_image, stand_in  # noqa: F401
+from .test_cli_detect import detect, jsonl, photos  # noqa: F401
+from .test_cli_detect_process import _start, batch_folder, records, run  # noqa: F401
+
+
+# --- item 1: what -o names is written, never replaced when it is not a regular file --------
+
+def test_output_to_a_character_device_stays_a_device(photos, stand_in):
+    try:
+        os.mknod("fakedev", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    for fmt in ("json", "jsonl", "csv"):
+        result = detect("photos", "--format", fmt, "-o", "fakedev")
+        assert result.exit_code == 0, result.stderr
+        assert stat.S_ISCHR(os.lstat("fakedev").st_mode)
+    assert sorted(os.listdir()) == ["fakedev", "photos"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_output_to_a_fifo_reaches_its_reader(photos, stand_in, fmt):
+    os.mkfifo("pipe")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open("pipe", "rb").read()), daemon=True)
+    reader.start()
+    result = detect("photos", "--format", fmt, "-o", "pipe")
+    reader.join(20)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(os.lstat("pipe").st_mode)
+    text = got[0].decode()
+    paths = [r["path"] for r in jsonl(text)] if fmt == "jsonl" else \
+        [i["path"] for i in json.loads(text)["images"]]
+    assert len(paths) == 4
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_output_through_a_symlink_writes_the_file_it_names(photos, stand_in, fmt):
+    os.mkdir("results")
+    open("results/out", "w").write("old")
+    os.symlink("results/out", "link")
+    result = detect("photos", "--format", fmt, "-o", "link")
+    assert result.exit_code == 0, result.stderr
+    assert os.path.islink("link")
+    assert open("results/out").read() != "old" and "photos/a.png" in open("results/out").read()
+    assert sorted(os.listdir("results")) == ["out"]
+
+
+# --- item 3: one run per output ------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--format", "jsonl"], ["--resume"], ["--format", "json"],
+                                  ["--format", "csv"]])
+def test_an_output_another_run_holds_is_refused(photos, stand_in, args):
+    theirs = "" if "--resume" in args else "theirs\n"
+    open("out", "w").write(theirs)
+    os.symlink("out", "link")
+    held = OutputLock("out")
+    try:
+        for name in ("out", "link"):
+            result = detect("photos", *args, "-o", name)
+            line = one_line_error(result, name, "another run")
+            assert line.startswith(f"mtcnn: -o {name}: ")
+        assert stand_in.calls == []
+        assert open("out").read() == theirs
+    finally:
+        held.release()
+    assert detect("photos", *args, "-o", "out").exit_code == 0  # released: free again
+    OutputLock("out").release()  # and released again by the run
+
+
+def test_a_refused_run_leaves_no_file_where_there_was_none(photos, stand_in):
+    held = OutputLock("new.jsonl")  # creates it, empty
+    try:
+        one_line_error(detect("photos", "--resume", "-o", "new.jsonl"), "another run")
+    finally:
+        held.abandon()
+    assert not os.path.exists("new.jsonl")
+
+
+def test_output_lock_follows_renames_and_links(tmp_path):
+    out = tmp_path / "out.json"
+    out.write_text("x")
+    first = OutputLock(out)
+    fresh = tmp_path / "fresh"
+    fresh.write_text("y")
+    os.replace(fresh, out)  # the path now names another file: that one is free
+    second = OutputLock(out)
+    assert second.fd >= 0
+    with pytest.raises(Exception, match="another run"):
+        OutputLock(out)
+    first.release()
+    second.release()
+
+
+def test_two_resumed_runs_at_once_give_each_image_once(batch_folder, tmp_path):
+    """Real processes: the second run starts while the first holds the output."""
+    out = tmp_path / "out.jsonl"
+    first = _start([batch_folder, "--resume", "-o", out, "-v"], tmp_path, None)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = run(batch_folder, "--resume", "-o", out, cwd=tmp_path)
+    first.communicate(timeout=300)
+    if first.returncode is not None and second.returncode == 2:
+        assert b"another run" in second.stderr
+    paths = [r["path"] for r in records(out)]
+    assert len(paths) == len(set(paths)) == 13
+
+
+# --- item 4: JSONL goes to -o line by line; a killed run keeps its records ------------------
+
+def test_jsonl_records_are_in_the_output_while_the_run_goes_on(photos, stand_in, monkeypatch):
+    seen = []
+
+    def detect_and_look(self, image):
+        StandInDetector.calls.append(image.shape)
+        if len(StandInDetector.calls) == 3:
+            seen.append(open("out.jsonl").read())
+            seen.append(sorted(os.listdir()))
+        return expected_faces(1)
+
+    monkeypatch.setattr(StandInDetector, "detect", detect_and_look)
+    assert detect("photos", "--format", "jsonl", "-o", "out.jsonl").exit_code == 0
+    assert [r["path"] for r in jsonl(seen[0])] == photos[:2]
+    assert seen[1] == ["out.jsonl", "photos"]  # no temporary file beside it
+
+
+def test_a_plain_jsonl_run_replaces_an_older_file(photos, stand_in):
+    open("out.jsonl", "w").write("an older run's records\n" * 100)
+    assert detect("photos", "--format", "jsonl", "-o", "out.jsonl").exit_code == 0
+    assert [r["path"] for r in jsonl(open("out.jsonl").read())] == photos
+
+
+def test_resume_adopts_the_temporary_file_of_a_killed_run(photos, stand_in):
+    whole = detect("photos", "--format", "jsonl").stdout
+    lines = whole.splitlines(keepends=True)
+    open(".out.jsonl.k1ll3d_x.tmp", "w").write(lines[0] + lines[1])  # what an older version left
+    open(".out.jsonl.0ld3r_xx.tmp", "w").write(lines[0])
+    stand_in.calls.clear()
+    result = detect("photos", "--resume", "-o", "out.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert open("out.jsonl").read() == whole
+    assert len(stand_in.calls) == 2
+    assert sorted(os.listdir()) == ["out.jsonl", "photos"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_stale_temporary_files_beside_an_output_are_removed(photos, stand_in, fmt):
+    open(".out.abcdefgh.tmp", "w").write("left by a kill")
+    open(".other.abcdefgh.tmp", "w").write("not this output's")
+    assert detect("photos", "--format", fmt, "-o", "out").exit_code == 0
+    assert sorted(os.listdir()) == [".other.abcdefgh.tmp", "out", "photos"]
+
+
+def test_a_killed_jsonl_run_keeps_its_records_and_resume_finishes_it(batch_folder, tmp_path):
+    reference = tmp_path / "reference.jsonl"
+    assert run(batch_folder, "--format", "jsonl", "-o", reference, cwd=tmp_path).returncode == 1
+    out = tmp_path / "out.jsonl"
+    marker = uuid.uuid4().hex
+    process = _start([batch_folder, "--format", "jsonl", "-o", out], tmp_path, marker)
+    deadline = time.monotonic() + 120
+    while len(records(out) if out.exists() and out.read_bytes().endswith(b"\n") else []) < 2 \
+            and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    kept = records(out)
+    assert len(kept) >= 2 and kept == records(reference)[:len(kept)]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    finished = run(batch_folder, "--resume", "-o", out, cwd=tmp_path)
+    assert finished.returncode == 1  # broken.jpg
+    assert f"({len(kept)} done before" in finished.stderr.decode()
+    assert records(out) == records(reference)
