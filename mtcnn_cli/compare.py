@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -738,6 +739,28 @@ def report(c: Comparison) -> dict:
         "ref_errors": [{"path": i.path, "error": i.error} for i in c.ref_errors],
         "only_in_ours": [i.path for i in c.only_ours],
     }
+
+
+def refuse_report_over_inputs(report_path, paths, models=None) -> None:
+    """CompareError (exit 2, before anything is compared) when --report FILE
+    is one of the files compare reads: REF, OURS (a bbox folder's files),
+    images, model files (models: the --models choice)."""
+    from .detector.models import model_files
+    from .io.inputs import file_identity, overwritten_input
+
+    if report_path is None or not os.path.lexists(report_path):
+        return
+    sources = {}
+    for path in [p for p in paths if p is not None] + (model_files(models) if models is not False else []):
+        path = Path(path)
+        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        for file in files:
+            key = file_identity(file)
+            if key is not None:
+                sources.setdefault(key, str(file))
+    found = overwritten_input({report_path: "--report"}, sources)
+    if found:
+        raise CompareError(f"--report {found[1]} would overwrite {found[2]}, which compare reads")
 
 
 def write_report(path: Path, data: dict) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from mtcnn_cli.io.atomic import OutputLock
 
-from .cli_support import one_line_error
+from .cli_support import one_line_error, usage_error
 from .detect_support import StandInDetector, expected_faces, make_image, stand_in  # noqa: F401
 from .test_cli_detect import detect, jsonl, photos  # noqa: F401
 from .test_cli_detect_process import _start, batch_folder, records, run  # noqa: F401
@@ -188,3 +188,51 @@ def test_a_killed_jsonl_run_keeps_its_records_and_resume_finishes_it(batch_folde
     assert finished.returncode == 1  # broken.jpg
     assert f"({len(kept)} done before" in finished.stderr.decode()
     assert records(out) == records(reference)
+
+
+# --- item 2: no output is ever one of the run's inputs -----------------------------------
+
+def _model_folder(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "MTCNN_detector.txt").write_text("PNet PNet.dat\nRNet RNet.dat\nONet ONet.dat\n")
+    for name in ("PNet", "RNet", "ONet"):
+        (folder / f"{name}.dat").write_bytes(b"weights of " + name.encode())
+    return folder
+
+
+@pytest.mark.parametrize("option", ["-o", "--bboxdir"])
+def test_an_output_over_a_model_file_is_refused(photos, stand_in, tmp_path, option):
+    folder = _model_folder(tmp_path)
+    target = ["-o", folder / "ONet.dat"] if option == "-o" else ["--bboxdir", folder]
+    if option == "--bboxdir":
+        (folder / "a.txt").symlink_to(folder / "ONet.dat")  # photos/a.png's box file
+    result = detect("photos", "--models", folder, *target)
+    line = result.stderr.strip()
+    assert result.exit_code == 2 and "would overwrite the model file" in line and "ONet.dat" in line, line
+    assert (folder / "ONet.dat").read_bytes() == b"weights of ONet"
+    assert stand_in.calls == []
+
+
+def test_an_output_over_a_model_file_from_the_environment_is_refused(photos, stand_in, tmp_path,
+                                                                       monkeypatch):
+    folder = _model_folder(tmp_path)
+    monkeypatch.setenv("MTCNN_MODELS", str(folder))
+    result = detect("photos", "-o", folder / "MTCNN_detector.txt")
+    assert result.exit_code == 2 and "would overwrite the model file" in result.stderr
+    assert (folder / "MTCNN_detector.txt").read_text().startswith("PNet PNet.dat")
+
+
+def test_an_output_over_the_list_read_from_stdin_is_refused(photos, tmp_path):
+    """A real process: stdin is the list file itself."""
+    (tmp_path / "list.txt").write_text("photos/a.png\nphotos/b.JPG\n")
+    with open(tmp_path / "list.txt", "rb") as listing:
+        done = subprocess.run(command_line("-", "-o", "list.txt"), stdin=listing, cwd=tmp_path,
+                              capture_output=True, timeout=300)
+    usage_error(done, "detect", "-o would overwrite the list read from stdin (as list.txt)")
+    assert (tmp_path / "list.txt").read_text() == "photos/a.png\nphotos/b.JPG\n"
+
+
+def command_line(*args):
+    from .test_cli_detect_process import command
+    return command(*args)

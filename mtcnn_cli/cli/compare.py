@@ -71,12 +71,13 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
 
     overrides = {"min_face": min_face, "t1": t1, "t2": t2, "t3": t3}
     try:
+        cmp.refuse_report_over_inputs(report_path, [ref_path, ours_path], models)
         ref = cmp.read_detections(ref_path, cpp_format)
         if ours_path is not None:
             check_no_run_options(overrides, models, jobs, images_dir, root)
             ours = cmp.read_detections(ours_path)
         else:
-            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
+            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path)
         result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance)
     except cmp.CompareError as e:
         fail(str(e))
@@ -94,8 +95,9 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     click.get_current_context().exit(0 if result.passed else 1)
 
 
-def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
-    """Our detector on REF's images; CompareError for a bad model folder or parameters."""
+def run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path=None):
+    """Our detector on REF's images; CompareError for a bad model folder or
+    parameters, or a --report that is one of the images."""
     if ref.format == "bboxdir" and images_dir is None:
         raise cmp.CompareError(f"{ref.source}: a bbox folder lists no image files: give --images DIR")
     for option, folder in (("--images", images_dir), ("--root", root)):
@@ -104,6 +106,7 @@ def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
     from ..detector.datfile import ModelError
 
     files = cmp.image_files(ref, root, images_dir)
+    cmp.refuse_report_over_inputs(report_path, [f for f, _ in files if f is not None])
     try:
         with progress_bar(len(files)) as step:
             return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs,

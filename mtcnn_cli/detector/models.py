@@ -549,6 +549,23 @@ def bundled_models() -> MTCNNModels:
     return models
 
 
+def model_files(models=None) -> list[Path]:
+    """The files a model folder choice (`models`, else $MTCNN_MODELS) reads:
+    its MTCNN_detector.txt and the network files it names; [] for the bundled
+    weights or a folder that cannot be used (loading it says why). Used to
+    refuse an output that would overwrite one of them."""
+    if models is None or os.fspath(models) == "":
+        models = os.environ.get("MTCNN_MODELS") or None
+    if models is None:
+        return []
+    try:
+        folder = find_model_folder(models)
+        listed = read_detector_list(folder / DETECTOR_LIST)
+    except ModelError:
+        return []
+    return [folder / DETECTOR_LIST, *listed.values()]
+
+
 def load_models(models=None) -> MTCNNModels:
     """The networks from `models` (a model folder, or a checkout/install holding
     one), else from $MTCNN_MODELS, else the bundled weights. Raises ModelError."""

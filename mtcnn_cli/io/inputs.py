@@ -11,6 +11,7 @@ an item with an error, and the walk goes on.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -124,3 +125,35 @@ def bbox_name(path: str) -> str:
     """OpenFace's bounding-box file name for an image: the file name with its
     extension replaced by .txt (FaceLandmarkImg -fdir DIR -bboxdir BOXES)."""
     return os.path.splitext(os.path.basename(path))[0] + ".txt"
+
+
+def file_identity(path) -> tuple | None:
+    """(device, inode) of the file `path` names (links followed), None when
+    there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def stream_identity(stream) -> tuple | None:
+    """(device, inode) of a stream's file when it is a regular file (stdin
+    redirected from a list, say), else None."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
+def overwritten_input(outputs: dict, sources: dict) -> tuple[str, str, str] | None:
+    """outputs: output path -> its option (e.g. "-o"); sources: input
+    identity (file_identity) -> what it is (e.g. "the model file M"). The
+    first (option, path, input) where an existing output is an input, or
+    None."""
+    for path, option in outputs.items():
+        key = file_identity(path)
+        if key is not None and key in sources:
+            return option, os.fspath(path), sources[key]
+    return None

@@ -171,23 +171,40 @@ def refuse_colliding_output(output: str, targets: dict) -> None:
             raise UsageProblem(f"-o {display(output)} is also a {name} output")
 
 
-def refuse_overwriting_inputs(items, targets: dict) -> None:
+def input_sources(items, settings: Settings, list_from_stdin: bool) -> dict:
+    """Every file this run reads, by identity: the images, the model files,
+    the list on stdin when it is redirected from a file."""
+    from ..detector.models import model_files
+
+    sources = {}
+    for path in model_files(settings.models):
+        key = inputs.file_identity(path)
+        if key is not None:
+            sources.setdefault(key, f"the model file {display(os.fspath(path))}")
+    if list_from_stdin:
+        key = inputs.stream_identity(sys.stdin)
+        if key is not None:
+            sources.setdefault(key, "the list read from stdin")
+    for item in items:
+        if not item.error:
+            key = inputs.file_identity(item.path)
+            if key is not None:
+                sources.setdefault(key, f"the input image {display(item.path)}")
+    return sources
+
+
+def refuse_overwriting_inputs(items, targets: dict, settings: Settings | None = None,
+                              list_from_stdin: bool = False) -> None:
     """targets: output path -> option name. Raises UsageProblem when an
-    existing output path is one of the input images (same file)."""
+    existing output is a file the run reads: an image, a model file, the
+    list on stdin (the same file, whatever the path)."""
     existing = {path: name for path, name in targets.items() if os.path.lexists(path)}
     if not existing:
         return
-    images = {}
-    for item in items:
-        if not item.error:
-            key = _identity(item.path)
-            if key is not None:
-                images.setdefault(key, item.path)
-    for path, name in existing.items():
-        key = _identity(path)
-        if key in images:
-            raise UsageProblem(f"{name} would overwrite the input image {display(images[key])} "
-                               f"(as {display(path)})")
+    found = inputs.overwritten_input(existing, input_sources(items, settings or Settings(), list_from_stdin))
+    if found:
+        option, path, source = found
+        raise UsageProblem(f"{option} would overwrite {source} (as {display(path)})")
 
 
 RECORD_START = b'{"path": '  # how every JSONL record we write begins
@@ -242,7 +259,7 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     if not to_stdout(options.output):
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
-    refuse_overwriting_inputs(items, targets)
+    refuse_overwriting_inputs(items, targets, options.settings, inputs.STDIN in options.paths)
     if options.shard:
         items = inputs.shard(items, *options.shard)
     return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
