@@ -66,22 +66,63 @@ class DetectionSet:
 # --------------------------------------------------------------------------- readers
 
 
+MAX_SET_BYTES = 1 << 31  # 2 GiB: a REF of 250,000 images is about 100 MB
+
+
 def read_detections(path: Path, fmt: str | None = None) -> DetectionSet:
-    """Read a set of detections; fmt one of FORMATS, or None to detect it."""
+    """Read a set of detections; fmt one of FORMATS, or None to detect it.
+    Whatever the file holds, a problem is a CompareError naming it."""
     path = Path(path)
-    if fmt == "bboxdir" or (fmt is None and path.is_dir()):
-        return read_bbox_folder(path)
-    text = read_text(path)
-    fmt = fmt or sniff_format(path, text)
-    reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
-    return reader(path, text)
+    try:
+        if fmt == "bboxdir" or (fmt is None and path.is_dir()):
+            return read_bbox_folder(path)
+        text = read_text(path)
+        fmt = fmt or sniff_format(path, text)
+        reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
+        return reader(path, text)
+    except RecursionError:
+        raise CompareError(f"{path}: nested too deeply (not a detection file)") from None
+    except MemoryError:
+        raise CompareError(f"{path}: too large for the memory left") from None
+    except csv.Error as e:
+        raise CompareError(f"{path}: not a readable CSV: {e}") from None
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: not valid JSON: {describe_json_error(e)}") from None
+    except (ValueError, OverflowError) as e:  # e.g. an integer of more than 4300 digits
+        raise CompareError(f"{path}: {unquoted(e)}") from None
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def read_capped(f, path: Path) -> bytes:
+    """A text file's bytes, at most MAX_SET_BYTES, read in blocks so that a
+    device (/dev/zero) or a binary file is refused at its first block of NUL
+    bytes instead of filling the memory."""
+    blocks, total = [], 0
+    while True:
+        block = f.read(1 << 24)
+        if not block:
+            return b"".join(blocks)
+        if b"\0" in block:
+            raise CompareError(f"{path}: not a text file (holds NUL bytes)")
+        total += len(block)
+        if total > MAX_SET_BYTES:
+            raise CompareError(f"{path}: larger than {MAX_SET_BYTES >> 30} GiB, more than any detection file")
+        blocks.append(block)
+
+
+def unquoted(error: Exception) -> str:
+    """An exception's message cut to one short clause."""
+    return str(error).split(";")[0][:200]
 
 
 def read_text(path: Path) -> str:
     if path.is_dir():
         raise CompareError(f"{path}: is a folder, not a file (an OpenFace bbox folder? use --cpp-format bboxdir)")
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = read_capped(f, path)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise CompareError(f"{path}: no such file") from None
     except UnicodeDecodeError:
@@ -277,6 +318,8 @@ def checked_number(path: Path, where: str, name: str, value) -> float:
     what = f"{where}: {name}" if where.startswith("line") else f"{where}.{name}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CompareError(f"{path}: wrong schema: {what} is a {json_type(value)}, expected a number")
+    if isinstance(value, int) and abs(value) > 1e300:
+        raise CompareError(f"{path}: {what} is an integer too large for any coordinate")
     if not math.isfinite(value):
         raise CompareError(f"{path}: {what} is {value} (not a finite number)")
     if name.startswith(("width", "height")) and value < 0:

@@ -63,3 +63,58 @@ def test_report_over_a_model_file_is_refused(tmp_path, stand_in):
     one_line_error(run("--cpp", ref, "--models", models, "--report", models / "O.dat"), "O.dat",
                    "would overwrite")
     assert (models / "O.dat").read_bytes() == b"w"
+
+
+# --- item 10: hostile REF/OURS files are one line, exit 2 -----------------------------------
+
+GOOD_IMAGE = '{"path": "a.jpg", "width": 100, "height": 80, "faces": [{"x": 1, "y": 2, "width": 3, "height": 4, "confidence": 0.9}]}'
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def hostile_files():
+    """(name, content) of files that once gave tracebacks."""
+    huge, digits = str(10 ** 400), "9" * 5000
+    yield "huge-int-box.json", '{"images": [' + GOOD_IMAGE.replace('"x": 1', f'"x": {huge}') + "]}"
+    yield "digits-box.json", '{"images": [' + GOOD_IMAGE.replace('"x": 1', f'"x": {digits}') + "]}"
+    yield "huge-int-params.json", '{"params": {"min_face": ' + huge + '}, "images": [' + GOOD_IMAGE + "]}"
+    yield "digits-params.json", '{"params": {"t1": ' + digits + '}, "images": [' + GOOD_IMAGE + "]}"
+    yield "huge-width.json", '{"images": [' + GOOD_IMAGE.replace('"width": 100', f'"width": {huge}') + "]}"
+    yield "deep-top.json", DEEP
+    yield "deep-images.json", '{"images": ' + DEEP + "}"
+    yield "deep-face.json", '{"images": [' + GOOD_IMAGE.replace('"x": 1', f'"x": {DEEP}') + "]}"
+    yield "deep-line.jsonl", GOOD_IMAGE + "\n" + '{"path": "b.jpg", "faces": ' + DEEP + "}\n"
+    yield "digits-line.jsonl", GOOD_IMAGE + "\n" + GOOD_IMAGE.replace('"a.jpg"', '"b.jpg"').replace(
+        '"x": 1', f'"x": {digits}') + "\n"
+    yield "wide-field.csv", "path,face,x,y,width,height,confidence,error\n" + '"' + "a" * 200_000 + '",,,,,,,\n'
+    yield "nul.json", "{\0}"
+
+
+@pytest.mark.parametrize("name,content", list(hostile_files()), ids=[n for n, _ in hostile_files()])
+@pytest.mark.parametrize("side", ["REF", "OURS"])
+def test_hostile_detection_files_are_one_line(tmp_path, name, content, side):
+    bad = tmp_path / name
+    bad.write_text(content)
+    good = write_json(tmp_path / "good.json", {"images": [json.loads(GOOD_IMAGE)]})
+    args = ["--cpp", bad, good] if side == "REF" else ["--cpp", good, bad]
+    one_line_error(run(*args), name)
+
+
+def test_a_path_component_too_long_is_one_line(tmp_path):
+    one_line_error(run("--cpp", tmp_path / ("x" * 300)), "x" * 300, "too long")
+
+
+def test_a_device_as_ref_is_one_line_at_once(tmp_path):
+    one_line_error(run("--cpp", "/dev/zero"), "/dev/zero", "not a text file")
+
+
+def test_a_device_as_ref_under_a_memory_limit(tmp_path):
+    """A real process with 1.5 GB of address space: no MemoryError traceback."""
+    import subprocess
+    import sys
+
+    from .test_cli_detect_process import ROOT
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1500 << 20, 1500 << 20)); "
+            "from mtcnn_cli.cli import main; main(['compare', '--cpp', '/dev/zero'], prog_name='mtcnn')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    one_line_error(done, "/dev/zero")
