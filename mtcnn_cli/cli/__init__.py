@@ -1,11 +1,14 @@
 """The `mtcnn` command: one module per subcommand."""
-import click
+from ..run import interrupt
 
-from .. import __version__
-from .common import CONTEXT, Group
+with interrupt.program_signals():  # a Ctrl-C while importing: one line, no traceback
+    import click
+
+    from .. import __version__
+    from .common import CONTEXT, Program
 
 
-@click.group(cls=Group, context_settings=CONTEXT)
+@click.group(cls=Program, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mtcnn")
 def main():
     """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from .common import CONTEXT, Command, fail, usage_error
+from ..run import interrupt
+from .common import CONTEXT, Command, fail, silence_stdout, usage_error
 
 
 
@@ -64,8 +65,9 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
       1  some image differs, is missing, or could not be read; or the
          comparison ran but --report FILE could not be written
       2  nothing was compared: unreadable or malformed REF/OURS, unknown
-         format, bad option
-      130  interrupted
+         format, bad option, a --report that is a file compare reads
+      130  interrupted (143 for SIGTERM)
+      141  stdout's reader went away (| head)
     """
     from .. import compare as cmp
 
@@ -82,16 +84,25 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     except cmp.CompareError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", interrupt.exit_status())
     try:
         if report_path is not None:
             cmp.write_report(report_path, cmp.report(result))
     except cmp.CompareError as e:
         fail(str(e), 1)  # the comparison ran: an output failed, as in detect
     except KeyboardInterrupt:
-        fail("interrupted", 130)
-    cmp.print_summary(result)
-    click.echo(cmp.verdict(result))
+        fail("interrupted", interrupt.exit_status())
+    try:
+        cmp.print_summary(result)
+    except OSError:  # stderr closed or full: the table is lost, the verdict is not
+        pass
+    try:
+        click.echo(cmp.verdict(result))
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # stdout on a full disk
+        silence_stdout()
+        fail(f"cannot write to stdout: {e.strerror or e}", 1)
     click.get_current_context().exit(0 if result.passed else 1)
 
 

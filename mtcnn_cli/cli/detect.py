@@ -3,14 +3,14 @@
 Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
 that `mtcnn --help` stays fast and `-v` can time them."""
 import math
-import os
 import sys
 import time
 
 import click
 
 from .. import __version__, defaults
-from .common import CONTEXT, Command, fail, usage_error
+from ..run import interrupt
+from .common import CLOSED_AT_START, CONTEXT, Command, fail, silence_stdout, usage_error
 
 
 class Threshold(click.ParamType):
@@ -65,9 +65,12 @@ Exit status:
        or an output failed while being written
   2    nothing was processed: bad option, no PATH, unusable model folder,
        an output that cannot be created (its folder missing), outputs
-       that would collide or overwrite an input
-  130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
-       (json, csv) or holds every completed record (jsonl)
+       that would collide or overwrite an input (images, model files,
+       the list on stdin), an output another run is writing, stdout
+       closed with no -o
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a json or csv -o
+       file is left as it was; a jsonl one holds every completed record
+  141  stdout's reader went away (| head): stopped quietly
 """
 
 
@@ -134,12 +137,14 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
     started = time.perf_counter()
     if quiet and verbose:
         usage_error("-q/--quiet and -v/--verbose exclude each other")
+    if 1 in CLOSED_AT_START and output in (None, "-"):
+        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
     try:
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..run.report import Reporter
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", interrupt.exit_status())
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -156,25 +161,14 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
         usage_error(str(e))
     except Exception as e:  # a bug or an unforeseen system error: one line, no traceback
         fail(f"stopped by an unexpected error: {type(e).__name__}: {e}", 1)
-    if status == 1 and _stdout_closed():
-        _silence_stdout()
+    if status != 0 and _stdout_failed():
+        silence_stdout()
     ctx.exit(status)
 
 
-def _stdout_closed() -> bool:
+def _stdout_failed() -> bool:
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:  # a closed pipe, a full disk
         return True
     return False
-
-
-def _silence_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so that the
-    interpreter's final flush does not complain."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass

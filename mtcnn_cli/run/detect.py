@@ -9,7 +9,8 @@ calls run_detect, which returns the exit status:
     2    nothing was processed: bad option or PATH list, unusable model
          folder, an output that cannot be created (its folder missing),
          outputs that would collide or overwrite an input
-    130  interrupted (Ctrl-C or SIGTERM)
+    130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM
+    141  stdout was closed by its reader (`| head`): no message
 """
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ from ..io import atomic, inputs
 from ..io.atomic import AtomicFile, LineAppender, OutputError, OutputLock
 from .batch import Result, Settings, Task, WorkerStartError, run_tasks
 from ..io.draw import output_name
+from . import interrupt
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
 from .report import Reporter, display
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), quietly
 
 
 class UsageProblem(Exception):
@@ -293,8 +296,13 @@ class StdoutSink:
 
     def _emit(self, text: str) -> None:
         if text:
-            self.stream.write(_encode(text))
-            self.stream.flush()
+            try:
+                self.stream.write(_encode(text))
+                self.stream.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:  # /dev/full, an I/O error
+                raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
 
     def write(self, text: str) -> None:
         if self.hold:
@@ -478,7 +486,7 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
         except KeyboardInterrupt:
             reporter.stop()
             reporter.message(f"interrupted after {reporter.images} images")
-            return EXIT_INTERRUPTED
+            return interrupt.exit_status()
 
 
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
@@ -537,7 +545,9 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         if sink is not None:
             sink.abort()
         reporter.stop()
-        reporter.message("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
+        if isinstance(e, BrokenPipeError):  # `| head`: quiet, as Unix tools are
+            return EXIT_PIPE_CLOSED
+        reporter.message(str(e))
         return EXIT_SKIPPED
     except BaseException:  # Ctrl-C, or anything unexpected: no temporary file left behind
         interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short

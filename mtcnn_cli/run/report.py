@@ -62,10 +62,15 @@ class Reporter:
 
     # one line each
     def _line(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
-        else:
-            click.echo(message, err=True)
+        """A line on stderr; lost, not fatal, when stderr cannot be written
+        (closed, a full disk): the exit status still tells."""
+        try:
+            if self.bar is not None:
+                self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(message, err=True)
+        except OSError:
+            pass
 
     def verbose(self, message: str) -> None:
         if self.is_verbose:
