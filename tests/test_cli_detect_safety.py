@@ -236,3 +236,72 @@ def test_an_output_over_the_list_read_from_stdin_is_refused(photos, tmp_path):
 def command_line(*args):
     from .test_cli_detect_process import command
     return command(*args)
+
+
+# --- item 5: --resume checks what it finds ---------------------------------------------------
+
+def test_one_image_under_three_spellings_is_one_image(photos, stand_in, tmp_path):
+    absolute = str(tmp_path / "photos" / "a.png")
+    result = detect("photos/a.png", "./photos/a.png", absolute, "photos/sub/../a.png")
+    assert result.exit_code == 0 and len(jsonl(result.stdout)) == 1
+
+
+def test_resume_knows_an_image_under_another_spelling(photos, stand_in, tmp_path):
+    assert detect("./photos/a.png", "photos/b.JPG", "--resume", "-o", "out.jsonl").exit_code == 0
+    stand_in.calls.clear()
+    absolute = str(tmp_path / "photos" / "b.JPG")
+    result = detect("photos/a.png", absolute, "photos/sub/c.jpg", "--resume", "-o", "out.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert len(stand_in.calls) == 1  # c.jpg only
+    assert len(jsonl(open("out.jsonl").read())) == 3
+
+
+@pytest.mark.parametrize("line", [
+    '{"path": 5}',
+    '{"path": "photos/a.png", "label": "cat"}',
+    '{"path": "photos/a.png"}',
+    '{"path": "photos/a.png", "width": 1, "height": 1, "faces": "none"}',
+    '{"path": "photos/a.png", "width": 1, "height": 1, "faces": [{"x": 1}]}',
+    '{"path": "photos/a.png", "width": true, "height": 1, "faces": []}',
+    '{"path": "photos/a.png", "width": 1, "height": 1, "error": 3}',
+    '{"path": "photos/a.png", "width": 1, "height": 1, "faces": [], "error": "x"}',
+    '[1, 2]',
+    '{"path": "a.png", "width": 1, "height": 1, "faces": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"path": "photos/a.png", "width": ' + "9" * 5000 + ', "height": 1, "faces": []}',
+])
+def test_resume_refuses_lines_that_are_not_our_records(photos, stand_in, line):
+    open("out.jsonl", "w").write(line + "\n")
+    one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "line 1")
+    assert open("out.jsonl").read() == line + "\n"
+    assert stand_in.calls == []
+
+
+@pytest.mark.parametrize("option,value,named", [
+    ("--min-face", 20, "min_face 60 there, 20 now"), ("--t1", 0.5, "t1 0.6 there, 0.5 now"),
+    ("--t3", 0.9, "t3 0.7 there, 0.9 now")])
+def test_resume_with_other_parameters_is_refused(photos, stand_in, option, value, named):
+    assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
+    before = open("out.jsonl").read()
+    assert json.loads(before)["run"]["params"] == {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}
+    line = one_line_error(detect("photos", option, value, "--resume", "-o", "out.jsonl"), "out.jsonl")
+    assert named in line and "other settings" in line
+    assert open("out.jsonl").read() == before
+
+
+def test_resume_with_other_models_is_refused(photos, stand_in, monkeypatch):
+    from types import SimpleNamespace
+
+    digests = {"PNet": "1" * 64, "RNet": "2" * 64, "ONet": "3" * 64}
+    monkeypatch.setattr(StandInDetector, "models", SimpleNamespace(sha256=dict(digests)), raising=False)
+    assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
+    made_with = json.loads(open("out.jsonl").read())["run"]
+    assert made_with["models_sha256"] and made_with["version"]
+    digests["ONet"] = "4" * 64  # ONet changed
+    monkeypatch.setattr(StandInDetector, "models", SimpleNamespace(sha256=digests), raising=False)
+    line = one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "models")
+    assert "SHA-256" in line
+
+
+def test_resume_refuses_records_without_provenance(photos, stand_in):
+    open("out.jsonl", "w").write('{"path": "photos/a.png", "width": 64, "height": 48, "faces": []}\n')
+    one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "provenance")

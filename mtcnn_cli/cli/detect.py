@@ -89,8 +89,10 @@ Exit status:
 @click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
               help="Output format (see below). Default: json, or jsonl when stdout is a pipe.")
 @click.option("-o", "--output", metavar="FILE",
-              help="Write the output to FILE (atomically: a temporary file renamed at the end) "
-                   "instead of stdout.")
+              help="Write the output to FILE instead of stdout: json and csv atomically (a "
+                   "temporary file renamed at the end), jsonl line by line. A link is followed; a "
+                   "device or FIFO is written in place. Locked for the run: a second run on FILE "
+                   "stops (exit 2).")
 @click.option("--bboxdir", metavar="DIR",
               help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
                    "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
@@ -109,7 +111,8 @@ Exit status:
                    "whole list's.")
 @click.option("--resume", is_flag=True,
               help="With -o FILE (and --format jsonl, the default then): skip images already in "
-                   "FILE and append the rest. Run with the same PATHs and options. A torn last line "
+                   "FILE and append the rest; images that failed are retried. Run with the same PATHs "
+                   "and options (other parameters or models are refused). A torn last line "
                    "from a killed run is cut off first.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar and no summary (skipped images are still reported).")

@@ -18,6 +18,7 @@ import fcntl
 import os
 import re
 import stat
+import tempfile
 
 from ..atomic_file import AtomicFile, write_bytes, write_target, write_text  # noqa: F401 (re-exported)
 from ..atomic_file import OutputError, _default_mode
@@ -126,6 +127,30 @@ class OutputLock:
         except OSError:
             os.close(fd)
             raise
+        old, self.fd, self.created, self.writable = self.fd, fd, False, True
+        if old >= 0:
+            os.close(old)
+
+    def rewrite(self, data: bytes) -> None:
+        """Replace the output's content with `data`, atomically (a locked
+        temporary file renamed over it), keeping the lock."""
+        folder, name = os.path.split(os.path.abspath(self.target))
+        fd, temp = tempfile.mkstemp(prefix="." + name[:60] + ".", suffix=".tmp", dir=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, os.fstat(self.fd).st_mode & 0o7777 if self.fd >= 0 else _default_mode())
+            os.fsync(fd)
+            os.rename(temp, self.target)
+        except OSError as e:
+            os.close(fd)
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise OutputError(f"cannot rewrite {self.path}: {e.strerror or e}") from None
         old, self.fd, self.created, self.writable = self.fd, fd, False, True
         if old >= 0:
             os.close(old)

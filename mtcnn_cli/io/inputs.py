@@ -85,12 +85,20 @@ def expand(paths: Sequence[str], read_stdin=None, null: bool = False) -> list[It
     return items
 
 
+def normalise(path: str) -> str:
+    """The one spelling of an input path by which images are told apart: the
+    absolute path, normalised (`a.jpg`, `./a.jpg`, `a//a.jpg`, `sub/../a.jpg`
+    and `/cwd/a.jpg` are one image). Links are not resolved: two names of one
+    file stay two images. Used for repeats in the input list and by --resume."""
+    return os.path.normpath(os.path.abspath(path))
+
+
 def unique(items: Iterable[Item]) -> list[Item]:
-    """Items without repeats, first occurrence kept: `a/x.jpg`, `./a/x.jpg`
-    and `a//x.jpg` are the same image (compared after os.path.normpath)."""
+    """Items without repeats, first occurrence kept: `a/x.jpg`, `./a/x.jpg`,
+    `a//x.jpg` and the absolute path are the same image (see normalise)."""
     kept, seen = [], set()
     for item in items:
-        key = os.path.normpath(item.path)
+        key = normalise(item.path)
         if key not in seen:
             seen.add(key)
             kept.append(item)

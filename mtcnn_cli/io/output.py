@@ -82,18 +82,25 @@ class JsonFormat:
         return ("\n  ]" if self.count else "]") + "\n}\n"
 
 
+def provenance_json(provenance: dict) -> str:
+    return json.dumps(provenance, separators=(", ", ": "))
+
+
 class JsonlFormat:
-    """One image record per line, nothing else."""
+    """One image record per line, nothing else. Each record ends with its
+    provenance, "run": {"version", "params", "models_sha256"}, so that
+    --resume can tell a file made otherwise."""
     name = "jsonl"
 
-    def __init__(self, params: dict, landmarks: bool = True):
+    def __init__(self, params: dict, landmarks: bool = True, provenance: dict | None = None):
         self.landmarks = landmarks
+        self.tail = f', "run": {provenance_json(provenance)}}}' if provenance is not None else "}"
 
     def start(self) -> str:
         return ""
 
     def record(self, result) -> str:
-        return record_json(result, self.landmarks) + "\n"
+        return record_json(result, self.landmarks)[:-1] + self.tail + "\n"
 
     def end(self) -> str:
         return ""
@@ -143,8 +150,10 @@ class CsvFormat:
         return ""
 
 
-def make_format(name: str, params: dict, landmarks: bool = True):
-    return {"json": JsonFormat, "jsonl": JsonlFormat, "csv": CsvFormat}[name](params, landmarks)
+def make_format(name: str, params: dict, landmarks: bool = True, provenance: dict | None = None):
+    if name == "jsonl":
+        return JsonlFormat(params, landmarks, provenance)
+    return {"json": JsonFormat, "csv": CsvFormat}[name](params, landmarks)
 
 
 def bbox_text(faces) -> str:

@@ -14,7 +14,9 @@ calls run_detect, which returns the exit status:
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import stat
 import sys
@@ -29,7 +31,8 @@ from ..io.draw import output_name
 from . import interrupt
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
-from .report import Reporter, display
+from .. import __version__
+from .report import Reporter, display, plural
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), quietly
@@ -68,8 +71,8 @@ class DetectOptions:
 class Plan:
     """The images of this run, in order, and where their side outputs go."""
     items: list  # inputs.Item, not yet in the resumed file
-    already_done: int = 0
-    already_failed: int = 0
+    already_done: int = 0  # --resume: images recorded before, without an error
+    retried: int = 0  # --resume: images whose earlier records were errors, tried again
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
 
@@ -219,32 +222,110 @@ def _torn_record(tail: bytes) -> bool:
     return tail.startswith(RECORD_START) or RECORD_START.startswith(tail)
 
 
-def read_done(path: str) -> tuple[dict, int]:
-    """--resume: the records already in the JSONL file as {path: failed?},
-    and the size of a torn last line (from a kill) cut off. The complete
-    lines are checked first: a file that is not ours is left untouched."""
+RECORD_KEYS = {"path", "width", "height", "faces", "error", "run"}
+FACE_NUMBERS = ("x", "y", "width", "height", "confidence")
+
+
+def _number(value) -> bool:
+    """A finite JSON number (not a boolean, not an integer beyond any float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)
+
+
+def record_problem(record) -> str | None:
+    """Why a parsed JSONL line is not an image record as we write them, or
+    None when it is one."""
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    if not isinstance(record.get("path"), str) or not record["path"]:
+        return 'has no "path" string'
+    unknown = sorted(set(record) - RECORD_KEYS)
+    if unknown:
+        return f"has fields we never write ({', '.join(unknown)})"
+    for key in ("width", "height"):
+        value = record.get(key, "missing")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f'has no "{key}" (a whole number or null)'
+    if ("faces" in record) == ("error" in record):
+        return 'has neither "faces" nor "error" (or both)'
+    if "error" in record:
+        return None if isinstance(record["error"], str) else '"error" is not a string'
+    faces = record["faces"]
+    if not isinstance(faces, list):
+        return '"faces" is not a list'
+    for face in faces:
+        if not isinstance(face, dict) or not all(_number(face.get(k)) for k in FACE_NUMBERS):
+            return "has a face without finite x, y, width, height and confidence"
+    return None
+
+
+def provenance_difference(found, expected: dict) -> str | None:
+    """How a record's provenance ("run") differs from this run's, in words;
+    None when the parameters and models are the same (the version may differ:
+    the numbers do not depend on it)."""
+    if not isinstance(found, dict):
+        return 'carries no provenance ("run"): it was written by another program or an older version'
+    differences = []
+    theirs = found.get("params") if isinstance(found.get("params"), dict) else {}
+    for name, value in expected["params"].items():
+        if theirs.get(name) != value:
+            differences.append(f"{name} {theirs.get(name)} there, {value} now")
+    if found.get("models_sha256") != expected["models_sha256"]:
+        differences.append(f"models {str(found.get('models_sha256'))[:12]}... there, "
+                           f"{str(expected['models_sha256'])[:12]}... now (SHA-256)")
+    return "; ".join(differences) or None
+
+
+@dataclass
+class Resumed:
+    """What --resume found in -o FILE."""
+    done: set = field(default_factory=set)  # normalised paths recorded without an error
+    failed: list = field(default_factory=list)  # paths whose records had an error: retried
+    kept: list = field(default_factory=list)  # the lines of the records kept (bytes, with newline)
+    torn: bytes = b""  # a torn last line (from a kill)
+
+
+def read_done(path: str, provenance: dict | None = None) -> Resumed:
+    """--resume: the records already in the JSONL file. Every complete line
+    is checked first (our schema, and, with `provenance`, the same parameters
+    and models), so that a file that is not ours, or made otherwise, is left
+    untouched. Raises FileProblem."""
+    found = Resumed()
     if not os.path.exists(path):
-        return {}, 0
+        return found
+    not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
+    number = 0
     try:
         with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    found.torn = line
+                    break
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}") from None
+                problem = record_problem(record)
+                if problem:
+                    raise FileProblem(f"--resume: {display(path)} line {number} {problem}; {not_ours}")
+                difference = provenance and provenance_difference(record.get("run"), provenance)
+                if difference:
+                    raise FileProblem(
+                        f"--resume: {display(path)} line {number} was made with other settings "
+                        f"({difference}): resume with the same options and models, or start a new file")
+                if "error" in record:
+                    found.failed.append(record["path"])
+                else:
+                    found.done.add(inputs.normalise(record["path"]))
+                    found.kept.append(line)
     except OSError as e:
         raise FileProblem(f"--resume: cannot read {display(path)}: {e.strerror or e}") from None
-    not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
-    done = {}
-    for number, line in enumerate(lines[:-1], 1):
-        try:
-            record = json.loads(line)
-            done[record["path"]] = "error" in record
-        except (ValueError, TypeError, KeyError):
-            raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}") from None
-    if not _torn_record(lines[-1]):
-        raise FileProblem(f"--resume: {display(path)} line {len(lines)} {not_ours}")
-    try:
-        dropped = atomic.cut_torn_tail(path) if lines[-1] else 0
-    except OutputError as e:
-        raise FileProblem(f"--resume: {e}") from None
-    return done, dropped
+    except MemoryError:
+        raise FileProblem(f"--resume: {display(path)} line {number} is too long for the memory left") from None
+    if found.torn and not _torn_record(found.torn):
+        raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}")
+    return found
 
 
 def make_plan(options: DetectOptions, read_stdin) -> Plan:
@@ -268,15 +349,38 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to)
 
 
-def resume_plan(plan: Plan, options: DetectOptions) -> int:
+def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
+                provenance: dict | None) -> tuple[int, int]:
     """--resume: leave out of plan the images already in -o FILE (read under
-    the run's lock); returns the bytes of a torn line cut from FILE."""
-    done, dropped = read_done(options.output)
+    the run's lock). Records of images that failed are taken out of FILE, to
+    be tried again; a torn last line is cut off. Returns (bytes of the torn
+    line, failed records retried)."""
+    if lock is not None and lock.in_place:
+        raise FileProblem(f"--resume: {display(options.output)} is not a regular file")
+    found = read_done(options.output, provenance)
+    try:
+        if found.failed and lock is not None and lock.fd >= 0:
+            lock.rewrite(b"".join(found.kept))  # atomically, keeping the lock
+        elif found.torn:
+            atomic.cut_torn_tail(options.output)
+    except (OutputError, OSError) as e:
+        raise FileProblem(f"--resume: cannot repair {display(options.output)}: {e}") from None
     items = plan.items
-    plan.items = [item for item in items if item.path not in done]
+    plan.items = [item for item in items if inputs.normalise(item.path) not in found.done]
     plan.already_done = len(items) - len(plan.items)
-    plan.already_failed = sum(1 for item in items if done.get(item.path))
-    return dropped
+    return len(found.torn), len(found.failed)
+
+
+def provenance(options: DetectOptions, detector) -> dict:
+    """What each JSONL record says it was made with: our version, the
+    detector's parameters, and one SHA-256 over the three networks' own
+    (the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n")."""
+    digests = getattr(getattr(detector, "models", None), "sha256", None) or {}
+    combined = None
+    if all(name in digests for name in ("PNet", "RNet", "ONet")):
+        text = "".join(f"{name} {digests[name]}\n" for name in ("PNet", "RNet", "ONet"))
+        combined = hashlib.sha256(text.encode("ascii")).hexdigest()
+    return {"version": __version__, "params": options.params(), "models_sha256": combined}
 
 
 # --- where records go ------------------------------------------------------------------
@@ -495,12 +599,17 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     plan = make_plan(options, read_stdin)
     lock = hold_output(options, reporter)
     try:
-        dropped = resume_plan(plan, options) if options.resume else 0
-        if dropped:
-            reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+        detector = load_detector(options.settings, reporter)
+        made_with = provenance(options, detector)
+        if options.resume:
+            dropped, plan.retried = resume_plan(plan, options, lock, made_with)
+            if dropped:
+                reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+            if plan.retried:
+                reporter.message(f"retrying {plural(plan.retried, 'image')} that failed before "
+                                 f"(their records taken out of {display(options.output)})")
         if not plan.items and not plan.already_done:
             reporter.message("no images found")
-        detector = load_detector(options.settings, reporter)
         for folder in (options.annotate, options.bboxdir):
             if folder is not None:
                 try:
@@ -511,12 +620,12 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
         if lock is not None:
             lock.abandon()
         raise
-    return stdout_kind, fmt_name, plan, detector, lock
+    return stdout_kind, fmt_name, plan, detector, lock, made_with
 
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
-    stdout_kind, fmt_name, plan, detector, lock = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.settings.landmarks)
+    stdout_kind, fmt_name, plan, detector, lock, made_with = _prepare(options, read_stdin, reporter)
+    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, made_with)
     tasks = [Task(item.path, plan.annotate_to.get(item.path)) for item in plan.items if not item.error]
     failures = 0  # this run's; the exit status also counts the resumed file's
     sink = None
@@ -526,7 +635,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                 sink = open_sink(options, fmt_name, stdout_kind, lock)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
-        reporter.start(len(plan.items), plan.already_done, plan.already_failed)
+        reporter.start(len(plan.items), plan.already_done, plan.retried)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
@@ -559,4 +668,4 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         if lock is not None and sink is None:
             lock.abandon()
     reporter.summary(failures)
-    return EXIT_SKIPPED if failures or plan.already_failed else EXIT_OK
+    return EXIT_SKIPPED if failures else EXIT_OK
