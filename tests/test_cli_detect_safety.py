@@ -305,3 +305,42 @@ def test_resume_with_other_models_is_refused(photos, stand_in, monkeypatch):
 def test_resume_refuses_records_without_provenance(photos, stand_in):
     open("out.jsonl", "w").write('{"path": "photos/a.png", "width": 64, "height": 48, "faces": []}\n')
     one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "provenance")
+
+
+# --- item 14: --jobs is bounded ---------------------------------------------------------------
+
+def test_too_many_jobs_are_refused_with_the_reason(photos, stand_in):
+    from mtcnn_cli.run import batch
+
+    limit = batch.MAX_JOBS_PER_CPU * batch.usable_cpus()
+    line = usage_error(detect("photos", "--jobs", limit + 1, "-o", "out.json"), "detect", f"--jobs {limit + 1}")
+    assert "per CPU" in line and "memory" in line
+    assert not os.path.exists("out.json") and stand_in.calls == []
+
+
+def test_compare_refuses_too_many_jobs(tmp_path):
+    from mtcnn_cli.run import batch
+
+    from .test_cli_compare import image, ref_of, run as compare, write_json
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    ref = write_json(tmp_path / "ref.json", ref_of([image("a.jpg")]))
+    limit = batch.MAX_JOBS_PER_CPU * batch.usable_cpus()
+    one_line_error(compare("--cpp", ref, "--jobs", limit + 1), "per CPU")
+
+
+def test_never_more_workers_than_images(monkeypatch):
+    from mtcnn_cli.run import batch
+
+    started = []
+
+    def pool_outcomes(tasks, settings, processes):
+        started.append(processes)
+        for task in tasks:
+            yield batch.Outcome(batch.Result(task.path, 1, 1, [], None), 0.0)
+
+    monkeypatch.setattr(batch, "pool_outcomes", pool_outcomes)
+    limit = batch.MAX_JOBS_PER_CPU * batch.usable_cpus()
+    tasks = [batch.Task(f"{i}.png") for i in range(3)]
+    assert len(list(batch.run_tasks(tasks, batch.Settings(), limit, detector=object()))) == 3
+    assert started == [min(3, limit)]

@@ -103,8 +103,9 @@ Exit status:
                    "leading /). Refused if it would overwrite an input image.")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
-                   "the same as with --jobs 1, in the same order.")
+              help="Worker processes, each loading the models once; 0 = one per CPU; never more "
+                   "than images; more than 4 per CPU is refused. The output is the same as with "
+                   "--jobs 1, in the same order.")
 @click.option("--shard", type=Shard(), metavar="I/N",
               help="Process only the I-th of N contiguous slices of the image list, I counting "
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "

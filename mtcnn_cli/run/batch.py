@@ -172,14 +172,30 @@ def _work(task: Task) -> Outcome:
     return process_one(detector, settings, task)
 
 
-def resolve_jobs(jobs: int) -> int:
-    """--jobs 0 means one worker per CPU this process may use."""
-    if jobs > 0:
-        return jobs
+MAX_JOBS_PER_CPU = 4  # more workers than this per CPU only add memory (each holds its models)
+
+
+def usable_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int) -> None:
+    """ValueError for a --jobs no machine is helped by: above MAX_JOBS_PER_CPU
+    times the CPUs this process may use."""
+    cpus = usable_cpus()
+    if jobs > MAX_JOBS_PER_CPU * cpus:
+        raise ValueError(f"--jobs {jobs}: more than {MAX_JOBS_PER_CPU} workers per CPU "
+                         f"({cpus} CPU{'s' * (cpus > 1)} usable here); each worker loads its own "
+                         f"copy of the models and numpy, so more only costs memory: use at most "
+                         f"{MAX_JOBS_PER_CPU * cpus}, or 0 for one per CPU")
+
+
+def resolve_jobs(jobs: int) -> int:
+    """--jobs 0 means one worker per CPU this process may use."""
+    return jobs if jobs > 0 else usable_cpus()
 
 
 @contextmanager
@@ -304,9 +320,11 @@ def detect_images(paths: Sequence[str], *, models=None, min_face: int = defaults
     returns, so a bad model folder (ModelError) or bad parameters (ValueError)
     raise here, not on the first next(). An unreadable image gives a Result
     with `error` set and the iteration goes on. jobs: worker processes (0 =
-    one per CPU). landmarks=False gives faces with empty landmarks."""
+    one per CPU; more than MAX_JOBS_PER_CPU per CPU is a ValueError; never more
+    workers than paths). landmarks=False gives faces with empty landmarks."""
     settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3,
                         max_pixels, landmarks)
+    check_jobs(jobs)
     detector = make_detector(settings)
     tasks = [Task(os.fspath(path)) for path in paths]
     return _results(run_tasks(tasks, settings, jobs, detector))

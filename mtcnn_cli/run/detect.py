@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ..io import atomic, inputs
 from ..io.atomic import AtomicFile, LineAppender, OutputError, OutputLock
-from .batch import Result, Settings, Task, WorkerStartError, run_tasks
+from .batch import Result, Settings, Task, WorkerStartError, check_jobs, run_tasks
 from ..io.draw import output_name
 from . import interrupt
 from .interrupt import Interrupts
@@ -594,6 +594,10 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
 
 
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
+    try:
+        check_jobs(options.jobs)
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
     stdout_kind = stream_kind(sys.stdout)
     fmt_name = choose_format(options.fmt, options.output, options.resume, stdout_kind)
     plan = make_plan(options, read_stdin)
