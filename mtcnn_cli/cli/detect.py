@@ -3,6 +3,7 @@
 Heavy imports (numpy, OpenCV, the detector) happen inside the command, so
 that `mtcnn --help` stays fast and `-v` can time them."""
 import math
+import os
 import sys
 import time
 
@@ -143,6 +144,8 @@ def detect(ctx, paths, null, min_face, t1, t2, t3, models, fmt, output, bboxdir,
         usage_error("-q/--quiet and -v/--verbose exclude each other")
     if 1 in CLOSED_AT_START and output in (None, "-"):
         fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
+    if "cv2" not in sys.modules:  # OpenCV reads its decoders' pixel limit once, when it loads
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     try:
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
