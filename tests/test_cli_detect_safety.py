@@ -344,3 +344,64 @@ def test_never_more_workers_than_images(monkeypatch):
     tasks = [batch.Task(f"{i}.png") for i in range(3)]
     assert len(list(batch.run_tasks(tasks, batch.Settings(), limit, detector=object()))) == 3
     assert started == [min(3, limit)]
+
+
+# --- item 12: non-finite network outputs ----------------------------------------------------
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_a_face_with_non_finite_values_is_dropped_with_one_warning(photos, stand_in, monkeypatch, fmt):
+    import dataclasses
+
+    import numpy as np
+
+    def detect_badly(self, image):
+        StandInDetector.calls.append(image.shape)
+        faces = expected_faces(2)
+        np.float32(3e38) * np.float32(10)  # the overflow numpy warns about
+        bad = dataclasses.replace(faces[1], x=float("inf"), landmarks=((float("nan"), 1.0),) * 5)
+        return [faces[0], bad]
+
+    monkeypatch.setattr(StandInDetector, "detect", detect_badly)
+    result = detect("photos/a.png", "--format", fmt, "-o", "out")
+    assert result.exit_code == 0, result.stderr
+    text = open("out").read()
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+    if fmt == "json":
+        assert len(_strict_json(text)["images"][0]["faces"]) == 1
+    elif fmt == "jsonl":
+        assert len(_strict_json(text.splitlines()[0])["faces"]) == 1
+    else:
+        assert len(text.splitlines()) == 2  # header, one face
+    warnings = [line for line in result.stderr.splitlines() if "non-finite" in line]
+    assert warnings == ["mtcnn: photos/a.png: dropped 1 face with non-finite values (infinite or NaN "
+                        "network outputs: are the models sound?)"]
+    assert "RuntimeWarning" not in result.stderr and "overflow" not in result.stderr
+
+
+def test_a_real_onet_with_infinite_box_offsets_gives_valid_json(tmp_path, corpus):
+    import dataclasses
+
+    import numpy as np
+
+    from mtcnn_cli.detector import models
+
+    bundled = models.convert_package(models.package_weights())
+    last = bundled.onet[-1]
+    biases = last.biases.copy()
+    biases[2:6] = np.float32(3e38)  # box offsets: the box arithmetic overflows
+    broken = dataclasses.replace(bundled, onet=bundled.onet[:-1] + (dataclasses.replace(last, biases=biases),))
+    models.export_models(tmp_path / "models", broken)
+    photo = corpus / "facerec__obama_small.jpg"
+    done = run(photo, "--models", tmp_path / "models", "--format", "jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = _strict_json(done.stdout.decode())
+    assert record["faces"] == []
+    err = done.stderr.decode()
+    assert "Traceback" not in err and "Warning" not in err
+    assert f"mtcnn: {photo}: dropped" in err and "non-finite" in err

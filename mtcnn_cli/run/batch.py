@@ -20,6 +20,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from .. import defaults
 from ..io.images import ImageError, read_image
 
@@ -63,6 +65,7 @@ class Outcome:
     seconds: float
     annotated: bytes | None = None
     annotate_error: str | None = None
+    warning: str | None = None  # e.g. faces dropped for non-finite values
 
 
 def detector_class():
@@ -100,20 +103,35 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         return Outcome(result, time.perf_counter() - start)
     height, width = image.shape[:2]
     try:
-        faces = list(detector.detect(image))  # on one BLAS thread, as the C++
+        with np.errstate(all="ignore"):  # an overflow in a network is handled below, not printed
+            faces = list(detector.detect(image))  # on one BLAS thread, as the C++
     except MemoryError:
         result = Result(task.path, width, height, None, "out of memory")
         return Outcome(result, time.perf_counter() - start)
     except Exception as e:  # one image must not stop a batch of thousands
         result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}")
         return Outcome(result, time.perf_counter() - start)
+    finite = [face for face in faces if _finite(face)]
+    warning = None
+    if len(finite) < len(faces):
+        dropped = len(faces) - len(finite)
+        warning = (f"dropped {dropped} face{'s' * (dropped > 1)} with non-finite values (infinite or NaN "
+                   f"network outputs: are the models sound?)")
+        faces = finite
     if not settings.landmarks:
         faces = [replace(face, landmarks=()) for face in faces]
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
         annotated, annotate_error = _annotated_copy(image, faces, task, settings.landmarks)
     result = Result(task.path, width, height, faces, None)
-    return Outcome(result, time.perf_counter() - start, annotated, annotate_error)
+    return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning)
+
+
+def _finite(face) -> bool:
+    """Every number of a face is finite (JSON has no NaN or Infinity)."""
+    values = [face.x, face.y, face.width, face.height, face.confidence]
+    values += [v for point in (face.landmarks or ()) for v in point]
+    return bool(np.all(np.isfinite(np.asarray(values, np.float64))))
 
 
 # --- worker processes -----------------------------------------------------------

@@ -649,6 +649,8 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
                 reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+                if outcome is not None and outcome.warning:
+                    reporter.message(f"{display(result.path)}: {outcome.warning}")
         reporter.stop()
         with interrupts.critical():
             sink.write(fmt.end())
