@@ -87,7 +87,7 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
         fail("interrupted", interrupt.exit_status())
     try:
         if report_path is not None:
-            cmp.write_report(report_path, cmp.report(result))
+            cmp.write_report(report_path, result)
     except cmp.CompareError as e:
         fail(str(e), 1)  # the comparison ran: an output failed, as in detect
     except KeyboardInterrupt:
