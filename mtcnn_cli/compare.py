@@ -120,7 +120,10 @@ def read_text(path: Path) -> str:
     if path.is_dir():
         raise CompareError(f"{path}: is a folder, not a file (an OpenFace bbox folder? use --cpp-format bboxdir)")
     try:
-        with open(path, "rb") as f:
+        # a FIFO with no writer must not hang the open: open non-blocking, then read blocking
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
             data = read_capped(f, path)
         return data.decode("utf-8")
     except FileNotFoundError:
