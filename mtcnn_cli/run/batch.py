@@ -109,6 +109,8 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         result = Result(task.path, width, height, None, "out of memory")
         return Outcome(result, time.perf_counter() - start)
     except Exception as e:  # one image must not stop a batch of thousands
+        if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # a stop that compiled code wrapped (SystemError)
         result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}")
         return Outcome(result, time.perf_counter() - start)
     finite = [face for face in faces if _finite(face)]

@@ -36,13 +36,19 @@ def exit_status() -> int:
     return 128 + (_received[-1] if _received else signal.SIGINT)
 
 
+_UNSAFE_FOLDERS = (os.sep + "llvmlite" + os.sep, os.sep + "numba" + os.sep, os.sep + "ctypes" + os.sep)
+
+
 def _in_finalizer(frame) -> bool:
-    """Whether the signal landed inside a __del__ method (llvmlite frees its
-    objects so while numba loads): Python ignores an exception raised there
-    ("Exception ignored in ..."), so the stop would be lost."""
+    """Whether the signal landed where an exception raised would be lost or
+    garbled: a __del__ method (Python ignores it: "Exception ignored in ..."),
+    or numba's and llvmlite's machinery (ctypes callbacks ignore it too, a
+    compiled function's dispatcher turns it into a SystemError). The stop is
+    then delivered again a moment later."""
     depth = 0
-    while frame is not None and depth < 64:
-        if frame.f_code.co_name == "__del__":
+    while frame is not None and depth < 256:
+        code = frame.f_code
+        if code.co_name == "__del__" or any(folder in code.co_filename for folder in _UNSAFE_FOLDERS):
             return True
         frame, depth = frame.f_back, depth + 1
     return False
