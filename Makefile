@@ -2,12 +2,14 @@
 # make test    : the whole suite (installs first when needed), then the parity and
 #               self-consistency tests again under another OpenBLAS kernel
 # make bench   : speed and memory on the shared corpus (prints, asserts nothing)
+# make soak    : ten minutes of hostile inputs (issue 11); prints cases tried,
+#               tracebacks, hangs and peak memory (make test runs 20 s of it)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test bench clean
+.PHONY: install test bench soak clean
 
 install: $(STAMP)
 
@@ -25,6 +27,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) -m mtcnn_cli.bench
+
+soak: $(STAMP)
+	$(PY) -m tests.soak --seconds $${SOAK_SECONDS:-600}
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -5,13 +5,43 @@ written to a temporary file in the target's own folder, flushed to disk, then
 renamed over the target with os.replace: readers see the old file or the new
 one, never a mixture, and an interrupted write leaves the target untouched.
 
+Only a regular file (or a new one) is replaced that way. A symbolic link is
+followed, and the file it names is replaced (the link stays a link). A target
+that is not a regular file (a character device such as /dev/null, a FIFO, a
+socket, anything under /dev or /proc such as /dev/stdout) is opened and
+written in place: it is never replaced.
+
 A leaf: it imports nothing from the package, so that detector/ (its model
 cache) and io/ (the outputs) can both use it.
 """
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+
+IN_PLACE_ROOTS = ("/dev/", "/proc/")  # special file systems: written in place, never replaced
+
+
+def write_target(path) -> tuple[str, bool]:
+    """(the file a write to `path` lands on, whether it is written in place).
+
+    Symbolic links are followed to the file they name (which may not exist
+    yet); a non-regular existing file, or anything under /dev or /proc
+    (/dev/stdout is a link into /proc), is written in place."""
+    path = os.fspath(path)
+    if os.path.abspath(path).startswith(IN_PLACE_ROOTS):
+        return path, True
+    real = os.path.realpath(path)
+    if real.startswith(IN_PLACE_ROOTS):
+        return path, True
+    try:
+        info = os.stat(real)
+    except OSError:
+        return real, False
+    if stat.S_ISDIR(info.st_mode):
+        return real, False  # the replacement fails with a clear "is a directory"
+    return real, not stat.S_ISREG(info.st_mode)
 
 
 class OutputError(Exception):
@@ -45,7 +75,9 @@ class AtomicFile:
     Use as a context manager (commit on success, discard on an exception), or
     call commit()/discard() yourself. `mode` is "wb" or "w"; text mode takes
     `encoding` and `errors` as open() does. The final file gets the target's
-    old permission bits, or the umask's for a new file.
+    old permission bits, or the umask's for a new file. A symbolic link is
+    followed; a target that is not a regular file is written in place
+    (see write_target).
     """
 
     def __init__(self, path, mode: str = "wb", encoding: str | None = None,
@@ -53,7 +85,17 @@ class AtomicFile:
         if mode not in ("wb", "w"):
             raise ValueError(f"AtomicFile mode must be 'wb' or 'w', got {mode!r}")
         self.path = os.fspath(path)
-        folder, name = os.path.split(os.path.abspath(self.path))
+        self.target, self.in_place = write_target(self.path)
+        self.done = False
+        text = {"encoding": encoding, "errors": errors} if mode == "w" else {}
+        if self.in_place:
+            self.temp_path = None
+            try:
+                self.file = open(self.target, mode, **text)
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            return
+        folder, name = os.path.split(os.path.abspath(self.target))
         self.folder = folder
         # keep the temporary name short enough for a 255-byte name limit
         prefix = "." + name[:60] + "."
@@ -61,9 +103,7 @@ class AtomicFile:
             fd, self.temp_path = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
-        self.file = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None,
-                              errors=errors if mode == "w" else None)
-        self.done = False
+        self.file = os.fdopen(fd, mode, **text)
 
     def write(self, data):
         try:
@@ -81,16 +121,23 @@ class AtomicFile:
         """Flush, fsync and rename the temporary file over the target."""
         if self.done:
             return
+        if self.in_place:
+            self.done = True
+            try:
+                self.file.close()  # flushes
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            return
         try:
             self.file.flush()
             try:
-                mode = os.stat(self.path).st_mode & 0o7777
+                mode = os.stat(self.target).st_mode & 0o7777
             except OSError:
                 mode = _default_mode()
             os.fchmod(self.file.fileno(), mode)
             os.fsync(self.file.fileno())
             self.file.close()
-            os.replace(self.temp_path, self.path)
+            os.replace(self.temp_path, self.target)
         except OSError as e:
             self.discard()
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
@@ -106,6 +153,8 @@ class AtomicFile:
             self.file.close()
         except OSError:
             pass
+        if self.temp_path is None:
+            return
         try:
             os.unlink(self.temp_path)
         except OSError:

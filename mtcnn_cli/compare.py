@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -65,22 +66,66 @@ class DetectionSet:
 # --------------------------------------------------------------------------- readers
 
 
+MAX_SET_BYTES = 1 << 31  # 2 GiB: a REF of 250,000 images is about 100 MB
+
+
 def read_detections(path: Path, fmt: str | None = None) -> DetectionSet:
-    """Read a set of detections; fmt one of FORMATS, or None to detect it."""
+    """Read a set of detections; fmt one of FORMATS, or None to detect it.
+    Whatever the file holds, a problem is a CompareError naming it."""
     path = Path(path)
-    if fmt == "bboxdir" or (fmt is None and path.is_dir()):
-        return read_bbox_folder(path)
-    text = read_text(path)
-    fmt = fmt or sniff_format(path, text)
-    reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
-    return reader(path, text)
+    try:
+        if fmt == "bboxdir" or (fmt is None and path.is_dir()):
+            return read_bbox_folder(path)
+        text = read_text(path)
+        fmt = fmt or sniff_format(path, text)
+        reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
+        return reader(path, text)
+    except RecursionError:
+        raise CompareError(f"{path}: nested too deeply (not a detection file)") from None
+    except MemoryError:
+        raise CompareError(f"{path}: too large for the memory left") from None
+    except csv.Error as e:
+        raise CompareError(f"{path}: not a readable CSV: {e}") from None
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: not valid JSON: {describe_json_error(e)}") from None
+    except (ValueError, OverflowError) as e:  # e.g. an integer of more than 4300 digits
+        raise CompareError(f"{path}: {unquoted(e)}") from None
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def read_capped(f, path: Path) -> bytes:
+    """A text file's bytes, at most MAX_SET_BYTES, read in blocks so that a
+    device (/dev/zero) or a binary file is refused at its first block of NUL
+    bytes instead of filling the memory."""
+    blocks, total = [], 0
+    while True:
+        block = f.read(1 << 24)
+        if not block:
+            return b"".join(blocks)
+        if b"\0" in block:
+            raise CompareError(f"{path}: not a text file (holds NUL bytes)")
+        total += len(block)
+        if total > MAX_SET_BYTES:
+            raise CompareError(f"{path}: larger than {MAX_SET_BYTES >> 30} GiB, more than any detection file")
+        blocks.append(block)
+
+
+def unquoted(error: Exception) -> str:
+    """An exception's message cut to one short clause."""
+    return str(error).split(";")[0][:200]
 
 
 def read_text(path: Path) -> str:
     if path.is_dir():
         raise CompareError(f"{path}: is a folder, not a file (an OpenFace bbox folder? use --cpp-format bboxdir)")
     try:
-        return path.read_text(encoding="utf-8")
+        # a FIFO with no writer must not hang the open: open non-blocking, then read blocking
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            data = read_capped(f, path)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise CompareError(f"{path}: no such file") from None
     except UnicodeDecodeError:
@@ -273,9 +318,13 @@ def optional_number(path: Path, where: str, item: dict, name: str) -> float | No
 
 def checked_number(path: Path, where: str, name: str, value) -> float:
     """value as a float: finite, and not negative when it is a size."""
+    if type(value) is float and value - value == 0.0 and (value >= 0 or not name.startswith(("width", "height"))):
+        return value  # the common case, finite, first
     what = f"{where}: {name}" if where.startswith("line") else f"{where}.{name}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CompareError(f"{path}: wrong schema: {what} is a {json_type(value)}, expected a number")
+    if isinstance(value, int) and abs(value) > 1e300:
+        raise CompareError(f"{path}: {what} is an integer too large for any coordinate")
     if not math.isfinite(value):
         raise CompareError(f"{path}: {what} is {value} (not a finite number)")
     if name.startswith(("width", "height")) and value < 0:
@@ -472,18 +521,119 @@ def shortest_augmenting_path(cost, row_u, col_v, row_of_col, start):
         row = row_of_col[col]
 
 
+OVERLAP_BLOCK = 1 << 20  # IoU entries computed at a time (8 MB of float64)
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a[k] and b[k] (k, 4) as x, y, width, height, float64, with
+    the arithmetic of iou_matrix (equal boxes of no area overlap fully)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    w = np.clip(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = w * h
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    equal = np.all(a == b, axis=1)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), equal.astype(np.float64))
+
+
+def overlaps(a: np.ndarray, b: np.ndarray):
+    """The pairs of boxes a (n, 4) and b (m, 4) that overlap (IoU > 0): rows
+    (E,), columns (E,) and IoUs (E,), in row-major order. Only the pairs whose
+    x ranges meet are computed (b sorted by x, a window per box of a), in
+    chunks of at most OVERLAP_BLOCK pairs: time and memory follow the pairs
+    that can overlap, not n * m."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    order = np.argsort(b64[:, 0], kind="stable")
+    bx = b64[order, 0]
+    reach = float(b64[:, 2].max()) if len(b64) else 0.0
+    lo = np.searchsorted(bx, a64[:, 0] - reach, "left")
+    hi = np.searchsorted(bx, a64[:, 0] + a64[:, 2], "right")
+    counts = hi - lo
+    rows, cols, values = [], [], []
+    start, n = 0, len(a64)
+    while start < n:
+        stop = start + 1 + int(np.searchsorted(np.cumsum(counts[start:]), OVERLAP_BLOCK, "right"))
+        stop = min(stop, n)
+        chunk = counts[start:stop]
+        r = np.repeat(np.arange(start, stop), chunk)
+        first = np.cumsum(chunk) - chunk
+        c = order[np.arange(len(r)) - np.repeat(first, chunk) + np.repeat(lo[start:stop], chunk)]
+        iou = pair_iou(a64[r], b64[c])
+        keep = iou > 0
+        rows.append(r[keep])
+        cols.append(c[keep])
+        values.append(iou[keep])
+        start = stop
+    if not rows:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
+    at = np.lexsort((cols, rows))
+    return rows[at], cols[at], values[at]
+
+
+def components(n: int, m: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Connected components of the bipartite overlap graph (rows 0..n-1,
+    columns n..n+m-1): a label per edge, by vectorised label propagation."""
+    label = np.arange(n + m)
+    u, v = rows, cols + n
+    while True:
+        low = np.minimum(label[u], label[v])
+        before = label.copy()
+        np.minimum.at(label, u, low)
+        np.minimum.at(label, v, low)
+        label = label[label]  # pointer jumping
+        if np.array_equal(label, before):
+            return label[u]
+
+
+def assign_overlaps(n: int, m: int, rows, cols, values) -> np.ndarray:
+    """The one-to-one pairs (k, 2) with the largest total IoU among the
+    overlapping pairs: each connected group of overlapping faces is solved
+    on its own (the Hungarian method on its small matrix), a face that
+    overlaps exactly one face, which overlaps only it, is paired at once."""
+    if not len(rows):
+        return np.zeros((0, 2), int)
+    row_degree, col_degree = np.bincount(rows, minlength=n), np.bincount(cols, minlength=m)
+    alone = (row_degree[rows] == 1) & (col_degree[cols] == 1)
+    found = [np.stack([rows[alone], cols[alone]], axis=1)]
+    rest = ~alone
+    if rest.any():
+        r, c, v = rows[rest], cols[rest], values[rest]
+        group = components(n, m, r, c)
+        order = np.argsort(group, kind="stable")
+        r, c, v, group = r[order], c[order], v[order], group[order]
+        bounds = np.flatnonzero(np.diff(group)) + 1
+        for gr, gc, gv in zip(np.split(r, bounds), np.split(c, bounds), np.split(v, bounds)):
+            row_ids, row_at = np.unique(gr, return_inverse=True)
+            col_ids, col_at = np.unique(gc, return_inverse=True)
+            cost = np.zeros((len(row_ids), len(col_ids)))
+            cost[row_at, col_at] = -gv
+            sub = min_cost_assignment(cost)
+            sub = sub[cost[sub[:, 0], sub[:, 1]] < 0]  # pairs that overlap
+            found.append(np.stack([row_ids[sub[:, 0]], col_ids[sub[:, 1]]], axis=1))
+    pairs = np.concatenate(found).reshape(-1, 2)
+    return pairs[np.argsort(pairs[:, 0], kind="stable")]
+
+
 def pair_faces(ref: np.ndarray, ours: np.ndarray):
     """Faces (n, >=4) and (m, >=4) -> pairs (k, 2) of (ref index, our index) with
     the largest total IoU, their IoUs (k,), and the unpaired ref and our indices.
-    Faces that overlap nothing of the other side are never paired."""
-    iou = iou_matrix(ref[:, :4], ours[:, :4])  # (n, m)
-    pairs = min_cost_assignment(-iou) if iou.size else np.zeros((0, 2), int)
-    pairs = pairs[iou[pairs[:, 0], pairs[:, 1]] > 0]
-    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
-    ious = iou[pairs[:, 0], pairs[:, 1]]
-    missing = np.setdiff1d(np.arange(len(ref)), pairs[:, 0])
-    extra = np.setdiff1d(np.arange(len(ours)), pairs[:, 1])
-    return pairs, ious, missing, extra
+    Faces that overlap nothing of the other side are never paired. Only the
+    overlapping pairs are kept and solved, group by group: 5,000 faces a side
+    take well under a second."""
+    n, m = len(ref), len(ours)
+    rows, cols, values = overlaps(ref[:, :4], ours[:, :4]) if n and m else \
+        (np.zeros(0, int), np.zeros(0, int), np.zeros(0))
+    pairs = assign_overlaps(n, m, rows, cols, values)
+    if len(pairs):
+        key = rows * m + cols  # ascending: overlaps are in row-major order
+        ious = values[np.searchsorted(key, pairs[:, 0] * m + pairs[:, 1])]
+    else:
+        ious = np.zeros(0)
+    paired_ref, paired_ours = np.zeros(n, bool), np.zeros(m, bool)
+    paired_ref[pairs[:, 0]] = True
+    paired_ours[pairs[:, 1]] = True
+    return pairs, ious, np.flatnonzero(~paired_ref), np.flatnonzero(~paired_ours)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -559,27 +709,103 @@ class Comparison:
         return all(c.passed for c in self.images) and not self.failing_only_ours
 
 
-def compare_image(ref: ImageFaces, ours: ImageFaces | None, tolerance: float,
-                  conf_tolerance: float) -> ImageComparison:
+def image_problem(ref: ImageFaces, ours: ImageFaces | None) -> str | None:
+    """Why an image of REF cannot be compared with OURS, or None."""
     if ours is None:
-        return ImageComparison(ref.path, ref, None, problem="not in OURS")
+        return "not in OURS"
     if ours.faces is None:
-        return ImageComparison(ref.path, ref, ours, problem=f"ours: {ours.error}")
+        return f"ours: {ours.error}"
     if None not in (ref.width, ref.height, ours.width, ours.height) and \
             (ref.width, ref.height) != (ours.width, ours.height):
-        return ImageComparison(ref.path, ref, ours, problem=(
-            f"image size differs: {fmt_size(ref)} in REF, {fmt_size(ours)} in OURS"))
-    pairs, ious, missing, extra = pair_faces(ref.faces, ours.faces)
-    a, b = ref.faces[pairs[:, 0]], ours.faces[pairs[:, 1]]  # (k, 5) float32 each
+        return f"image size differs: {fmt_size(ref)} in REF, {fmt_size(ours)} in OURS"
+    return None
+
+
+def compare_image(ref: ImageFaces, ours: ImageFaces | None, tolerance: float,
+                  conf_tolerance: float) -> ImageComparison:
+    problem = image_problem(ref, ours)
+    if problem is not None:
+        return ImageComparison(ref.path, ref, ours, problem=problem)
+    return compare_many([(ref, ours)], tolerance, conf_tolerance)[0]
+
+
+BIG_IMAGE_PAIRS = 4096  # images with more face pairs than this are paired one by one (sparse)
+
+
+def pair_many(sides: list) -> list:
+    """pair_faces for many images at once: sides [(ref faces, our faces)] ->
+    [(pairs, ious, missing, extra)], the same as pair_faces gives each image.
+    The candidate pairs of all small images are computed in a few numpy calls;
+    only images whose overlaps leave a choice are solved one by one."""
+    out = [None] * len(sides)
+    small = [k for k, (a, b) in enumerate(sides) if len(a) * len(b) <= BIG_IMAGE_PAIRS]
+    for k in set(range(len(sides))) - set(small):
+        out[k] = pair_faces(*sides[k])
+    if not small:
+        return out
+    n = np.array([len(sides[k][0]) for k in small])
+    m = np.array([len(sides[k][1]) for k in small])
+    A = np.concatenate([sides[k][0][:, :4] for k in small]).astype(np.float64).reshape(-1, 4)
+    B = np.concatenate([sides[k][1][:, :4] for k in small]).astype(np.float64).reshape(-1, 4)
+    a_start, b_start = np.cumsum(n) - n, np.cumsum(m) - m
+    image_of_a, image_of_b = np.repeat(np.arange(len(small)), n), np.repeat(np.arange(len(small)), m)
+    count = m[image_of_a]  # candidates per ref face: every face of its image
+    r = np.repeat(np.arange(len(A)), count)
+    first = np.cumsum(count) - count
+    c = np.repeat(b_start[image_of_a], count) + np.arange(len(r)) - np.repeat(first, count)
+    iou = pair_iou(A[r], B[c]) if len(r) else np.zeros(0)
+    keep = iou > 0
+    r, c, iou = r[keep], c[keep], iou[keep]  # row-major within each image
+    alone = (np.bincount(r, minlength=len(A))[r] == 1) & (np.bincount(c, minlength=len(B))[c] == 1)
+    tangled = np.unique(image_of_a[r[~alone]])
+    chosen = [np.flatnonzero(alone & ~np.isin(image_of_a[r], tangled))]
+    for i in tangled:  # overlaps that leave a choice: this image's own assignment
+        edges = np.flatnonzero(image_of_a[r] == i)
+        lr, lc = r[edges] - a_start[i], c[edges] - b_start[i]
+        local = assign_overlaps(n[i], m[i], lr, lc, iou[edges])
+        key = lr * m[i] + lc
+        chosen.append(edges[np.searchsorted(key, local[:, 0] * m[i] + local[:, 1])])
+    chosen = np.sort(np.concatenate(chosen))
+    pr, pc, piou = r[chosen], c[chosen], iou[chosen]
+    paired_a, paired_b = np.zeros(len(A), bool), np.zeros(len(B), bool)
+    paired_a[pr], paired_b[pc] = True, True
+    missing, extra = np.flatnonzero(~paired_a), np.flatnonzero(~paired_b)
+    cut = lambda values, owner: np.split(values, np.cumsum(np.bincount(owner, minlength=len(small)))[:-1])  # noqa: E731
+    by_pairs = zip(cut(pr, image_of_a[pr]), cut(pc, image_of_a[pr]), cut(piou, image_of_a[pr]))
+    by_missing = cut(missing, image_of_a[missing])
+    by_extra = cut(extra, image_of_b[extra])
+    for i, ((ir, ic, iiou), im, ie) in enumerate(zip(by_pairs, by_missing, by_extra)):
+        pairs = np.stack([ir - a_start[i], ic - b_start[i]], axis=1).reshape(-1, 2)
+        out[small[i]] = (pairs, iiou, im - a_start[i], ie - b_start[i])
+    return out
+
+
+def compare_many(images: list, tolerance: float, conf_tolerance: float) -> list:
+    """[(REF image, our image)], both with faces and comparable ->
+    [ImageComparison], with the differences of all pairs computed at once."""
+    paired = pair_many([(ref.faces, ours.faces) for ref, ours in images])
+    counts = np.array([len(p[0]) for p in paired])
+    if counts.sum():
+        a = np.concatenate([ref.faces[p[0][:, 0]] for (ref, _), p in zip(images, paired)])  # (P, 5)
+        b = np.concatenate([ours.faces[p[0][:, 1]] for (_, ours), p in zip(images, paired)])
+    else:
+        a = b = np.zeros((0, 5), np.float32)
     deltas = b.astype(np.float64) - a.astype(np.float64)
-    box_ok = bool(np.all(np.abs(deltas[:, :4]) <= tolerance))
-    conf = deltas[:, 4][~np.isnan(deltas[:, 4])]
-    conf_ok = bool(np.all(np.abs(conf) <= conf_tolerance))
+    owner = np.repeat(np.arange(len(images)), counts)
+    box_bad = ~np.all(np.abs(deltas[:, :4]) <= tolerance, axis=1)
+    conf_bad = ~np.isnan(deltas[:, 4]) & ~(np.abs(deltas[:, 4]) <= conf_tolerance)
     # Bit for bit over the fields both sides give (a bbox folder gives no confidence).
-    both = ~(np.isnan(a) | np.isnan(b))
-    identical = not len(missing) and not len(extra) and bool(np.all(a[both] == b[both]))
-    return ImageComparison(ref.path, ref, ours, None, pairs, ious, deltas, missing, extra,
-                           identical, box_ok and conf_ok)
+    differs = np.any((a != b) & ~(np.isnan(a) | np.isnan(b)), axis=1)
+    bad = np.bincount(owner, weights=box_bad | conf_bad, minlength=len(images))
+    different = np.bincount(owner, weights=differs, minlength=len(images))
+    starts = np.cumsum(counts) - counts
+    results = []
+    for k, ((ref, ours), (pairs, ious, missing, extra)) in enumerate(zip(images, paired)):
+        identical = not len(missing) and not len(extra) and not different[k]
+        results.append(ImageComparison(ref.path, ref, ours, None, pairs, ious,
+                                       deltas[starts[k]:starts[k] + counts[k]], missing, extra,
+                                       identical, not bad[k]))
+    return results
 
 
 def fmt_size(image: ImageFaces) -> str:
@@ -594,7 +820,16 @@ def compare_sets(ref: DetectionSet, ours: DetectionSet, tolerance: float = 0.01,
     wanted = [image for image in ref.images if image.error is None]
     matched, unused = match_images(matching_names(ref), matching_names(ours), by_stem)
     counterpart = {ref.images[r].path: ours.images[o] for r, o in matched.items()}
-    results = [compare_image(image, counterpart.get(image.path), tolerance, conf_tolerance) for image in wanted]
+    results, comparable = [], []
+    for image in wanted:
+        other = counterpart.get(image.path)
+        problem = image_problem(image, other)
+        results.append(ImageComparison(image.path, image, other, problem=problem) if problem else None)
+        if problem is None:
+            comparable.append((len(results) - 1, image, other))
+    done = compare_many([(image, other) for _, image, other in comparable], tolerance, conf_tolerance)
+    for (k, _, _), result in zip(comparable, done):
+        results[k] = result
     return Comparison(ref, ours, tolerance, conf_tolerance, results,
                       [image for image in ref.images if image.error is not None],
                       [ours.images[o] for o in unused], count_only_ours)
@@ -623,10 +858,13 @@ def check_report_path(path: Path, inputs: list[Path]) -> None:
     """--report FILE, before anything is compared: CompareError when it is a
     folder, one of the inputs, or cannot be created (its folder missing or
     not writable); nothing is left behind."""
+    from .atomic_file import write_target
     from .io.atomic import AtomicFile, OutputError
 
     if path.is_dir():
         raise CompareError(f"--report {path}: is a folder")
+    if write_target(path)[1]:
+        return  # a device or FIFO, written in place when the report is ready: not opened now
     for given in inputs:
         if given is not None and given.exists() and path.exists() and path.samefile(given):
             raise CompareError(f"--report {path}: would overwrite the input {given}")
@@ -739,10 +977,8 @@ def verdict(c: Comparison) -> str:
 def f32(value) -> float | None:
     """A float32 as the shortest decimal that reads back to it (as detect
     writes it); None for NaN."""
-    from .io.output import format_float
-
     value = np.float32(value)
-    return None if np.isnan(value) else float(format_float(value))
+    return None if np.isnan(value) else float(str(value))  # str: the shortest repr, as format_float
 
 
 def face_dict(row: np.ndarray, index: int) -> dict:
@@ -774,25 +1010,68 @@ def image_report(r: ImageComparison) -> dict:
 
 def report(c: Comparison) -> dict:
     """Everything, per image and per face, as JSON-ready data."""
-    def side(s: DetectionSet):
-        return {"source": s.source, "format": s.format, "detector": s.detector, "params": s.params}
-
-    return {
-        "ref": side(c.ref), "ours": side(c.ours),
-        "tolerance": c.tolerance, "conf_tolerance": c.conf_tolerance,
-        "summary": summarise(c),
-        "images": [image_report(r) for r in c.images],
-        "ref_errors": [{"path": i.path, "error": i.error} for i in c.ref_errors],
-        "only_in_ours": [i.path for i in c.only_ours],
-    }
+    return {**report_head(c), "images": [image_report(r) for r in c.images], **report_tail(c)}
 
 
-def write_report(path: Path, data: dict) -> None:
-    """The --report file, written atomically."""
-    from .io.atomic import OutputError, write_text
+def _side(s: DetectionSet) -> dict:
+    return {"source": s.source, "format": s.format, "detector": s.detector, "params": s.params}
+
+
+def report_head(c: Comparison) -> dict:
+    return {"ref": _side(c.ref), "ours": _side(c.ours), "tolerance": c.tolerance,
+            "conf_tolerance": c.conf_tolerance, "summary": summarise(c)}
+
+
+def report_tail(c: Comparison) -> dict:
+    return {"ref_errors": [{"path": i.path, "error": i.error} for i in c.ref_errors],
+            "only_in_ours": [i.path for i in c.only_ours]}
+
+
+def report_chunks(c: Comparison):
+    """The report's JSON text (the data of report()) in pieces, one image at a
+    time, so that a report of 250,000 images is never one string in memory."""
+    dump = lambda value: json.dumps(value, allow_nan=False)  # noqa: E731
+    head = dump(report_head(c))
+    yield head[:-1] + ',\n "images": ['
+    for k, r in enumerate(c.images):
+        yield ("\n  " if k == 0 else ",\n  ") + dump(image_report(r))
+    yield "\n ],\n " + dump(report_tail(c))[1:] + "\n"
+
+
+def refuse_report_over_inputs(report_path, paths, models=None) -> None:
+    """CompareError (exit 2, before anything is compared) when --report FILE
+    is one of the files compare reads: REF, OURS (a bbox folder's files),
+    images, model files (models: the --models choice)."""
+    from .detector.models import model_files
+    from .io.inputs import file_identity, overwritten_input
+
+    if report_path is None or not os.path.lexists(report_path):
+        return
+    sources = {}
+    for path in [p for p in paths if p is not None] + (model_files(models) if models is not False else []):
+        path = Path(path)
+        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        for file in files:
+            key = file_identity(file)
+            if key is not None:
+                sources.setdefault(key, str(file))
+    found = overwritten_input({report_path: "--report"}, sources)
+    if found:
+        raise CompareError(f"--report {found[1]} would overwrite {found[2]}, which compare reads")
+
+
+def write_report(path: Path, data) -> None:
+    """The --report file, written atomically: `data` is a Comparison (written
+    piece by piece) or report()'s dict."""
+    from .io.atomic import AtomicFile, OutputError
 
     try:
-        write_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
+        with AtomicFile(Path(path), "w", encoding="utf-8") as f:
+            if isinstance(data, Comparison):
+                for chunk in report_chunks(data):
+                    f.write(chunk)
+            else:
+                f.write(json.dumps(data, indent=1, allow_nan=False) + "\n")
     except OutputError as e:
         raise CompareError(str(e)) from None
 

@@ -258,7 +258,7 @@ def test_report_that_cannot_be_written_exits_1(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("where, fragment", [("no/r.json", "No such file or directory"),
-                                             ("ref.json", "would overwrite the input")])
+                                             ("ref.json", "would overwrite")])
 def test_a_bad_report_path_is_found_before_the_run(tmp_path, stand_in, where, fragment):
     """Issue 12 item 10: exit 2 before a single image is detected, as detect does for -o."""
     images_tree(tmp_path, ["a.jpg"])

@@ -552,13 +552,21 @@ def test_resume_of_a_missing_file_starts_it(photos, stand_in):
     assert [r["path"] for r in jsonl(open("new.jsonl").read())] == photos
 
 
-def test_resume_remembers_earlier_failures(photos, stand_in):
-    open("out.jsonl", "w").write('{"path": "missing.png", "width": null, "height": null, "error": "no such file"}\n')
-    result = detect("missing.png", "photos/a.png", "--resume", "-o", "out.jsonl")
-    assert result.exit_code == 1  # as if the whole batch had run at once
-    assert len(jsonl(open("out.jsonl").read())) == 2
-    summary = result.stderr.splitlines()[-1]  # this run's images and failures, the earlier ones apart
-    assert summary.startswith("mtcnn: 1 image (1 done before, 1 of them failed), 2 faces, 0 failures, ")
+def test_resume_retries_earlier_failures(photos, stand_in):
+    first = detect("later.png", "photos/a.png", "--resume", "-o", "out.jsonl")
+    assert first.exit_code == 1  # later.png does not exist yet
+    assert [("error" in r) for r in jsonl(open("out.jsonl").read())] == [True, False]
+    make_image("later.png", 1)
+    stand_in.calls.clear()
+    result = detect("later.png", "photos/a.png", "--resume", "-o", "out.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert len(stand_in.calls) == 1  # later.png only
+    records = jsonl(open("out.jsonl").read())
+    assert sorted(r["path"] for r in records) == ["later.png", "photos/a.png"]
+    assert not any("error" in r for r in records)
+    assert "retrying 1 image that failed before" in result.stderr
+    summary = result.stderr.splitlines()[-1]
+    assert summary.startswith("mtcnn: 1 image (1 done before, 1 retried), 1 face, 0 failures, ")
 
 
 def test_resume_refuses_a_file_that_is_not_jsonl(photos, stand_in):

@@ -3,6 +3,11 @@ import csv
 import io
 import json
 import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +18,8 @@ from mtcnn_cli.io.atomic import AtomicFile, LineAppender, OutputError
 from mtcnn_cli.run.batch import Result
 
 from .detect_support import expected_faces
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @settings(max_examples=500, deadline=None)
@@ -169,3 +176,66 @@ def test_line_appender(tmp_path):
     appender.append(b"3\n")
     appender.close()
     assert path.read_bytes() == b"1\n2\n3\n"
+
+
+# --- targets that are not regular files (issue 11, item 1) -----------------------------
+
+def test_atomic_write_to_a_character_device_writes_in_place(tmp_path):
+    device = tmp_path / "fakedev"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    atomic.write_text(device, "swallowed")
+    assert stat.S_ISCHR(os.lstat(device).st_mode)  # still the device, not a regular file
+    assert sorted(os.listdir(tmp_path)) == ["fakedev"]
+
+
+def test_atomic_write_to_a_fifo_feeds_its_reader(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic.write_bytes(fifo, b"every byte\n")
+    reader.join(10)
+    assert got == [b"every byte\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["pipe"]
+
+
+def test_atomic_write_through_a_symlink_replaces_the_file_it_names(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == "new"
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "real" / "fresh.json")
+    atomic.write_text(dangling, "made")
+    assert dangling.is_symlink() and (tmp_path / "real" / "fresh.json").read_text() == "made"
+    assert sorted(os.listdir(tmp_path / "real")) == ["fresh.json", "out.json"]
+
+
+def test_atomic_write_to_dev_stdout_reaches_stdout(tmp_path):
+    code = ("from mtcnn_cli.io import atomic; atomic.write_text('/dev/stdout', 'to stdout\\n')")
+    for stdout in (subprocess.PIPE, "file"):
+        if stdout == "file":
+            out = tmp_path / "redirected.txt"
+            with open(out, "wb") as f:
+                subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=ROOT)
+            assert out.read_text() == "to stdout\n"
+            assert sorted(os.listdir(tmp_path)) == ["redirected.txt"]
+        else:
+            done = subprocess.run([sys.executable, "-c", code], stdout=stdout, check=True, cwd=ROOT)
+            assert done.stdout == b"to stdout\n"
+
+
+def test_atomic_file_names_the_target_in_a_full_device_error():
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with pytest.raises(OutputError, match="/dev/full"):
+        atomic.write_bytes("/dev/full", b"x" * 100_000)

@@ -136,8 +136,10 @@ def test_a_file_that_is_no_video_is_skipped(tmp_path):
     (tmp_path / "fake.mp4").write_bytes(b"not a video at all")
     result = detect(tmp_path / "fake.mp4", "-q")
     assert result.exit_code == 1
-    assert json.loads(result.stdout) == {"path": str(tmp_path / "fake.mp4"), "width": None, "height": None,
-                                         "error": "cannot be opened as a video (unknown format or codec)"}
+    record = json.loads(result.stdout)
+    assert record.pop("run")["params"]["min_face"] == 60  # the provenance every JSONL record carries
+    assert record == {"path": str(tmp_path / "fake.mp4"), "width": None, "height": None,
+                      "error": "cannot be opened as a video (unknown format or codec)"}
 
 
 def test_annotated_frames_and_csv(videos, tmp_path, monkeypatch):

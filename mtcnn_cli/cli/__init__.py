@@ -1,24 +1,49 @@
 """The `mtcnn` command: one module per subcommand."""
-import click
-
-from .. import __version__
-from .common import CONTEXT, Group
+import _signal  # the C module: importing it imports nothing, so the handler is in place at once
+import os as _os
 
 
-@click.group(cls=Group, context_settings=CONTEXT)
-@click.version_option(__version__, prog_name="mtcnn")
-def main():
-    """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
+def _starting(signum, frame):
+    """Ctrl-C or SIGTERM while the program starts: nothing to clean up yet."""
+    try:
+        _os.write(2, b"mtcnn: interrupted\n")
+    except OSError:
+        pass
+    raise SystemExit(128 + signum)
 
 
-def _register():
-    from .compare import compare
-    from .detect import detect
-    from .models import models
+_before = {sig: _signal.signal(sig, _starting) for sig in (_signal.SIGINT, _signal.SIGTERM)}
+try:
+    from ..run import interrupt
 
-    main.add_command(detect)
-    main.add_command(compare)
-    main.add_command(models)
+    _importing = interrupt.program_signals()  # then the program's own handler, also while importing
+    _importing.__enter__()
+except BaseException:
+    for _sig, _handler in _before.items():
+        _signal.signal(_sig, _handler)
+    raise
+try:
+    import click
 
+    from .. import __version__
+    from .common import CONTEXT, Program
 
-_register()
+    @click.group(cls=Program, context_settings=CONTEXT)
+    @click.version_option(__version__, prog_name="mtcnn")
+    def main():
+        """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
+
+    def _register():
+        from .compare import compare
+        from .detect import detect
+        from .models import models
+
+        main.add_command(detect)
+        main.add_command(compare)
+        main.add_command(models)
+
+    _register()
+finally:
+    _importing.__exit__(None, None, None)  # Program.main installs them again for the run
+    for _sig, _handler in _before.items():
+        _signal.signal(_sig, _handler)

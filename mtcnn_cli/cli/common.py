@@ -17,10 +17,14 @@ second form.
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 from typing import NoReturn
 
 import click
+
+from ..run import interrupt
 
 PROGRAM = "mtcnn"
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -96,14 +100,88 @@ class Group(_OneLineUsage, click.Group):
             raise _one_line(e) from None
 
 
+CLOSED_AT_START: set = set()  # which of stdin (0), stdout (1), stderr (2) the program found closed
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what `cmd | head` gives for cmd, quietly
+
+
+def reopen_closed_streams() -> set:
+    """Point fds 0, 1 and 2 at /dev/null when the program was started with
+    them closed (`>&-`, `2>&-`), so that no file we open takes their place and
+    receives messages or data. Returns the fds that were closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    if 1 in closed:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
+    if 2 in closed:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    return closed
+
+
+def silence_stdout() -> None:
+    """After stdout failed (a closed pipe, a full disk), point it at /dev/null
+    so that the interpreter's final flush does not complain."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+class Program(Group):
+    """The `mtcnn` program: signals are handled from before the heavy imports
+    (see run/interrupt.py), every interruption ends with `mtcnn: interrupted`
+    and 128 + the signal, closed standard streams are reopened on /dev/null,
+    and a reader that closes our stdout (`| head`) ends us quietly with 141."""
+
+    def main(self, *args, **kwargs):
+        with interrupt.program_signals():
+            interrupt.reset()
+            CLOSED_AT_START.clear()
+            CLOSED_AT_START.update(reopen_closed_streams())
+            return super().main(*args, **kwargs)
+
+    def invoke(self, ctx):
+        try:
+            with interrupt.working():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise click.exceptions.Exit(interrupt.exit_status()) from None
+        except BrokenPipeError:
+            silence_stdout()
+            raise click.exceptions.Exit(EXIT_PIPE_CLOSED) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except OSError as e:  # stdout or stderr on a full disk, an I/O error
+            silence_stdout()
+            say(f"cannot write: {e.strerror or e}")
+            raise click.exceptions.Exit(1) from None
+        except Exception as e:  # a bug: still one line, never a traceback
+            say(f"stopped by an unexpected error: {type(e).__name__}: {e}")
+            raise click.exceptions.Exit(1) from None
+
+
 def usage_error(message: str) -> NoReturn:
     """Stop the running command: its command line is wrong (exit status 2)."""
     raise OneLineUsageError(message, click.get_current_context(silent=True))
 
 
 def say(message: str) -> None:
-    """One `mtcnn: MESSAGE` line on stderr."""
-    click.echo(error_line(message), err=True)
+    """One `mtcnn: MESSAGE` line on stderr (nothing when stderr is gone)."""
+    try:
+        click.echo(error_line(message), err=True)
+    except OSError:
+        pass
 
 
 def fail(message, status: int = EXIT_USAGE) -> NoReturn:

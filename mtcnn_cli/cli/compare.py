@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from .common import CONTEXT, Command, Threshold, fail, usage_error
+from ..run import interrupt
+from .common import CONTEXT, Command, Threshold, fail, silence_stdout, usage_error
 
 
 
@@ -81,8 +82,9 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
          comparison ran but --report FILE could not be written
       2  nothing was compared: unreadable or malformed REF/OURS, unknown
          format, bad option, different parameters, a --report FILE that
-         cannot be written
-      130  interrupted
+         cannot be written or is a file compare reads
+      130  interrupted (143 for SIGTERM)
+      141  stdout's reader went away (| head)
     """
     from .. import compare as cmp
 
@@ -90,6 +92,7 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     if ours_path is not None:
         check_no_run_options(overrides, models, jobs, images_dir, root)
     try:
+        cmp.refuse_report_over_inputs(report_path, [ref_path, ours_path], models)
         if report_path is not None:
             cmp.check_report_path(report_path, [ref_path, ours_path])
         ref = cmp.read_detections(ref_path, cpp_format)
@@ -97,26 +100,36 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
             ours = cmp.read_detections(ours_path)
             check_same_params(cmp, ref, ours, ignore_params)
         else:
-            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs)
+            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path)
         result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance, count_only_ours)
     except cmp.CompareError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", interrupt.exit_status())
     try:
         if report_path is not None:
-            cmp.write_report(report_path, cmp.report(result))
+            cmp.write_report(report_path, result)
     except cmp.CompareError as e:
         fail(str(e), 1)  # the comparison ran: an output failed, as in detect
     except KeyboardInterrupt:
-        fail("interrupted", 130)
-    cmp.print_summary(result)
-    click.echo(cmp.verdict(result))
+        fail("interrupted", interrupt.exit_status())
+    try:
+        cmp.print_summary(result)
+    except OSError:  # stderr closed or full: the table is lost, the verdict is not
+        pass
+    try:
+        click.echo(cmp.verdict(result))
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # stdout on a full disk
+        silence_stdout()
+        fail(f"cannot write to stdout: {e.strerror or e}", 1)
     click.get_current_context().exit(0 if result.passed else 1)
 
 
-def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
-    """Our detector on REF's images; CompareError for a bad model folder or parameters."""
+def run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path=None):
+    """Our detector on REF's images; CompareError for a bad model folder or
+    parameters, or a --report that is one of the images."""
     if ref.format == "bboxdir" and images_dir is None:
         raise cmp.CompareError(f"{ref.source}: a bbox folder lists no image files: give --images DIR")
     for option, folder in (("--images", images_dir), ("--root", root)):
@@ -125,6 +138,7 @@ def run_ours(cmp, ref, root, images_dir, models, overrides, jobs):
     from ..detector.datfile import ModelError
 
     files = cmp.image_files(ref, root, images_dir)
+    cmp.refuse_report_over_inputs(report_path, [f for f, _ in files if f is not None])
     try:
         with progress_bar(len(files)) as step:
             return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs,

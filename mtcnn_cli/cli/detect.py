@@ -9,7 +9,8 @@ import time
 import click
 
 from .. import __version__, defaults
-from .common import CONTEXT, Command, PixelCount, Threshold, fail, usage_error
+from ..run import interrupt
+from .common import CLOSED_AT_START, CONTEXT, Command, PixelCount, Threshold, fail, silence_stdout, usage_error
 
 
 class Shard(click.ParamType):
@@ -54,10 +55,13 @@ Exit status:
        or an output failed while being written
   2    nothing was processed: bad option, no PATH, unusable model folder,
        an output that cannot be created (its folder missing), outputs
-       that would collide or overwrite an input, an -o extension that
-       names no format or contradicts --format
-  130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
-       (json, csv) or holds every completed record (jsonl)
+       that would collide or overwrite an input (images, model files,
+       the list on stdin), an output another run is writing, stdout
+       closed with no -o, an -o extension that names no format or
+       contradicts --format
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a json or csv -o
+       file is left as it was; a jsonl one holds every completed record
+  141  stdout's reader went away (| head): stopped quietly
 """
 
 
@@ -85,9 +89,10 @@ Exit status:
 @click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
               help="Output format (see below). Default: -o FILE's extension, else jsonl.")
 @click.option("-o", "--output", metavar="FILE",
-              help="Write the output to FILE (atomically: a temporary file renamed at the end) "
-                   "instead of stdout. Its extension chooses the format: .json, .jsonl/.ndjson, "
-                   ".csv.")
+              help="Write the output to FILE instead of stdout. Its extension chooses the format: "
+                   ".json, .jsonl/.ndjson, .csv. json and csv are written atomically (a temporary "
+                   "file renamed at the end), jsonl line by line. A link is followed; a device or "
+                   "FIFO is written in place. Locked for the run: a second run on FILE stops (exit 2).")
 @click.option("--bboxdir", metavar="DIR",
               help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
                    "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
@@ -105,15 +110,17 @@ Exit status:
                    "paths as given; an image outside DIR is refused before anything runs.")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
-                   "the same as with --jobs 1, in the same order.")
+              help="Worker processes, each loading the models once; 0 = one per CPU; never more "
+                   "than images; more than 4 per CPU is refused. The output is the same as with "
+                   "--jobs 1, in the same order.")
 @click.option("--shard", type=Shard(), metavar="I/N",
               help="Process only the I-th of N contiguous slices of the image list, I counting "
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
                    "whole list's.")
 @click.option("--resume", is_flag=True,
               help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
-                   "already in FILE and append the rest. Run with the same PATHs and options. A torn last line "
+                   "already in FILE and append the rest; images that failed are retried. Run with the "
+                   "same PATHs and options (other parameters or models are refused). A torn last line "
                    "from a killed run is cut off first.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar and no summary (skipped images are still reported).")
@@ -157,12 +164,16 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     started = time.perf_counter()
     if quiet and verbose:
         usage_error("-q/--quiet and -v/--verbose exclude each other")
+    if 1 in CLOSED_AT_START and output in (None, "-"):
+        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
+    if "cv2" not in sys.modules:  # OpenCV reads its decoders' pixel limit once, when it loads
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     try:
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..run.report import Reporter
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", interrupt.exit_status())
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -180,25 +191,14 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         usage_error(str(e))
     except Exception as e:  # a bug or an unforeseen system error: one line, no traceback
         fail(f"stopped by an unexpected error: {type(e).__name__}: {e}", 1)
-    if status == 1 and _stdout_closed():
-        _silence_stdout()
+    if status != 0 and _stdout_failed():
+        silence_stdout()
     ctx.exit(status)
 
 
-def _stdout_closed() -> bool:
+def _stdout_failed() -> bool:
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:  # a closed pipe, a full disk
         return True
     return False
-
-
-def _silence_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so that the
-    interpreter's final flush does not complain."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass

@@ -15,6 +15,7 @@ This module only describes and (de)serialises networks; it computes nothing.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,16 +341,38 @@ def parse_network(data: bytes, source: str) -> tuple[Layer, ...]:
 
 
 def _read_bytes(path: Path, limit: int, kind: str) -> bytes:
-    """The bytes of a file of `kind` (e.g. "network file"), at most `limit` of them."""
+    """The bytes of a file of `kind` (e.g. "network file"), at most `limit` of
+    them. Only a regular file is read: it is opened non-blocking (a FIFO
+    cannot hang the open), checked after opening (a link to /dev/zero or a
+    FIFO is refused at once), and at most limit + 1 bytes are read."""
     try:
-        if path.is_dir():
-            raise ModelError(f"{path}: is a folder, not a {kind}")
-        size = path.stat().st_size
-        if size > limit:
-            raise ModelError(f"{path}: {size} bytes, more than any {kind} (limit {limit})")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a folder, not a {kind}") from None
     except OSError as e:
         raise ModelError(f"{path}: cannot read the {kind}: {e.strerror or e}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelError(f"{path}: is a folder, not a {kind}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelError(f"{path}: not a regular file (a device, FIFO or socket), not a {kind}")
+        if info.st_size > limit:
+            raise ModelError(f"{path}: {info.st_size} bytes, more than any {kind} (limit {limit})")
+        parts, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew while being read
+            raise ModelError(f"{path}: more than {limit} bytes, more than any {kind}")
+        return b"".join(parts)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the {kind}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def read_network_bytes(path) -> bytes:

@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,18 +495,39 @@ def _cache_entry(weights: PackageWeights) -> Path | None:
     return root / f"bundled-{key.hexdigest()[:24]}"
 
 
+# OpenFace 2.2.0's own network files: the bundled weights convert to exactly
+# these bytes (tests/test_models.py checks it against OpenFace's SHA256SUMS). A
+# cache entry is used only when its files have these digests, whatever its own
+# SHA256SUMS says: an edited entry with a rewritten SHA256SUMS is not used.
+OPENFACE_SHA256 = {
+    "PNet": "22dfd0a96ec983e99b21c0e214d89d55ea9a471eedd53e5a48203f22bcb4c489",
+    "RNet": "95e9c4203ca0a08c84520fa5fd658834213ed2453a7359f4d9514a06762f91e9",
+    "ONet": "4c853ae5b461abe4d41f1cd77625895cd71452956c63c622fd75a3b820fb1d31",
+}
+
+
+def _ours_alone(path: Path) -> bool:
+    """Whether `path` (not followed if a link) is owned by this user, is no
+    link, and cannot be written by its group or others: a cache in a shared,
+    world-writable MTCNN_CACHE_DIR may hold entries someone else made."""
+    info = os.lstat(path)
+    return (not stat.S_ISLNK(info.st_mode) and info.st_uid == os.getuid()
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
 def _read_cache(entry: Path, source: str) -> MTCNNModels | None:
-    """The cached networks, or None when the entry is missing or not exactly
-    what was written (any file changed, missing or unreadable)."""
+    """The cached networks, or None when the entry is missing, not ours alone
+    (see _ours_alone), or not exactly OpenFace 2.2.0's files."""
     try:
-        listed = {}
-        for line in (entry / "SHA256SUMS").read_text("ascii").splitlines():
-            digest, name = line.split()
-            listed[name] = digest
+        if not _ours_alone(entry):
+            return None
         networks, digests = {}, {}
         for name in NETWORK_NAMES:
-            networks[name], digests[name] = _read_network_file(entry / f"{name}.dat")
-            if listed.get(f"{name}.dat") != digests[name]:
+            path = entry / f"{name}.dat"
+            if not _ours_alone(path):
+                return None
+            networks[name], digests[name] = _read_network_file(path)
+            if digests[name] != OPENFACE_SHA256[name]:
                 return None
         validate_mtcnn(networks["PNet"], networks["RNet"], networks["ONet"], source)
     except (OSError, ValueError, ModelError):
@@ -516,7 +538,10 @@ def _read_cache(entry: Path, source: str) -> MTCNNModels | None:
 
 def _write_cache(entry: Path, models: MTCNNModels) -> None:
     """Best effort: a complete entry appears at once (a folder renamed into
-    place), or none; another process may win the race."""
+    place), or none; another process may win the race. A damaged entry of
+    ours is replaced; only OpenFace 2.2.0's exact files are ever cached."""
+    if any(models.sha256.get(name) != OPENFACE_SHA256[name] for name in NETWORK_NAMES):
+        return
     temp = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
@@ -524,6 +549,15 @@ def _write_cache(entry: Path, models: MTCNNModels) -> None:
         export_models(temp, models)
         sums = "".join(f"{models.sha256[name]}  {name}.dat\n" for name in NETWORK_NAMES)
         write_model_file(temp / "SHA256SUMS", sums.encode("ascii"))
+        for file in temp.iterdir():
+            os.chmod(file, 0o644)
+        os.chmod(temp, 0o755)
+        if os.path.lexists(entry):
+            if not _ours_alone(entry):
+                return  # someone else's: left alone, not used
+            stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=entry.parent))
+            os.rename(entry, stale / "entry")
+            shutil.rmtree(stale, ignore_errors=True)
         os.rename(temp, entry)
         temp = None
     except (OSError, ModelError):
@@ -547,6 +581,23 @@ def bundled_models() -> MTCNNModels:
     if entry is not None:
         _write_cache(entry, models)
     return models
+
+
+def model_files(models=None) -> list[Path]:
+    """The files a model folder choice (`models`, else $MTCNN_MODELS) reads:
+    its MTCNN_detector.txt and the network files it names; [] for the bundled
+    weights or a folder that cannot be used (loading it says why). Used to
+    refuse an output that would overwrite one of them."""
+    if models is None or os.fspath(models) == "":
+        models = os.environ.get("MTCNN_MODELS") or None
+    if models is None:
+        return []
+    try:
+        folder = find_model_folder(models)
+        listed = read_detector_list(folder / DETECTOR_LIST)
+    except ModelError:
+        return []
+    return [folder / DETECTOR_LIST, *listed.values()]
 
 
 def load_models(models=None) -> MTCNNModels:

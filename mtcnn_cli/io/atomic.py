@@ -4,16 +4,183 @@ A whole file (a JSON report, an annotated image) is replaced atomically by
 `AtomicFile`, `write_bytes` and `write_text`, which live in mtcnn_cli.atomic_file
 (the model cache in detector/ uses them too) and are re-exported here.
 
-A growing file of lines (JSONL with --resume) is appended to one complete line
-per write() call, and a torn last line left by a crash is cut off before the
-file is appended to again.
+A growing file of lines (JSONL) is appended to one complete line per write()
+call, and a torn last line left by a crash is cut off before the file is
+appended to again.
+
+An output a run writes is held with an exclusive, non-blocking lock
+(`OutputLock`, flock on the file itself) for the whole run, so that a second
+run on the same output stops at once instead of mixing records into it.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import stat
+import tempfile
 
-from ..atomic_file import AtomicFile, write_bytes, write_text  # noqa: F401 (re-exported)
+from ..atomic_file import AtomicFile, write_bytes, write_target, write_text  # noqa: F401 (re-exported)
 from ..atomic_file import OutputError, _default_mode
+
+
+class OutputBusy(OutputError):
+    """Another run holds the output's lock."""
+
+
+def _identity(info) -> tuple:
+    return info.st_dev, info.st_ino
+
+
+def stale_temps(target: str) -> list[str]:
+    """Our own temporary files beside `target` (AtomicFile's `.NAME.XXXXXXXX.tmp`,
+    left by a killed run), largest (the one holding most records) first."""
+    folder, name = os.path.split(os.path.abspath(target))
+    if len(name) > 60:  # the temporary names keep 60 characters: they could be another output's
+        return []
+    pattern = re.compile(re.escape("." + name[:60] + ".") + r"[a-z0-9_]{8}\.tmp")
+    try:
+        names = [n for n in os.listdir(folder) if pattern.fullmatch(n)]
+    except OSError:
+        return []
+    found = []
+    for n in names:
+        path = os.path.join(folder, n)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                found.append((info.st_size, info.st_mtime, path))
+        except OSError:
+            pass
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+class OutputLock:
+    """An exclusive, non-blocking flock on an output file, held until
+    release(). A missing file is created (empty) to be locked; abandon()
+    removes it again if the run stops before writing anything. Targets that
+    are not regular files (devices, FIFOs, /dev/stdout) are not locked.
+    Raises OutputBusy when another run holds the lock."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.target, self.in_place = write_target(self.path)
+        self.fd, self.created, self.writable = -1, False, False
+        if self.in_place:
+            return
+        for _ in range(20):  # the file can be renamed over between open and flock
+            fd = self._open()
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputBusy(f"{self.path}: another run is writing this output (it holds its lock); "
+                                 f"wait for it to finish or choose another -o") from None
+            except OSError:  # a file system without locks: go on unlocked
+                self.fd = fd
+                return
+            try:
+                same = _identity(os.fstat(fd)) == _identity(os.stat(self.target))
+            except OSError:
+                same = False
+            if same:
+                self.fd = fd
+                return
+            os.close(fd)
+            self.created = False
+        else:
+            raise OutputError(f"cannot lock {self.path}: it keeps being replaced")
+
+    def _open(self):
+        try:
+            fd = os.open(self.target, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.writable = True
+            return fd
+        except FileNotFoundError:
+            try:
+                fd = os.open(self.target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _default_mode())
+                self.created = self.writable = True
+                return fd
+            except FileExistsError:
+                return None
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        except PermissionError:
+            try:
+                return os.open(self.target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        except IsADirectoryError:
+            raise OutputError(f"cannot write {self.path}: is a folder") from None
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def adopt(self, temp: str) -> None:
+        """Make our temporary file `temp` the output (a JSONL file a killed run
+        left there), keeping the lock: the temp is locked before it is renamed."""
+        fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(temp, self.target)
+        except OSError:
+            os.close(fd)
+            raise
+        old, self.fd, self.created, self.writable = self.fd, fd, False, True
+        if old >= 0:
+            os.close(old)
+
+    def rewrite(self, data: bytes) -> None:
+        """Replace the output's content with `data`, atomically (a locked
+        temporary file renamed over it), keeping the lock."""
+        folder, name = os.path.split(os.path.abspath(self.target))
+        fd, temp = tempfile.mkstemp(prefix="." + name[:60] + ".", suffix=".tmp", dir=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, os.fstat(self.fd).st_mode & 0o7777 if self.fd >= 0 else _default_mode())
+            os.fsync(fd)
+            os.rename(temp, self.target)
+        except OSError as e:
+            os.close(fd)
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise OutputError(f"cannot rewrite {self.path}: {e.strerror or e}") from None
+        old, self.fd, self.created, self.writable = self.fd, fd, False, True
+        if old >= 0:
+            os.close(old)
+
+    def remove_stale_temps(self) -> int:
+        """Remove our temporary files a killed run left beside the output."""
+        removed = 0
+        for temp in stale_temps(self.target):
+            try:
+                os.unlink(temp)
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def abandon(self) -> None:
+        """Release; remove the file if this lock created it and it is still empty."""
+        if self.fd >= 0 and self.created:
+            try:
+                info = os.fstat(self.fd)
+                if info.st_size == 0 and _identity(info) == _identity(os.stat(self.target)):
+                    os.unlink(self.target)
+            except OSError:
+                pass
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the only descriptor releases the flock
+            self.fd = -1
 
 
 def cut_torn_tail(path) -> int:
@@ -52,13 +219,24 @@ def cut_torn_tail(path) -> int:
 
 class LineAppender:
     """Appends complete lines to a file, each with a single write() call, so a
-    kill leaves whole lines only. A failed (short) write is cut back off."""
+    kill leaves whole lines only. A failed (short) write is cut back off.
+    `fd`: write through this descriptor (an OutputLock's) instead of opening
+    path; truncate: empty the file first."""
 
-    def __init__(self, path):
+    def __init__(self, path, fd: int | None = None, truncate: bool = False):
         self.path = os.fspath(path)
         try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _default_mode())
-            self.size = os.fstat(self.fd).st_size
+            if fd is None:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if truncate else 0)
+                self.fd = os.open(self.path, flags, _default_mode())
+            else:
+                self.fd = os.dup(fd)
+                if truncate:
+                    os.ftruncate(self.fd, 0)
+                os.lseek(self.fd, 0, os.SEEK_END)
+            info = os.fstat(self.fd)
+            self.seekable = stat.S_ISREG(info.st_mode)
+            self.size = info.st_size if self.seekable else 0
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
@@ -70,7 +248,9 @@ class LineAppender:
                 raise OSError(0, f"short write ({written} of {len(line)} bytes)")
         except OSError as e:
             try:
-                os.ftruncate(self.fd, self.size)
+                if self.seekable:
+                    os.ftruncate(self.fd, self.size)
+                    os.lseek(self.fd, self.size, os.SEEK_SET)
             except OSError:
                 pass
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None

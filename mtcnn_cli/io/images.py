@@ -6,8 +6,14 @@ file's bytes ourselves and decode them with cv2.imdecode(IMREAD_COLOR), which
 gives the same pixels and also works for any byte string as a file name.
 
 Before decoding we check what is cheap to check: that the path is a regular
-file, that it is not empty, the pixel count written in its header (PNG, JPEG,
-BMP, TIFF, WebP) against a limit, and that a JPEG or PNG is not cut short.
+file, that it is not empty, that its first bytes are those of a format OpenCV
+decodes (else nothing more is read), that its size is below a cap that
+follows from the pixel limit, the pixel count written in its header (PNG,
+JPEG, BMP, TIFF, WebP; a JPEG's segments and a TIFF's directory are looked up
+wherever they are in the file) against the limit, and that a JPEG or PNG is
+not cut short. For every other format OpenCV's decoder itself is told the
+limit (OPENCV_IO_MAX_IMAGE_PIXELS, read once when OpenCV loads: `mtcnn detect`
+sets it from --max-pixels before that; worker processes inherit it).
 """
 from __future__ import annotations
 
@@ -18,10 +24,13 @@ import stat
 import struct
 from contextlib import contextmanager
 
-import cv2
-import numpy as np
-
 from .. import defaults
+
+# the decoder's own pixel limit, read when OpenCV loads (unless already set)
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(defaults.MAX_PIXELS))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
@@ -58,6 +67,28 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
     return None
+
+
+# Formats OpenCV decodes beyond those above (its decoders are chosen by these
+# same signatures): GIF, JPEG 2000 (file or codestream), AVIF, Radiance HDR,
+# Sun raster, PNM/PAM (P1-P7), PFM, BigTIFF.
+_OTHER_SIGNATURES = (b"GIF87a", b"GIF89a", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51",
+                     b"#?RADIANCE", b"#?RGBE", b"\x59\xa6\x6a\x95", b"II+\x00", b"MM\x00+")
+
+
+def opencv_format(data: bytes) -> bool:
+    """Whether the first bytes of a file are those of a format OpenCV decodes."""
+    if sniff_format(data) is not None or data.startswith(_OTHER_SIGNATURES):
+        return True
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1", b"msf1"):
+        return True
+    return len(data) >= 3 and data[0:1] == b"P" and data[1:2] in b"1234567Ff" and data[2:3].isspace()
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file an image of max_pixels pixels can need: 16 bytes a
+    pixel (four float32 channels, uncompressed) and 16 MiB of metadata."""
+    return 16 * max_pixels + (16 << 20)
 
 
 def _png_size(data: bytes):
@@ -146,6 +177,30 @@ def _webp_size(data: bytes):
 
 _SIZE_READERS = {"PNG": _png_size, "JPEG": _jpeg_size, "BMP": _bmp_size,
                  "TIFF": _tiff_size, "WebP": _webp_size}
+
+
+class _FileView:
+    """A file's bytes as `data[a:b]` and `len(data)`, read with pread where
+    they are beyond the head already read: so that the size readers find a
+    JPEG's frame header after 300 KB of comments, or a TIFF's directory at
+    the end of the file, without reading the file."""
+
+    def __init__(self, fd: int, size: int, head: bytes):
+        self.fd, self.size, self.head, self.reads = fd, size, head, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return self[key:key + 1][0]
+        start, stop = key.start or 0, self.size if key.stop is None else min(key.stop, self.size)
+        if stop <= len(self.head):
+            return self.head[start:stop]
+        self.reads += 1
+        if self.reads > 100_000:  # a file of nothing but tiny segments: left to the decoder's limit
+            raise struct.error("too many segments")
+        return os.pread(self.fd, max(0, stop - start), start)
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
@@ -269,12 +324,23 @@ def read_file(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
         if info.st_size == 0:
             raise ImageError("empty file")
         data = _read_fd(fd, HEADER_BYTES)
-        size = header_size(data)
+        if not opencv_format(data):
+            raise ImageError("not an image (unknown format)")
+        if info.st_size > max_file_bytes(max_pixels):
+            raise ImageError(f"too large: {info.st_size} bytes, more than an image of "
+                             f"{max_pixels} pixels (--max-pixels) can need")
+        fmt = sniff_format(data)
+        try:
+            size = _SIZE_READERS[fmt](_FileView(fd, info.st_size, data)) if fmt else None
+        except (struct.error, IndexError, OSError):
+            size = None
         if size is not None:
             _check_pixels(*size, max_pixels)
         data += _read_fd(fd, 1 << 62)
     except OSError as e:
         raise ImageError(os_reason(e)) from None
+    except MemoryError:
+        raise ImageError("too large for the memory left") from None
     finally:
         os.close(fd)
     if not data:
@@ -312,8 +378,15 @@ def decode(data: bytes) -> np.ndarray:
     try:
         with _silenced_stderr():
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
+    except cv2.error as e:
+        if "validateInputImageSize" in str(e):
+            raise ImageError(f"too large: more than {os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')} "
+                             f"pixels, the limit the decoder was given (--max-pixels)") from None
+        if "memory" in str(e).lower() or "allocate" in str(e).lower():
+            raise ImageError("too large for the memory left") from None
         image = None
+    except MemoryError:
+        raise ImageError("too large for the memory left") from None
     if image is None or image.size == 0:
         if fmt is None:
             raise ImageError("not an image (unknown format)")

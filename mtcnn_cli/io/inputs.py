@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -134,12 +135,20 @@ def expand(paths: Sequence[str], read_stdin=None, null: bool = False, rules: Rul
     return items
 
 
+def normalise(path: str) -> str:
+    """The one spelling of an input path by which images are told apart: the
+    absolute path, normalised (`a.jpg`, `./a.jpg`, `a//a.jpg`, `sub/../a.jpg`
+    and `/cwd/a.jpg` are one image). Links are not resolved: two names of one
+    file stay two images. Used for repeats in the input list and by --resume."""
+    return os.path.normpath(os.path.abspath(path))
+
+
 def unique(items: Iterable[Item]) -> list[Item]:
-    """Items without repeats, first occurrence kept: `a/x.jpg`, `./a/x.jpg`
-    and `a//x.jpg` are the same image (compared after os.path.normpath)."""
+    """Items without repeats, first occurrence kept: `a/x.jpg`, `./a/x.jpg`,
+    `a//x.jpg` and the absolute path are the same image (see normalise)."""
     kept, seen = [], set()
     for item in items:
-        key = os.path.normpath(item.path)
+        key = normalise(item.path)
         if key not in seen:
             seen.add(key)
             kept.append(item)
@@ -174,3 +183,35 @@ def bbox_name(path: str) -> str:
     """OpenFace's bounding-box file name for an image: the file name with its
     extension replaced by .txt (FaceLandmarkImg -fdir DIR -bboxdir BOXES)."""
     return os.path.splitext(os.path.basename(path))[0] + ".txt"
+
+
+def file_identity(path) -> tuple | None:
+    """(device, inode) of the file `path` names (links followed), None when
+    there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def stream_identity(stream) -> tuple | None:
+    """(device, inode) of a stream's file when it is a regular file (stdin
+    redirected from a list, say), else None."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
+def overwritten_input(outputs: dict, sources: dict) -> tuple[str, str, str] | None:
+    """outputs: output path -> its option (e.g. "-o"); sources: input
+    identity (file_identity) -> what it is (e.g. "the model file M"). The
+    first (option, path, input) where an existing output is an input, or
+    None."""
+    for path, option in outputs.items():
+        key = file_identity(path)
+        if key is not None and key in sources:
+            return option, os.fspath(path), sources[key]
+    return None

@@ -84,18 +84,25 @@ class JsonFormat:
         return ("\n  ]" if self.count else "]") + "\n}\n"
 
 
+def provenance_json(provenance: dict) -> str:
+    return json.dumps(provenance, separators=(", ", ": "))
+
+
 class JsonlFormat:
-    """One image record per line, nothing else."""
+    """One image record per line, nothing else. Each record ends with its
+    provenance, "run": {"version", "params", "models_sha256"}, so that
+    --resume can tell a file made otherwise."""
     name = "jsonl"
 
-    def __init__(self, params: dict, landmarks: bool = True):
+    def __init__(self, params: dict, landmarks: bool = True, provenance: dict | None = None):
         self.landmarks = landmarks
+        self.tail = f', "run": {provenance_json(provenance)}}}' if provenance is not None else "}"
 
     def start(self) -> str:
         return ""
 
     def record(self, result) -> str:
-        return record_json(result, self.landmarks) + "\n"
+        return record_json(result, self.landmarks)[:-1] + self.tail + "\n"
 
     def end(self) -> str:
         return ""
@@ -151,11 +158,15 @@ class CsvFormat:
         return ""
 
 
-def make_format(name: str, params: dict, landmarks: bool = True, frames: bool = False):
-    """frames: the run has video frames (CSV then has frame and time columns)."""
+def make_format(name: str, params: dict, landmarks: bool = True, frames: bool = False,
+                provenance: dict | None = None):
+    """frames: the run has video frames (CSV then has frame and time columns);
+    provenance: what JSONL records carry of the run that made them."""
     if name == "csv":
         return CsvFormat(params, landmarks, frames)
-    return {"json": JsonFormat, "jsonl": JsonlFormat}[name](params, landmarks)
+    if name == "jsonl":
+        return JsonlFormat(params, landmarks, provenance)
+    return JsonFormat(params, landmarks)
 
 
 def bbox_text(faces) -> str:

@@ -20,6 +20,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from .. import defaults
 from ..io.images import ImageError, read_image
 
@@ -71,6 +73,7 @@ class Outcome:
     seconds: float
     annotated: bytes | None = None
     annotate_error: str | None = None
+    warning: str | None = None  # e.g. faces dropped for non-finite values
 
 
 def detector_class():
@@ -111,20 +114,37 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         return Outcome(result, time.perf_counter() - start)
     height, width = image.shape[:2]  # (H, W, 3) uint8 BGR
     try:
-        faces = list(detector.detect(image))  # on one BLAS thread, as the C++
+        with np.errstate(all="ignore"):  # an overflow in a network is handled below, not printed
+            faces = list(detector.detect(image))  # on one BLAS thread, as the C++
     except MemoryError:
         result = Result(task.path, width, height, None, "out of memory", **where)
         return Outcome(result, time.perf_counter() - start)
     except Exception as e:  # one image must not stop a batch of thousands
+        if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # a stop that compiled code wrapped (SystemError)
         result = Result(task.path, width, height, None, f"detector failed: {type(e).__name__}: {e}", **where)
         return Outcome(result, time.perf_counter() - start)
+    finite = [face for face in faces if _finite(face)]
+    warning = None
+    if len(finite) < len(faces):
+        dropped = len(faces) - len(finite)
+        warning = (f"dropped {dropped} face{'s' * (dropped > 1)} with non-finite values (infinite or NaN "
+                   f"network outputs: are the models sound?)")
+        faces = finite
     if not settings.landmarks:
         faces = [replace(face, landmarks=()) for face in faces]
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
         annotated, annotate_error = _annotated_copy(image, faces, task, settings.landmarks)
     result = Result(task.path, width, height, faces, None, **where)
-    return Outcome(result, time.perf_counter() - start, annotated, annotate_error)
+    return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning)
+
+
+def _finite(face) -> bool:
+    """Every number of a face is finite (JSON has no NaN or Infinity)."""
+    values = [face.x, face.y, face.width, face.height, face.confidence]
+    values += [v for point in (face.landmarks or ()) for v in point]
+    return bool(np.all(np.isfinite(np.asarray(values, np.float64))))
 
 
 # --- worker processes -----------------------------------------------------------
@@ -183,14 +203,30 @@ def _work(task: Task) -> Outcome:
     return process_one(detector, settings, task)
 
 
-def resolve_jobs(jobs: int) -> int:
-    """--jobs 0 means one worker per CPU this process may use."""
-    if jobs > 0:
-        return jobs
+MAX_JOBS_PER_CPU = 4  # more workers than this per CPU only add memory (each holds its models)
+
+
+def usable_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int) -> None:
+    """ValueError for a --jobs no machine is helped by: above MAX_JOBS_PER_CPU
+    times the CPUs this process may use."""
+    cpus = usable_cpus()
+    if jobs > MAX_JOBS_PER_CPU * cpus:
+        raise ValueError(f"--jobs {jobs}: more than {MAX_JOBS_PER_CPU} workers per CPU "
+                         f"({cpus} CPU{'s' * (cpus > 1)} usable here); each worker loads its own "
+                         f"copy of the models and numpy, so more only costs memory: use at most "
+                         f"{MAX_JOBS_PER_CPU * cpus}, or 0 for one per CPU")
+
+
+def resolve_jobs(jobs: int) -> int:
+    """--jobs 0 means one worker per CPU this process may use."""
+    return jobs if jobs > 0 else usable_cpus()
 
 
 @contextmanager
@@ -344,9 +380,11 @@ def detect_images(paths: Sequence[str], *, models=None, min_face: int = defaults
     returns, so a bad model folder (ModelError) or bad parameters (ValueError)
     raise here, not on the first next(). An unreadable image gives a Result
     with `error` set and the iteration goes on. jobs: worker processes (0 =
-    one per CPU). landmarks=False gives faces with empty landmarks."""
+    one per CPU; more than MAX_JOBS_PER_CPU per CPU is a ValueError; never more
+    workers than paths). landmarks=False gives faces with empty landmarks."""
     settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3,
                         max_pixels, landmarks)
+    check_jobs(jobs)
     detector = make_detector(settings)
     tasks = [Task(os.fspath(path)) for path in paths]
     return _results(run_tasks(tasks, settings, jobs, detector))

@@ -9,11 +9,14 @@ calls run_detect, which returns the exit status:
     2    nothing was processed: bad option or PATH list, unusable model
          folder, an output that cannot be created (its folder missing),
          outputs that would collide or overwrite an input
-    130  interrupted (Ctrl-C or SIGTERM)
+    130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM
+    141  stdout was closed by its reader (`| head`): no message
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import stat
 import sys
@@ -23,15 +26,18 @@ from dataclasses import dataclass, field
 
 from .. import defaults
 from ..io import atomic, inputs, video
-from ..io.atomic import AtomicFile, LineAppender, OutputError
-from .batch import Settings, Task, WorkerStartError, run_tasks
+from ..io.atomic import AtomicFile, LineAppender, OutputError, OutputLock
+from .batch import Result, Settings, Task, WorkerStartError, check_jobs, run_tasks
 from ..io.draw import output_name
+from . import interrupt
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
 from ..io.images import IMAGE_EXTENSIONS
+from .. import __version__
 from .report import Reporter, display, plural
 
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), quietly
 
 
 class UsageProblem(Exception):
@@ -71,13 +77,13 @@ class DetectOptions:
 class Plan:
     """The images of this run, in order, and where their side outputs go."""
     items: list  # inputs.Item, not yet in the resumed file
-    already_done: int = 0
-    already_failed: int = 0
+    already_done: int = 0  # --resume: images recorded before, without an error
+    retried: int = 0  # --resume: images whose earlier records were errors, tried again
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
     listed: int = 0  # the whole list's length, before --shard
-    done: dict = field(default_factory=dict)  # --resume: the records already in the file, {path: failed?}
+    done: set = field(default_factory=set)  # --resume: normalised paths recorded without an error
 
     @property
     def has_videos(self) -> bool:
@@ -248,23 +254,40 @@ def refuse_colliding_output(output: str, targets: dict) -> None:
             raise UsageProblem(f"-o {display(output)} is also a {name} output")
 
 
-def refuse_overwriting_inputs(items, targets: dict) -> None:
+def input_sources(items, settings: Settings, list_from_stdin: bool) -> dict:
+    """Every file this run reads, by identity: the images, the model files,
+    the list on stdin when it is redirected from a file."""
+    from ..detector.models import model_files
+
+    sources = {}
+    for path in model_files(settings.models):
+        key = inputs.file_identity(path)
+        if key is not None:
+            sources.setdefault(key, f"the model file {display(os.fspath(path))}")
+    if list_from_stdin:
+        key = inputs.stream_identity(sys.stdin)
+        if key is not None:
+            sources.setdefault(key, "the list read from stdin")
+    for item in items:
+        if not item.error:
+            key = inputs.file_identity(item.path)
+            if key is not None:
+                sources.setdefault(key, f"the input image {display(item.path)}")
+    return sources
+
+
+def refuse_overwriting_inputs(items, targets: dict, settings: Settings | None = None,
+                              list_from_stdin: bool = False) -> None:
     """targets: output path -> option name. Raises UsageProblem when an
-    existing output path is one of the input images (same file)."""
+    existing output is a file the run reads: an image, a model file, the
+    list on stdin (the same file, whatever the path)."""
     existing = {path: name for path, name in targets.items() if os.path.lexists(path)}
     if not existing:
         return
-    images = {}
-    for item in items:
-        if not item.error:
-            key = _identity(item.path)
-            if key is not None:
-                images.setdefault(key, item.path)
-    for path, name in existing.items():
-        key = _identity(path)
-        if key in images:
-            raise UsageProblem(f"{name} would overwrite the input image {display(images[key])} "
-                               f"(as {display(path)})")
+    found = inputs.overwritten_input(existing, input_sources(items, settings or Settings(), list_from_stdin))
+    if found:
+        option, path, source = found
+        raise UsageProblem(f"{option} would overwrite {source} (as {display(path)})")
 
 
 RECORD_START = b'{"path": '  # how every JSONL record we write begins
@@ -276,37 +299,118 @@ def _torn_record(tail: bytes) -> bool:
     return tail.startswith(RECORD_START) or RECORD_START.startswith(tail)
 
 
-def read_done(path: str) -> tuple[dict, int]:
-    """--resume: the records already in the JSONL file as {path: failed?},
-    and the size of a torn last line (from a kill) cut off. The complete
-    lines are checked first: a file that is not ours is left untouched."""
+RECORD_KEYS = {"path", "frame", "time", "width", "height", "faces", "error", "run"}
+FACE_NUMBERS = ("x", "y", "width", "height", "confidence")
+
+
+def _number(value) -> bool:
+    """A finite JSON number (not a boolean, not an integer beyond any float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)
+
+
+def record_problem(record) -> str | None:
+    """Why a parsed JSONL line is not an image record as we write them, or
+    None when it is one."""
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    if not isinstance(record.get("path"), str) or not record["path"]:
+        return 'has no "path" string'
+    unknown = sorted(set(record) - RECORD_KEYS)
+    if unknown:
+        return f"has fields we never write ({', '.join(unknown)})"
+    if "frame" in record and (isinstance(record["frame"], bool) or not isinstance(record["frame"], int)
+                              or record["frame"] < 0 or not _number(record.get("time"))):
+        return 'has a "frame" that is no frame number, or no "time" in seconds'
+    for key in ("width", "height"):
+        value = record.get(key, "missing")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f'has no "{key}" (a whole number or null)'
+    if ("faces" in record) == ("error" in record):
+        return 'has neither "faces" nor "error" (or both)'
+    if "error" in record:
+        return None if isinstance(record["error"], str) else '"error" is not a string'
+    faces = record["faces"]
+    if not isinstance(faces, list):
+        return '"faces" is not a list'
+    for face in faces:
+        if not isinstance(face, dict) or not all(_number(face.get(k)) for k in FACE_NUMBERS):
+            return "has a face without finite x, y, width, height and confidence"
+    return None
+
+
+def provenance_difference(found, expected: dict) -> str | None:
+    """How a record's provenance ("run") differs from this run's, in words;
+    None when the parameters and models are the same (the version may differ:
+    the numbers do not depend on it)."""
+    if not isinstance(found, dict):
+        return 'carries no provenance ("run"): it was written by another program or an older version'
+    differences = []
+    theirs = found.get("params") if isinstance(found.get("params"), dict) else {}
+    for name, value in expected["params"].items():
+        if theirs.get(name) != value:
+            differences.append(f"{name} {theirs.get(name)} there, {value} now")
+    if found.get("models_sha256") != expected["models_sha256"]:
+        differences.append(f"models {str(found.get('models_sha256'))[:12]}... there, "
+                           f"{str(expected['models_sha256'])[:12]}... now (SHA-256)")
+    return "; ".join(differences) or None
+
+
+@dataclass
+class Resumed:
+    """What --resume found in -o FILE."""
+    done: set = field(default_factory=set)  # normalised paths recorded without an error
+    failed: list = field(default_factory=list)  # paths whose records had an error: retried
+    kept: list = field(default_factory=list)  # the lines of the records kept (bytes, with newline)
+    torn: bytes = b""  # a torn last line (from a kill)
+
+
+def read_done(path: str, provenance: dict | None = None) -> Resumed:
+    """--resume: the records already in the JSONL file. Every complete line
+    is checked first (our schema, and, with `provenance`, the same parameters
+    and models), so that a file that is not ours, or made otherwise, is left
+    untouched. Raises FileProblem."""
+    found = Resumed()
     if not os.path.exists(path):
-        return {}, 0
+        return found
+    not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
+    number = 0
     try:
         with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    found.torn = line
+                    break
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}") from None
+                problem = record_problem(record)
+                if problem:
+                    raise FileProblem(f"--resume: {display(path)} line {number} {problem}; {not_ours}")
+                difference = provenance and provenance_difference(record.get("run"), provenance)
+                if difference:
+                    raise FileProblem(
+                        f"--resume: {display(path)} line {number} was made with other settings "
+                        f"({difference}): resume with the same options and models, or start a new file")
+                if "error" in record:
+                    found.failed.append(record["path"])
+                else:
+                    found.done.add(inputs.normalise(record["path"]))
+                    found.kept.append(line)
     except OSError as e:
         raise FileProblem(f"--resume: cannot read {display(path)}: {e.strerror or e}") from None
-    not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
-    done = {}
-    for number, line in enumerate(lines[:-1], 1):
-        try:
-            record = json.loads(line)
-            done[record["path"]] = "error" in record
-        except (ValueError, TypeError, KeyError):
-            raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}") from None
-    if not _torn_record(lines[-1]):
-        raise FileProblem(f"--resume: {display(path)} line {len(lines)} {not_ours}")
-    try:
-        dropped = atomic.cut_torn_tail(path) if lines[-1] else 0
-    except OutputError as e:
-        raise FileProblem(f"--resume: {e}") from None
-    return done, dropped
+    except MemoryError:
+        raise FileProblem(f"--resume: {display(path)} line {number} is too long for the memory left") from None
+    if found.torn and not _torn_record(found.torn):
+        raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}")
+    return found
 
 
-def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
-    """The run's images and side-output paths; also the bytes of a torn line
-    cut from a resumed file. Raises UsageProblem."""
+def make_plan(options: DetectOptions, read_stdin) -> Plan:
+    """The run's images and side-output paths (for --resume, all of them:
+    see resume_plan). Raises UsageProblem."""
     items, empty = gather(options, read_stdin)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
@@ -325,22 +429,48 @@ def make_plan(options: DetectOptions, read_stdin) -> tuple[Plan, int]:
     if not to_stdout(options.output):
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
-    refuse_overwriting_inputs(items, targets)
+    refuse_overwriting_inputs(items, targets, options.settings, inputs.STDIN in options.paths)
     listed = len(items)
     if options.shard:
         items = inputs.shard(items, *options.shard)
-    plan = Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed)
-    dropped = 0
-    if options.resume:
-        done, dropped = read_done(options.output)
-        plan.items = [item for item in items if item.path not in done]
-        plan.done = done
-        videos = {item.path for item in plan.items if is_video(item)}
-        frames_done = [path for path in done if video.video_of(path) in videos]
-        plan.already_done = len(items) - len(plan.items) + len(frames_done)
-        plan.already_failed = sum(1 for item in items if done.get(item.path)) + \
-            sum(1 for path in frames_done if done[path])
-    return plan, dropped
+    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed)
+
+
+def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
+                provenance: dict | None) -> tuple[int, int]:
+    """--resume: leave out of plan the images already in -o FILE (read under
+    the run's lock), and a video's frames already there. Records of images
+    that failed are taken out of FILE, to be tried again; a torn last line is
+    cut off. Returns (bytes of the torn line, failed records retried)."""
+    if lock is not None and lock.in_place:
+        raise FileProblem(f"--resume: {display(options.output)} is not a regular file")
+    found = read_done(options.output, provenance)
+    try:
+        if found.failed and lock is not None and lock.fd >= 0:
+            lock.rewrite(b"".join(found.kept))  # atomically, keeping the lock
+        elif found.torn:
+            atomic.cut_torn_tail(options.output)
+    except (OutputError, OSError) as e:
+        raise FileProblem(f"--resume: cannot repair {display(options.output)}: {e}") from None
+    items = plan.items
+    plan.items = [item for item in items if inputs.normalise(item.path) not in found.done]
+    plan.done = found.done
+    videos = {inputs.normalise(item.path) for item in plan.items if is_video(item)}
+    frames_done = sum(1 for path in found.done if video.video_of(path) in videos)
+    plan.already_done = len(items) - len(plan.items) + frames_done
+    return len(found.torn), len(found.failed)
+
+
+def provenance(options: DetectOptions, detector) -> dict:
+    """What each JSONL record says it was made with: our version, the
+    detector's parameters, and one SHA-256 over the three networks' own
+    (the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n")."""
+    digests = getattr(getattr(detector, "models", None), "sha256", None) or {}
+    combined = None
+    if all(name in digests for name in ("PNet", "RNet", "ONet")):
+        text = "".join(f"{name} {digests[name]}\n" for name in ("PNet", "RNet", "ONet"))
+        combined = hashlib.sha256(text.encode("ascii")).hexdigest()
+    return {"version": __version__, "params": options.params(), "models_sha256": combined}
 
 
 # --- where records go ------------------------------------------------------------------
@@ -360,8 +490,13 @@ class StdoutSink:
 
     def _emit(self, text: str) -> None:
         if text:
-            self.stream.write(_encode(text))
-            self.stream.flush()
+            try:
+                self.stream.write(_encode(text))
+                self.stream.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:  # /dev/full, an I/O error
+                raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
 
     def write(self, text: str) -> None:
         if self.hold:
@@ -378,36 +513,37 @@ class StdoutSink:
 
 
 class FileSink:
-    """-o FILE: a temporary file renamed over FILE at the end. When stopped
-    early, JSONL (keep_partial) keeps the completed lines; JSON and CSV leave
-    FILE as it was."""
+    """-o FILE as one document (json, csv): a temporary file renamed over FILE
+    at the end; when stopped early, FILE is left as it was."""
 
-    def __init__(self, path: str, keep_partial: bool):
+    def __init__(self, path: str, lock: OutputLock):
         self.file = AtomicFile(path, "wb")
-        self.keep_partial = keep_partial
+        self.lock = lock
 
     def write(self, text: str) -> None:
         self.file.write(_encode(text))
         self.file.flush()
 
     def finish(self) -> None:
-        self.file.commit()
+        try:
+            self.file.commit()
+        finally:
+            self.lock.release()
 
     def abort(self) -> None:
-        if self.keep_partial:
-            try:
-                self.file.commit()
-                return
-            except OutputError:
-                pass
         self.file.discard()
+        self.lock.abandon()
 
 
-class AppendSink:
-    """--resume: whole lines appended to FILE, one write() each."""
+class LineSink:
+    """-o FILE as JSONL: whole lines written to FILE itself, one write() each,
+    so a killed run keeps every record it finished (and --resume completes
+    it). Without --resume FILE is emptied first."""
 
-    def __init__(self, path: str):
-        self.appender = LineAppender(path)
+    def __init__(self, path: str, lock: OutputLock, resume: bool):
+        fd = lock.fd if lock.fd >= 0 and lock.writable else None
+        self.appender = LineAppender(path, fd=fd, truncate=not resume)
+        self.lock = lock
 
     def write(self, text: str) -> None:
         if text:
@@ -415,16 +551,46 @@ class AppendSink:
 
     def finish(self) -> None:
         self.appender.close()
+        self.lock.release()
 
-    abort = finish
+    def abort(self) -> None:
+        self.appender.close()
+        self.lock.abandon()
 
 
-def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str):
-    if options.resume:
-        return AppendSink(options.output)
+def open_sink(options: DetectOptions, fmt_name: str, stdout_kind: str, lock: OutputLock | None):
     if to_stdout(options.output):
         return StdoutSink(hold=fmt_name == "json" or stdout_kind == "terminal")
-    return FileSink(options.output, keep_partial=fmt_name == "jsonl")
+    if fmt_name == "jsonl":
+        return LineSink(options.output, lock, options.resume)
+    return FileSink(options.output, lock)
+
+
+def hold_output(options: DetectOptions, reporter: Reporter) -> OutputLock | None:
+    """Lock -o FILE for this run (exit 2 when another run holds it), and deal
+    with the temporary files a killed run of ours left beside it: with
+    --resume and no FILE, the largest is adopted as FILE; the others go."""
+    if to_stdout(options.output) or os.path.isdir(options.output):
+        return None  # a folder is refused by make_plan
+    try:
+        lock = OutputLock(options.output)
+    except OutputError as e:
+        raise FileProblem(f"-o {e}") from None
+    if lock.in_place or lock.fd < 0:
+        return lock
+    temps = atomic.stale_temps(lock.target)
+    if temps and options.resume and lock.created:
+        try:
+            lock.adopt(temps[0])
+            reporter.message(f"resuming {display(options.output)} from {display(temps[0])}, "
+                             f"which a killed run left")
+        except OSError:
+            pass
+    removed = lock.remove_stale_temps()
+    if removed:
+        reporter.message(f"removed {removed} temporary file{'s' * (removed > 1)} a killed run left "
+                         f"beside {display(options.output)}")
+    return lock
 
 
 # --- side outputs -----------------------------------------------------------------------
@@ -528,7 +694,7 @@ def make_tasks(plan: Plan, options: DetectOptions):
                     yield Task(item.path, error=frame.error)
                     continue
                 path = video.frame_path(item.path, frame.index)
-                if path in plan.done:
+                if inputs.normalise(path) in plan.done:
                     continue
                 target = frame_targets(plan, item, frame.index)
                 yield Task(path, target if frame.error is None else None, frame.image, frame.index,
@@ -555,37 +721,53 @@ def run_detect(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
         except KeyboardInterrupt:
             reporter.stop()
             reporter.message(f"interrupted after {reporter.images} images")
-            return EXIT_INTERRUPTED
+            return interrupt.exit_status()
 
 
 def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
+    try:
+        check_jobs(options.jobs)
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
     stdout_kind = stream_kind(sys.stdout)
     fmt_name = choose_format(options.fmt, options.output, options.resume)
-    plan, dropped = make_plan(options, read_stdin)
-    if dropped:
-        reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
-    for folder in plan.empty_folders:
-        reporter.message(no_images_message(folder, options))
-    if not plan.items and not plan.already_done:
-        if options.shard and plan.listed:
-            index, count = options.shard
-            reporter.message(f"shard {index}/{count} is empty: the list has "
-                             f"{plural(plan.listed, 'image')} for {count} shards")
-        elif not plan.empty_folders:
-            reporter.message("no images to process")
-    detector = load_detector(options.settings, reporter)
-    for folder in (options.annotate, options.bboxdir):
-        if folder is not None:
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as e:
-                raise FileProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
-    return stdout_kind, fmt_name, plan, detector
+    plan = make_plan(options, read_stdin)
+    lock = hold_output(options, reporter)
+    try:
+        detector = load_detector(options.settings, reporter)
+        made_with = provenance(options, detector)
+        if options.resume:
+            dropped, plan.retried = resume_plan(plan, options, lock, made_with)
+            if dropped:
+                reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
+            if plan.retried:
+                reporter.message(f"retrying {plural(plan.retried, 'image')} that failed before "
+                                 f"(their records taken out of {display(options.output)})")
+        for folder in plan.empty_folders:
+            reporter.message(no_images_message(folder, options))
+        if not plan.items and not plan.already_done:
+            if options.shard and plan.listed:
+                index, count = options.shard
+                reporter.message(f"shard {index}/{count} is empty: the list has "
+                                 f"{plural(plan.listed, 'image')} for {count} shards")
+            elif not plan.empty_folders:
+                reporter.message("no images to process")
+        for folder in (options.annotate, options.bboxdir):
+            if folder is not None:
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as e:
+                    raise FileProblem(f"cannot create {display(folder)}: {e.strerror or e}") from None
+    except BaseException:
+        if lock is not None:
+            lock.abandon()
+        raise
+    return stdout_kind, fmt_name, plan, detector, lock, made_with
 
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
-    stdout_kind, fmt_name, plan, detector = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos)
+    stdout_kind, fmt_name, plan, detector, lock, made_with = _prepare(options, read_stdin, reporter)
+    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos, made_with)
     tasks = make_tasks(plan, options)
     if not plan.has_videos:
         tasks = list(tasks)
@@ -594,10 +776,10 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     try:
         with interrupts.critical():
             try:
-                sink = open_sink(options, fmt_name, stdout_kind)
+                sink = open_sink(options, fmt_name, stdout_kind, lock)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
-        reporter.start(expected_records(plan, options), plan.already_done, plan.already_failed)
+        reporter.start(expected_records(plan, options), plan.already_done, plan.retried)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
                 sink.write(fmt.start())
@@ -607,16 +789,21 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                     problems = write_side_outputs(plan, options, outcome)
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
-                reporter.image(result, outcome.seconds, problems)
+                reporter.image(result, outcome.seconds if outcome else 0.0, problems)
+                if outcome is not None and outcome.warning:
+                    reporter.message(f"{display(result.path)}: {outcome.warning}")
         reporter.stop()
         with interrupts.critical():
             sink.write(fmt.end())
             sink.finish()
     except (OutputError, BrokenPipeError, WorkerStartError) as e:
         interrupts.depth += 1
-        sink.abort()
+        if sink is not None:
+            sink.abort()
         reporter.stop()
-        reporter.message("stdout was closed" if isinstance(e, BrokenPipeError) else str(e))
+        if isinstance(e, BrokenPipeError):  # `| head`: quiet, as Unix tools are
+            return EXIT_PIPE_CLOSED
+        reporter.message(str(e))
         return EXIT_SKIPPED
     except BaseException:  # Ctrl-C, or anything unexpected: no temporary file left behind
         interrupts.depth += 1  # a second Ctrl-C must not cut the clean-up short
@@ -625,5 +812,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         raise
     finally:
         reporter.stop()
+        if lock is not None and sink is None:
+            lock.abandon()
     reporter.summary(failures)
-    return EXIT_SKIPPED if failures or plan.already_failed else EXIT_OK
+    return EXIT_SKIPPED if failures else EXIT_OK

@@ -60,15 +60,20 @@ class Reporter:
         self.console = console
         self.bar = self.task = None
         self.images = self.faces = self.failed = 0
-        self.already_done = self.already_failed = 0
+        self.already_done = self.retried = 0
         self.started = time.perf_counter()
 
     # one line each
     def _line(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
-        else:
-            click.echo(message, err=True)
+        """A line on stderr; lost, not fatal, when stderr cannot be written
+        (closed, a full disk): the exit status still tells."""
+        try:
+            if self.bar is not None:
+                self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(message, err=True)
+        except OSError:
+            pass
 
     def verbose(self, message: str) -> None:
         if self.is_verbose:
@@ -78,10 +83,10 @@ class Reporter:
         """A warning, or why the run ended early (interrupted, stdout closed)."""
         self._line(PREFIX + message)
 
-    def start(self, total: int, already_done: int = 0, already_failed: int = 0) -> None:
-        """already_done, already_failed: images a resumed file holds, and
-        how many of them failed; the summary counts them apart."""
-        self.already_done, self.already_failed = already_done, already_failed
+    def start(self, total: int, already_done: int = 0, retried: int = 0) -> None:
+        """already_done: images a resumed file holds; retried: images of it
+        that had failed, tried again in this run (counted in it too)."""
+        self.already_done, self.retried = already_done, retried
         self.started = time.perf_counter()
         show = self.want_progress
         if show is None:
@@ -119,7 +124,8 @@ class Reporter:
         if self.quiet:
             return
         seconds = time.perf_counter() - self.started
-        before = f", {self.already_failed} of them failed" if self.already_failed else ""
-        done = f" ({self.already_done} done before{before})" if self.already_done else ""
+        parts = [f"{self.already_done} done before"] if self.already_done else []
+        parts += [f"{self.retried} retried"] if self.retried else []
+        done = f" ({', '.join(parts)})" if parts else ""
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
                    f"{plural(failures, 'failure')}, {seconds_text(seconds)}")
