@@ -118,3 +118,23 @@ def test_a_device_as_ref_under_a_memory_limit(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     one_line_error(done, "/dev/zero")
+
+
+# --- item 1 for --report: special targets written in place, links followed -------------------
+
+def test_report_to_a_device_or_through_a_link(tmp_path):
+    import stat
+
+    ref = _ref(tmp_path)
+    (tmp_path / "reports").mkdir()
+    link = tmp_path / "report.json"
+    link.symlink_to(tmp_path / "reports" / "r.json")
+    assert run("--cpp", ref, ref, "--report", link).exit_code == 0
+    assert link.is_symlink() and json.loads((tmp_path / "reports" / "r.json").read_text())["images"]
+    device = tmp_path / "fakedev"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    assert run("--cpp", ref, ref, "--report", device).exit_code == 0
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
