@@ -14,10 +14,12 @@ def main():
 def _register():
     from .compare import compare
     from .detect import detect
+    from .merge import merge
     from .models import models
 
     main.add_command(detect)
     main.add_command(compare)
+    main.add_command(merge)
     main.add_command(models)
 
 

@@ -13,11 +13,12 @@ from .common import CONTEXT, Command, PixelCount, Threshold, fail, usage_error
 
 
 class Shard(click.ParamType):
-    """I/N with 1 <= I <= N."""
+    """I/N with 1 <= I <= N, or slurm (read from the job array's variables
+    when the command runs)."""
     name = "I/N"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) or value == "slurm":
             return value
         try:
             index, count = (int(part) for part in str(value).split("/"))
@@ -107,10 +108,19 @@ Exit status:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU. The output is "
                    "the same as with --jobs 1, in the same order.")
-@click.option("--shard", type=Shard(), metavar="I/N",
+@click.option("--shard", type=Shard(), metavar="I/N|slurm",
               help="Process only the I-th of N contiguous slices of the image list, I counting "
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
-                   "whole list's.")
+                   "whole list's. With --out-dir, the I-th of N contiguous runs of parts. slurm: I "
+                   "and N from SLURM_ARRAY_TASK_ID, _COUNT and _MIN (a task of sbatch --array).")
+@click.option("--out-dir", metavar="DIR",
+              help="Write the run as part files DIR/part-00000.jsonl ... (each --shard-size entries "
+                   "of the input list, records as --format jsonl, each written atomically), with "
+                   "DIR/_manifest.json and per-part statistics; join them with mtcnn merge DIR. "
+                   "Array tasks may share DIR; --resume runs only the missing parts; a DIR made "
+                   "with other inputs, options or models is refused.")
+@click.option("--shard-size", type=click.IntRange(min=1), metavar="N",
+              help="With --out-dir: input entries per part.  [default: 1000]")
 @click.option("--resume", is_flag=True,
               help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
                    "already in FILE and append the rest. Run with the same PATHs and options. A torn last line "
@@ -126,7 +136,7 @@ Exit status:
 @click.pass_context
 def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
-           jobs, shard, resume, quiet, verbose, max_pixels):
+           jobs, shard, out_dir, shard_size, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
@@ -161,8 +171,11 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..run.report import Reporter
+        from ..run import shards
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    if shard_size is not None and out_dir is None:
+        usage_error("--shard-size sizes the parts of --out-dir: give --out-dir DIR too")
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -171,9 +184,12 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
-        exclude=exclude, every=every)
+        exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
-        status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
+        if shard == "slurm":
+            options.shard = shards.slurm_shard()
+        run = run_detect if out_dir is None else shards.run_to_dir
+        status = run(options, lambda: sys.stdin.buffer.read(), reporter)
     except FileProblem as e:
         fail(e)
     except UsageProblem as e:

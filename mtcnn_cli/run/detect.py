@@ -60,6 +60,8 @@ class DetectOptions:
     recursive: bool = True
     exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
     every: int = 1  # video frames: every N-th, from frame 0
+    out_dir: str | None = None  # --out-dir: part files and a manifest (run/shards.py)
+    shard_size: int | None = None
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
