@@ -121,6 +121,14 @@ Exit status:
                    "with other inputs, options or models is refused.")
 @click.option("--shard-size", type=click.IntRange(min=1), metavar="N",
               help="With --out-dir: input entries per part.  [default: 1000]")
+@click.option("--distributor", type=click.Choice(["processes", "dask"]), default="processes",
+              show_default=True,
+              help="With --out-dir: who runs the parts. processes: --jobs worker processes here; "
+                   "dask: each part a Dask task, on --scheduler (needs pip install "
+                   "'mtcnn-cli[dask]'). Inputs must be paths every worker can read.")
+@click.option("--scheduler", metavar="tcp://HOST:PORT|local",
+              help="With --distributor dask: the Dask scheduler's address, or local (a cluster of "
+                   "--jobs worker processes on 127.0.0.1).  [default: local]")
 @click.option("--resume", is_flag=True,
               help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
                    "already in FILE and append the rest. Run with the same PATHs and options. A torn last line "
@@ -136,7 +144,7 @@ Exit status:
 @click.pass_context
 def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
-           jobs, shard, out_dir, shard_size, resume, quiet, verbose, max_pixels):
+           jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
@@ -176,6 +184,10 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         fail("interrupted", 130)
     if shard_size is not None and out_dir is None:
         usage_error("--shard-size sizes the parts of --out-dir: give --out-dir DIR too")
+    if distributor == "dask" and out_dir is None:
+        usage_error("--distributor dask runs the parts of --out-dir: give --out-dir DIR too")
+    if scheduler is not None and distributor != "dask":
+        usage_error("--scheduler is Dask's: give --distributor dask too")
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -188,8 +200,15 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     try:
         if shard == "slurm":
             options.shard = shards.slurm_shard()
-        run = run_detect if out_dir is None else shards.run_to_dir
-        status = run(options, lambda: sys.stdin.buffer.read(), reporter)
+        if distributor == "dask":
+            from ..run.dask_cluster import distributed_module
+
+            distributed_module()  # or how to install it
+        if out_dir is None:
+            status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
+        else:
+            status = shards.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
+                                       distributor, scheduler or "local")
     except FileProblem as e:
         fail(e)
     except UsageProblem as e:

@@ -108,6 +108,17 @@ class Reporter:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, faces=self.faces, failed=self.failed)
 
+    def images_elsewhere(self, images: int, faces: int, skipped=()) -> None:
+        """Many images done at once, elsewhere (a part run by a Dask worker):
+        skipped holds (path, reason) of each that failed."""
+        self.images += images
+        self.faces += faces
+        self.failed += len(skipped)
+        for path, reason in skipped:
+            self._line(f"{PREFIX}skipped {display(path)}: {reason}")
+        if self.bar is not None:
+            self.bar.update(self.task, advance=images, faces=self.faces, failed=self.failed)
+
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()

@@ -39,7 +39,7 @@ from collections import deque
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from .. import __version__
+from .. import __version__, defaults
 from ..io import inputs, video
 from ..io.atomic import AtomicFile, OutputError, write_text
 from ..io.output import json_string, make_format
@@ -341,12 +341,15 @@ class PartWriter:
         self.started = time.perf_counter()
         self.images = self.faces = self.failures = 0
         self.seconds = 0.0
+        self.skipped = []  # [path, reason] of each record with an error
 
     def add(self, outcome) -> None:
         result = outcome.result
         self.file.write(self.format.record(result).encode("utf-8", "surrogateescape"))
         self.images += 1
-        self.failures += result.error is not None
+        if result.error is not None:
+            self.failures += 1
+            self.skipped.append([result.path, result.error])
         self.faces += len(result.faces or ())
         self.seconds += outcome.seconds
 
@@ -354,7 +357,8 @@ class PartWriter:
         return {"part": self.index, "images": self.images, "faces": self.faces,
                 "failures": self.failures, "seconds": round(self.seconds, 3),
                 "wall_seconds": round(time.perf_counter() - self.started, 3),
-                "host": socket.gethostname(), "cpu": cpu_kind(), "version": __version__}
+                "host": socket.gethostname(), "cpu": cpu_kind(), "version": __version__,
+                "skipped": self.skipped}
 
     def commit(self) -> dict:
         """The part renamed into place, then its statistics; returns them."""
@@ -376,8 +380,8 @@ def shard_tasks(manifest: Manifest, index: int):
 _detectors: dict = {}  # Settings -> detector: run_shard loads the models once per process
 
 
-def shard_detector(manifest: Manifest):
-    settings = manifest.settings
+def shard_detector(settings: Settings):
+    """This process's detector for `settings`, loaded once."""
     if settings not in _detectors:
         _detectors[settings] = make_detector(settings)
     return _detectors[settings]
@@ -403,7 +407,7 @@ def run_shard(manifest, index: int, detector=None) -> dict:
     second engine), it writes the same part bytes. The models are loaded
     once per process (and checked against the manifest's digests)."""
     manifest = as_manifest(manifest)
-    detector = detector if detector is not None else shard_detector(manifest)
+    detector = detector if detector is not None else shard_detector(manifest.settings)
     check_models(manifest, detector)
     settings = manifest.settings
     writer = PartWriter(manifest, index)
@@ -524,19 +528,32 @@ def refuse_with_out_dir(options: DetectOptions) -> None:
                                f"parts; join them with mtcnn merge DIR -o FILE")
 
 
-def run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter) -> int:
+def run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, distributor: str | None = None,
+               scheduler: str = "local") -> int:
     """`mtcnn detect ... --out-dir DIR`; returns the exit status. Raises
-    UsageProblem (2)."""
+    UsageProblem (2). distributor "dask": the shards are Dask tasks, on the
+    cluster at `scheduler` (or a local one of --jobs workers)."""
     with Interrupts() as interrupts:
         try:
-            return _run_to_dir(options, read_stdin, reporter, interrupts)
+            return _run_to_dir(options, read_stdin, reporter, interrupts, distributor, scheduler)
         except KeyboardInterrupt:
             reporter.stop()
             reporter.message(f"interrupted after {reporter.images} images (finished parts are kept)")
             return EXIT_INTERRUPTED
 
 
-def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
+@dataclass
+class DirRun:
+    """A run into an output folder, ready to go: its shards `todo` of `mine`."""
+    manifest: Manifest
+    detector: object
+    mine: list
+    todo: list
+
+
+def prepare_dir(options: DetectOptions, read_stdin, reporter: Reporter) -> DirRun:
+    """The input list, the models, the folder (created or joined and checked)
+    and the shards to run. Raises UsageProblem."""
     refuse_with_out_dir(options)
     items, empty = gather(options, read_stdin)
     for folder in empty:
@@ -553,11 +570,23 @@ def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrup
                          f"for {count} shards")
     elif mine and not todo:
         reporter.message(f"all {plural(len(mine), 'part')} already done in {display(options.out_dir)}")
-    before = [read_stats(manifest, index) for index in mine if index not in todo]
+    return DirRun(manifest, detector, mine, todo)
+
+
+def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts,
+                distributor: str | None, scheduler: str) -> int:
+    run = prepare_dir(options, read_stdin, reporter)
+    manifest, todo = run.manifest, run.todo
+    before = [read_stats(manifest, index) for index in run.mine if index not in todo]
     reporter.start(expected_records(manifest, todo, options.every), sum(s.get("images", 0) for s in before),
                    sum(s.get("failures", 0) for s in before))
     try:
-        stats = run_parts(manifest, todo, options.jobs, detector, reporter, interrupts)
+        if distributor == "dask":
+            from .dask_cluster import run_on_dask
+
+            stats = run_on_dask(manifest, todo, scheduler=scheduler, jobs=options.jobs, reporter=reporter)
+        else:
+            stats = run_parts(manifest, todo, options.jobs, run.detector, reporter, interrupts)
     except OutputError as e:
         reporter.stop()
         reporter.message(str(e))
@@ -570,6 +599,30 @@ def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrup
         reporter.message(f"wrote {plural(len(stats), 'part')} to {display(options.out_dir)}; "
                          f"{plural(len(manifest.missing()), 'part')} of {manifest.shards} still missing")
     return EXIT_SKIPPED if failures or reporter.already_failed else EXIT_OK
+
+
+def detect_to_dir(paths, out_dir, client=None, shard_size: int = DEFAULT_SHARD_SIZE, resume: bool = False, *,
+                  jobs: int = 1, models=None, min_face: int = defaults.MIN_FACE, t1: float = defaults.T1,
+                  t2: float = defaults.T2, t3: float = defaults.T3, max_pixels: int = defaults.MAX_PIXELS,
+                  landmarks: bool = True, every: int = 1) -> list[dict]:
+    """Detect faces in `paths` (image files, folders, videos, as `mtcnn
+    detect` takes them) into the output folder `out_dir`, as `mtcnn detect
+    PATHS --out-dir OUT_DIR` does; returns the statistics of the parts
+    written. client: a dask.distributed Client to run the shards on (its
+    workers must read the same paths), else `jobs` local worker processes.
+    resume: run only the missing parts. Raises UsageProblem (bad
+    arguments, a folder of another run)."""
+    settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3, max_pixels,
+                        landmarks)
+    options = DetectOptions(settings, paths=tuple(os.fspath(p) for p in paths), jobs=jobs, resume=resume,
+                            out_dir=os.fspath(out_dir), shard_size=shard_size, every=every)
+    reporter = Reporter(quiet=True)
+    run = prepare_dir(options, None, reporter)
+    if client is not None:
+        from .dask_cluster import run_on_dask
+
+        return run_on_dask(run.manifest, run.todo, client=client, reporter=reporter)
+    return run_parts(run.manifest, run.todo, jobs, run.detector, reporter)
 
 
 # --- merging the parts ---------------------------------------------------------------------
