@@ -279,3 +279,25 @@ def test_run_shard_is_pure_and_repeatable(photos, stand_in):
     assert shards.run_shard("out", 1)["images"] == 3  # the folder will do for the manifest
     with pytest.raises(ValueError, match="shards 0 to 2"):
         shards.run_shard(manifest, 3)
+
+
+def test_plan_dir_makes_the_folder_that_another_engine_fills(photos, stand_in):
+    """The Ray and Spark recipes of the README: plan, then run_shard per missing index."""
+    from mtcnn_cli import plan_dir, run_shard
+
+    manifest = plan_dir(photos, "out", shard_size=3)
+    assert manifest.missing() == [0, 1, 2] and parts("out") == []
+    for index in reversed(manifest.missing()):  # in any order, anywhere
+        run_shard(manifest.folder, index)
+    assert mtcnn("merge", "out").stdout == mtcnn("detect", photos).stdout
+    assert plan_dir(photos, "out", shard_size=3).missing() == []
+
+
+def test_detect_to_dir_is_the_command(photos, stand_in):
+    from mtcnn_cli import detect_to_dir
+
+    stats = detect_to_dir([photos], "out", shard_size=5)
+    assert [(s["part"], s["images"], s["failures"]) for s in stats] == [(0, 5, 0), (1, 3, 1)]
+    assert stats[1]["skipped"] == [["photos/h.jpg", "truncated JPEG data"]]
+    assert mtcnn("merge", "out", "--format", "csv").stdout == mtcnn("detect", photos, "--format", "csv").stdout
+    assert detect_to_dir([photos], "out", shard_size=5, resume=True) == []

@@ -58,7 +58,8 @@ Exit status:
        that would collide or overwrite an input, an -o extension that
        names no format or contradicts --format
   130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
-       (json, csv) or holds every completed record (jsonl)
+       (json, csv) or holds every completed record (jsonl); --out-dir
+       keeps every finished part
 """
 
 

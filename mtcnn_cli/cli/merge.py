@@ -15,7 +15,8 @@ Exit status:
 """
 
 
-@click.command(cls=Command, epilog=EPILOG, context_settings=CONTEXT)
+@click.command(cls=Command, epilog=EPILOG, context_settings=CONTEXT,
+               short_help="Join the parts of an --out-dir run into one output.")
 @click.argument("folder", metavar="DIR")
 @click.option("--format", "fmt", type=click.Choice(defaults.DETECT_FORMATS),
               help="Output format, as in mtcnn detect. Default: -o FILE's extension, else jsonl.")

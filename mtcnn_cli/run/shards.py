@@ -601,6 +601,36 @@ def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrup
     return EXIT_SKIPPED if failures or reporter.already_failed else EXIT_OK
 
 
+class Silent(Reporter):
+    """The library's reporter: nothing on stderr (the statistics say it all)."""
+
+    def _line(self, message: str) -> None:
+        pass
+
+
+def _library_options(paths, out_dir, shard_size, resume, jobs, models, min_face, t1, t2, t3, max_pixels,
+                     landmarks, every) -> DetectOptions:
+    settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3, max_pixels,
+                        landmarks)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return DetectOptions(settings, paths=tuple(os.fspath(p) for p in paths), jobs=jobs, resume=resume,
+                         out_dir=os.fspath(out_dir), shard_size=shard_size, every=every)
+
+
+def plan_dir(paths, out_dir, shard_size: int = DEFAULT_SHARD_SIZE, *, models=None,
+             min_face: int = defaults.MIN_FACE, t1: float = defaults.T1, t2: float = defaults.T2,
+             t3: float = defaults.T3, max_pixels: int = defaults.MAX_PIXELS, landmarks: bool = True,
+             every: int = 1) -> Manifest:
+    """Create (or join, checked) the output folder of a run over `paths`
+    without running any shard: its Manifest, whose shards another engine
+    runs with run_shard(manifest.folder, index) (manifest.missing(): those
+    not done yet). Raises UsageProblem."""
+    options = _library_options(paths, out_dir, shard_size, False, 1, models, min_face, t1, t2, t3,
+                               max_pixels, landmarks, every)
+    return prepare_dir(options, None, Silent(quiet=True)).manifest
+
+
 def detect_to_dir(paths, out_dir, client=None, shard_size: int = DEFAULT_SHARD_SIZE, resume: bool = False, *,
                   jobs: int = 1, models=None, min_face: int = defaults.MIN_FACE, t1: float = defaults.T1,
                   t2: float = defaults.T2, t3: float = defaults.T3, max_pixels: int = defaults.MAX_PIXELS,
@@ -612,11 +642,9 @@ def detect_to_dir(paths, out_dir, client=None, shard_size: int = DEFAULT_SHARD_S
     workers must read the same paths), else `jobs` local worker processes.
     resume: run only the missing parts. Raises UsageProblem (bad
     arguments, a folder of another run)."""
-    settings = Settings(None if models is None else os.fspath(models), min_face, t1, t2, t3, max_pixels,
-                        landmarks)
-    options = DetectOptions(settings, paths=tuple(os.fspath(p) for p in paths), jobs=jobs, resume=resume,
-                            out_dir=os.fspath(out_dir), shard_size=shard_size, every=every)
-    reporter = Reporter(quiet=True)
+    options = _library_options(paths, out_dir, shard_size, resume, jobs, models, min_face, t1, t2, t3,
+                               max_pixels, landmarks, every)
+    reporter = Silent(quiet=True)
     run = prepare_dir(options, None, reporter)
     if client is not None:
         from .dask_cluster import run_on_dask
@@ -750,8 +778,9 @@ def merge_run(folder, fmt: str | None = None, output: str | None = None) -> dict
             sink = FileSink(output, keep_partial=False)
         except OutputError as e:
             raise FileProblem(str(e)) from None
-    try:
-        return merge_to(manifest, fmt_name, sink)
-    except BaseException:
-        sink.abort()
-        raise
+    with Interrupts():  # SIGTERM too: the temporary file goes, -o is left as it was
+        try:
+            return merge_to(manifest, fmt_name, sink)
+        except BaseException:
+            sink.abort()
+            raise
