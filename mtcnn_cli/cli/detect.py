@@ -56,7 +56,8 @@ Exit status:
   2    nothing was processed: bad option, no PATH, unusable model folder,
        an output that cannot be created (its folder missing), outputs
        that would collide or overwrite an input, an -o extension that
-       names no format or contradicts --format
+       names no format or contradicts --format, an --out-dir holding
+       another run (the differences named) or other files
   130  interrupted (Ctrl-C, SIGTERM): a -o file is left as it was
        (json, csv) or holds every completed record (jsonl); --out-dir
        keeps every finished part
