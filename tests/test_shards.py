@@ -301,3 +301,28 @@ def test_detect_to_dir_is_the_command(photos, stand_in):
     assert stats[1]["skipped"] == [["photos/h.jpg", "truncated JPEG data"]]
     assert mtcnn("merge", "out", "--format", "csv").stdout == mtcnn("detect", photos, "--format", "csv").stdout
     assert detect_to_dir([photos], "out", shard_size=5, resume=True) == []
+
+
+def test_a_video_is_one_entry_and_its_frames_merge_as_a_plain_run(photos, stand_in):
+    """A video is one entry of the list; its frames are its part's records, and
+    CSV gets the frame and time columns as a plain run with videos does."""
+    import numpy as np
+
+    from .test_video import write_video
+
+    frames = []
+    for faces in (1, 0, 2, 3):
+        frame = np.full((240, 320, 3), 128, np.uint8)
+        frame[:32, :32] = 50 * faces + 10
+        frames.append(frame)
+    write_video("photos/e.avi", frames, "MJPG")
+    for fmt in ("csv", "jsonl"):
+        plain = mtcnn("detect", photos, "--format", fmt)
+        assert mtcnn("detect", photos, "--out-dir", f"out-{fmt}", "--shard-size", 2).exit_code == 1
+        merged = mtcnn("merge", f"out-{fmt}", "--format", fmt)
+        assert merged.exit_code == 0, merged.stderr
+        assert merged.stdout == plain.stdout
+        assert fmt != "csv" or merged.stdout.startswith("path,frame,time,face,")
+    part = open("out-jsonl/part-00002.jsonl").read().splitlines()  # e.avi and e.png
+    assert [json.loads(line)["path"] for line in part] == [f"photos/e.avi#frame={i}" for i in range(4)] + \
+        ["photos/e.png"]
