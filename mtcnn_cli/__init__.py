@@ -1,7 +1,8 @@
 """OpenFace 2.2's MTCNN face detector, ported to numpy, bit for bit."""
 __version__ = "0.1.0"
 
-__all__ = ["Detector", "Face", "ImageError", "ModelError", "Result", "read_image", "__version__"]
+__all__ = ["Detector", "Face", "ImageError", "ModelError", "Result", "detect_to_dir", "plan_dir", "read_image",
+           "run_shard", "__version__"]
 
 
 def __getattr__(name):
@@ -11,7 +12,7 @@ def __getattr__(name):
     if name in ("Face", "ModelError"):
         from . import detector
         return getattr(detector, name)
-    if name in ("Detector", "ImageError", "Result", "read_image"):
+    if name in ("Detector", "ImageError", "Result", "read_image", "run_shard", "detect_to_dir", "plan_dir"):
         from .run import library
         return getattr(library, name)
     raise AttributeError(name)

@@ -221,6 +221,26 @@ def measure_large(args) -> dict:
 PASSES = 8  # the corpus this many times: a batch of a few hundred images
 
 
+def link_corpus(batch: Path, shared: Path, items, passes: int) -> None:
+    """batch/pass0 ... : links to the corpus images, `passes` times over."""
+    for copy in range(passes):
+        folder = batch / f"pass{copy}"
+        folder.mkdir(parents=True)
+        for item in items:
+            (folder / Path(item["path"]).name).symlink_to(shared / item["path"])
+
+
+def timed_detect(arguments, args, label: str) -> float:
+    """Seconds of one whole `mtcnn detect ARGUMENTS --quiet` process."""
+    cmd = [sys.executable, "-c", "from mtcnn_cli.cli import main; main()", "detect", *arguments,
+           "--quiet"] + (["--models", args.models] if args.models else [])
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"bench: mtcnn detect ({label}) failed:\n{done.stderr}")
+    return time.perf_counter() - start
+
+
 def measure_jobs(args) -> dict:
     """Whole `mtcnn detect` runs, --jobs 1 and one worker per CPU: seconds over the
     corpus PASSES times (links to its images in PASSES folders), and seconds for
@@ -232,24 +252,52 @@ def measure_jobs(args) -> dict:
     items = load_corpus(shared, args.quick)
     out = {"images": PASSES * len(items), "batch": {}, "start": {}}
     with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
-        for copy in range(PASSES):
-            folder = Path(tmp, "batch", f"pass{copy}")
-            folder.mkdir(parents=True)
-            for item in items:
-                (folder / Path(item["path"]).name).symlink_to(shared / item["path"])
+        link_corpus(Path(tmp, "batch"), shared, items, PASSES)
         for jobs in sorted({1, os.cpu_count() or 1}):
             small = sorted(items, key=lambda item: item["width"] * item["height"])[:2]
             for kind, inputs in (("start", [str(shared / item["path"]) for item in small]),
                                  ("batch", [str(Path(tmp, "batch"))])):
-                cmd = [sys.executable, "-c", "from mtcnn_cli.cli import main; main()", "detect", *inputs,
-                       "--format", "jsonl", "-o", str(Path(tmp, f"{kind}{jobs}.jsonl")), "--jobs", str(jobs),
-                       "--quiet"] + (["--models", args.models] if args.models else [])
-                start = time.perf_counter()
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                out[kind][jobs] = time.perf_counter() - start
-                if done.returncode:
-                    raise SystemExit(f"bench: mtcnn detect --jobs {jobs} failed:\n{done.stderr}")
+                out[kind][jobs] = timed_detect([*inputs, "--format", "jsonl", "-o", str(Path(tmp, f"{kind}{jobs}.jsonl")),
+                                                "--jobs", str(jobs)], args, f"--jobs {jobs}")
     return out
+
+
+DISTRIBUTE_PASSES = 14  # the 76 reference images this many times: about 1,000 images
+
+
+def measure_distributors(args) -> dict:
+    """Whole runs with 2 workers over about 1,000 images: plain --jobs 2 into one
+    JSONL file, --out-dir with --jobs 2, and --out-dir with Dask's LocalCluster
+    of 2 workers (when Dask is installed); each also over two small images
+    alone, its start-up."""
+    import importlib.util
+    import tempfile
+
+    shared = shared_dir(args.shared)
+    items = load_corpus(shared, args.quick)
+    ways = {"--jobs 2": [], "--out-dir, --jobs 2": ["--out-dir", "{out}", "--shard-size", "50"]}
+    if importlib.util.find_spec("distributed") is not None:
+        ways["--out-dir, Dask local, 2 workers"] = ["--out-dir", "{out}", "--shard-size", "50",
+                                                   "--distributor", "dask", "--scheduler", "local"]
+    out = {"images": DISTRIBUTE_PASSES * len(items), "batch": {}, "start": {}}
+    with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
+        link_corpus(Path(tmp, "batch"), shared, items, DISTRIBUTE_PASSES)
+        small = sorted(items, key=lambda item: item["width"] * item["height"])[:2]
+        for number, (name, extra) in enumerate(ways.items()):
+            for kind, inputs in (("start", [str(shared / item["path"]) for item in small]),
+                                 ("batch", [str(Path(tmp, "batch"))])):
+                target = str(Path(tmp, f"{kind}{number}"))
+                extra_args = [a.replace("{out}", target) for a in extra] or ["-o", target + ".jsonl"]
+                out[kind][name] = timed_detect([*inputs, "--jobs", "2", *extra_args], args, name)
+    return out
+
+
+def report_distributors(result: dict) -> None:
+    n, base = result["images"], result["batch"]["--jobs 2"]
+    print(f"\nshards ({n} images, 2 workers, whole runs; start-up: two small images alone):")
+    for name, seconds in result["batch"].items():
+        print(f"  {name:34} {n / seconds:6.1f} images/s, {base / seconds:4.2f}x of --jobs 2; "
+              f"start-up {result['start'][name]:.1f} s")
 
 
 def in_subprocess(mode: str, args, threads: int) -> dict:
@@ -331,7 +379,8 @@ def main(argv=None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        fn = {"corpus": measure, "large": measure_large, "jobs": measure_jobs}[args.child]
+        fn = {"corpus": measure, "large": measure_large, "jobs": measure_jobs,
+              "distribute": measure_distributors}[args.child]
         json.dump(fn(args), sys.stdout)
         return
     threads = os.cpu_count() or 1
@@ -345,6 +394,10 @@ def main(argv=None) -> None:
         print(exc, file=sys.stderr)
         jobs = None
     report(one, large, jobs, threads)
+    try:
+        report_distributors(in_subprocess("distribute", args, 1))
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,12 @@ try:
     def _register():
         from .compare import compare
         from .detect import detect
+        from .merge import merge
         from .models import models
 
         main.add_command(detect)
         main.add_command(compare)
+        main.add_command(merge)
         main.add_command(models)
 
     _register()

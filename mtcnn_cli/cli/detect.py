@@ -14,11 +14,12 @@ from .common import CLOSED_AT_START, CONTEXT, Command, PixelCount, Threshold, fa
 
 
 class Shard(click.ParamType):
-    """I/N with 1 <= I <= N."""
+    """I/N with 1 <= I <= N, or slurm (read from the job array's variables
+    when the command runs)."""
     name = "I/N"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) or value == "slurm":
             return value
         try:
             index, count = (int(part) for part in str(value).split("/"))
@@ -58,9 +59,11 @@ Exit status:
        that would collide or overwrite an input (images, model files,
        the list on stdin), an output another run is writing, stdout
        closed with no -o, an -o extension that names no format or
-       contradicts --format
+       contradicts --format, an --out-dir holding another run (the
+       differences named) or other files
   130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a json or csv -o
-       file is left as it was; a jsonl one holds every completed record
+       file is left as it was; a jsonl one holds every completed record;
+       --out-dir keeps every finished part
   141  stdout's reader went away (| head): stopped quietly
 """
 
@@ -113,10 +116,27 @@ Exit status:
               help="Worker processes, each loading the models once; 0 = one per CPU; never more "
                    "than images; more than 4 per CPU is refused. The output is the same as with "
                    "--jobs 1, in the same order.")
-@click.option("--shard", type=Shard(), metavar="I/N",
+@click.option("--shard", type=Shard(), metavar="I/N|slurm",
               help="Process only the I-th of N contiguous slices of the image list, I counting "
                    "from 1 (1/4 ... 4/4). Concatenating the shards' records in order gives the "
-                   "whole list's.")
+                   "whole list's. With --out-dir, the I-th of N contiguous runs of parts. slurm: I "
+                   "and N from SLURM_ARRAY_TASK_ID, _COUNT and _MIN (a task of sbatch --array).")
+@click.option("--out-dir", metavar="DIR",
+              help="Write the run as part files DIR/part-00000.jsonl ... (each --shard-size entries "
+                   "of the input list, records as --format jsonl, each written atomically), with "
+                   "DIR/_manifest.json and per-part statistics; join them with mtcnn merge DIR. "
+                   "Array tasks may share DIR; --resume runs only the missing parts; a DIR made "
+                   "with other inputs, options or models is refused.")
+@click.option("--shard-size", type=click.IntRange(min=1), metavar="N",
+              help="With --out-dir: input entries per part.  [default: 1000]")
+@click.option("--distributor", type=click.Choice(["processes", "dask"]), default="processes",
+              show_default=True,
+              help="With --out-dir: who runs the parts. processes: --jobs worker processes here; "
+                   "dask: each part a Dask task, on --scheduler (needs pip install "
+                   "'mtcnn-cli[dask]'). Inputs must be paths every worker can read.")
+@click.option("--scheduler", metavar="tcp://HOST:PORT|local",
+              help="With --distributor dask: the Dask scheduler's address, or local (a cluster of "
+                   "--jobs worker processes on 127.0.0.1).  [default: local]")
 @click.option("--resume", is_flag=True,
               help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
                    "already in FILE and append the rest; images that failed are retried. Run with the "
@@ -133,7 +153,7 @@ Exit status:
 @click.pass_context
 def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
-           jobs, shard, resume, quiet, verbose, max_pixels):
+           jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
@@ -172,8 +192,15 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..run.report import Reporter
+        from ..run import shards
     except KeyboardInterrupt:
         fail("interrupted", interrupt.exit_status())
+    if shard_size is not None and out_dir is None:
+        usage_error("--shard-size sizes the parts of --out-dir: give --out-dir DIR too")
+    if distributor == "dask" and out_dir is None:
+        usage_error("--distributor dask runs the parts of --out-dir: give --out-dir DIR too")
+    if scheduler is not None and distributor != "dask":
+        usage_error("--scheduler is Dask's: give --distributor dask too")
 
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
@@ -182,9 +209,19 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
-        exclude=exclude, every=every)
+        exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
-        status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
+        if shard == "slurm":
+            options.shard = shards.slurm_shard()
+        if distributor == "dask":
+            from ..run.dask_cluster import distributed_module
+
+            distributed_module()  # or how to install it
+        if out_dir is None:
+            status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
+        else:
+            status = shards.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
+                                       distributor, scheduler or "local")
     except FileProblem as e:
         fail(e)
     except UsageProblem as e:

@@ -66,6 +66,8 @@ class DetectOptions:
     recursive: bool = True
     exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
     every: int = 1  # video frames: every N-th, from frame 0
+    out_dir: str | None = None  # --out-dir: part files and a manifest (run/shards.py)
+    shard_size: int | None = None
 
     def params(self) -> dict:
         """The detector's parameters, as the JSON document records them."""
@@ -466,11 +468,16 @@ def provenance(options: DetectOptions, detector) -> dict:
     detector's parameters, and one SHA-256 over the three networks' own
     (the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n")."""
     digests = getattr(getattr(detector, "models", None), "sha256", None) or {}
+    return provenance_of(options.params(), digests)
+
+
+def provenance_of(params: dict, digests: dict) -> dict:
+    """provenance() from the parameters and the networks' {name: SHA-256}."""
     combined = None
     if all(name in digests for name in ("PNet", "RNet", "ONet")):
         text = "".join(f"{name} {digests[name]}\n" for name in ("PNet", "RNet", "ONet"))
         combined = hashlib.sha256(text.encode("ascii")).hexdigest()
-    return {"version": __version__, "params": options.params(), "models_sha256": combined}
+    return {"version": __version__, "params": params, "models_sha256": combined}
 
 
 # --- where records go ------------------------------------------------------------------

@@ -20,8 +20,9 @@ from .. import defaults
 from ..detector.cascade import Detector as PortDetector
 from ..io.images import ImageError, read_image
 from .batch import Result, Settings, Task, _results, process_one, run_tasks
+from .shards import detect_to_dir, plan_dir, run_shard  # noqa: F401 (the package's, for other engines)
 
-__all__ = ["Detector", "ImageError", "Result", "read_image"]
+__all__ = ["Detector", "ImageError", "Result", "detect_to_dir", "plan_dir", "read_image", "run_shard"]
 
 CHANNELS = ("bgr", "rgb")
 

@@ -60,7 +60,7 @@ class Reporter:
         self.console = console
         self.bar = self.task = None
         self.images = self.faces = self.failed = 0
-        self.already_done = self.retried = 0
+        self.already_done = self.retried = self.already_failed = 0
         self.started = time.perf_counter()
 
     # one line each
@@ -83,10 +83,12 @@ class Reporter:
         """A warning, or why the run ended early (interrupted, stdout closed)."""
         self._line(PREFIX + message)
 
-    def start(self, total: int, already_done: int = 0, retried: int = 0) -> None:
-        """already_done: images a resumed file holds; retried: images of it
-        that had failed, tried again in this run (counted in it too)."""
-        self.already_done, self.retried = already_done, retried
+    def start(self, total: int, already_done: int = 0, retried: int = 0, already_failed: int = 0) -> None:
+        """already_done: images done before (a resumed file, finished parts);
+        retried: images of a resumed file that had failed, tried again in
+        this run (counted in it too); already_failed: images done before
+        that failed and stay failed (finished parts of --out-dir)."""
+        self.already_done, self.retried, self.already_failed = already_done, retried, already_failed
         self.started = time.perf_counter()
         show = self.want_progress
         if show is None:
@@ -113,6 +115,17 @@ class Reporter:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, faces=self.faces, failed=self.failed)
 
+    def images_elsewhere(self, images: int, faces: int, skipped=()) -> None:
+        """Many images done at once, elsewhere (a part run by a Dask worker):
+        skipped holds (path, reason) of each that failed."""
+        self.images += images
+        self.faces += faces
+        self.failed += len(skipped)
+        for path, reason in skipped:
+            self._line(f"{PREFIX}skipped {display(path)}: {reason}")
+        if self.bar is not None:
+            self.bar.update(self.task, advance=images, faces=self.faces, failed=self.failed)
+
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
@@ -124,7 +137,8 @@ class Reporter:
         if self.quiet:
             return
         seconds = time.perf_counter() - self.started
-        parts = [f"{self.already_done} done before"] if self.already_done else []
+        before = f", {self.already_failed} of them failed" if self.already_failed else ""
+        parts = [f"{self.already_done} done before{before}"] if self.already_done else []
         parts += [f"{self.retried} retried"] if self.retried else []
         done = f" ({', '.join(parts)})" if parts else ""
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
