@@ -90,8 +90,8 @@ class AtomicFile:
         text = {"encoding": encoding, "errors": errors} if mode == "w" else {}
         if self.in_place:
             self.temp_path = None
-            try:
-                self.file = open(self.target, mode, **text)
+            try:  # appending: a device or FIFO does not care, and /dev/stdout >> log is not emptied
+                self.file = open(self.target, mode.replace("w", "a"), **text)
             except OSError as e:
                 raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             return
@@ -108,12 +108,16 @@ class AtomicFile:
     def write(self, data):
         try:
             return self.file.write(data)
+        except BrokenPipeError:
+            raise  # the reader went away (| head): the caller stops quietly
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def flush(self) -> None:
         try:
             self.file.flush()
+        except BrokenPipeError:
+            raise
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
@@ -125,6 +129,8 @@ class AtomicFile:
             self.done = True
             try:
                 self.file.close()  # flushes
+            except BrokenPipeError:
+                raise
             except OSError as e:
                 raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             return

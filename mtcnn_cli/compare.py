@@ -186,7 +186,7 @@ def parse_json(path: Path, text: str) -> DetectionSet:
 
 
 def parse_jsonl(path: Path, text: str) -> DetectionSet:
-    records, places = [], []
+    records, places, params = [], [], None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -196,10 +196,13 @@ def parse_jsonl(path: Path, text: str) -> DetectionSet:
             raise CompareError(f"{path}: line {number}: not valid JSON: {e.msg} at column {e.colno}") from None
         records.append(image_record(path, item, f"line {number}"))
         places.append(f"line {number}")
+        run = item.get("run") if isinstance(item, dict) else None
+        if params is None and isinstance(run, dict) and "params" in run:  # our records' provenance
+            params = read_params(path, run["params"])
     if not records:
         raise CompareError(f"{path}: no image records")
     check_unique_paths(path, records, places)
-    return DetectionSet(str(path), "jsonl", records)
+    return DetectionSet(str(path), "jsonl", records, params)
 
 
 def parse_csv(path: Path, text: str) -> DetectionSet:
@@ -784,7 +787,7 @@ def compare_many(images: list, tolerance: float, conf_tolerance: float) -> list:
     """[(REF image, our image)], both with faces and comparable ->
     [ImageComparison], with the differences of all pairs computed at once."""
     paired = pair_many([(ref.faces, ours.faces) for ref, ours in images])
-    counts = np.array([len(p[0]) for p in paired])
+    counts = np.array([len(p[0]) for p in paired], np.int64)
     if counts.sum():
         a = np.concatenate([ref.faces[p[0][:, 0]] for (ref, _), p in zip(images, paired)])  # (P, 5)
         b = np.concatenate([ours.faces[p[0][:, 1]] for (_, ours), p in zip(images, paired)])
@@ -851,7 +854,8 @@ def params_mismatch(ref: DetectionSet, ours: DetectionSet) -> list[str]:
         return []
     return [f"{name} {ref.params[name]:g} in REF, {ours.params[name]:g} in OURS"
             for name in DEFAULT_PARAMS
-            if name in ref.params and name in ours.params and ref.params[name] != ours.params[name]]
+            if name in ref.params and name in ours.params
+            and np.float32(ref.params[name]) != np.float32(ours.params[name])]  # the C++ stores floats
 
 
 def check_report_path(path: Path, inputs: list[Path]) -> None:

@@ -454,3 +454,32 @@ def test_bbox_folder_round_trip(reference, corpus, openface_models, tmp_path):
     statuses = {i["path"]: i["status"] for i in json.loads((tmp_path / "r.json").read_text())["images"]}
     assert statuses.pop(edited.stem) == "beyond tolerance"
     assert set(statuses.values()) <= {"identical", "within tolerance"}
+
+
+# ------------------------------------------------- found by trying the merged tool
+
+def test_parameters_compare_as_the_float32_the_cpp_keeps(mf60, tmp_path):
+    # the reference stores t1 as 0.600000024 (float32); ours writes 0.6: the same parameter
+    ref = write_json(tmp_path / "ref.json", {**mf60, "params": {"min_face": 60, "t1": 0.6000000238418579,
+                                                                 "t2": 0.699999988079071, "t3": 0.7}})
+    ours = write_json(tmp_path / "ours.json", {**mf60, "params": {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}})
+    result = run("--cpp", ref, ours)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_jsonl_records_tell_their_parameters(mf60, tmp_path):
+    image = mf60["images"][0]
+    ours = tmp_path / "ours.jsonl"
+    ours.write_text(json.dumps({**image, "run": {"version": "0", "params": {"min_face": 40, "t1": 0.6, "t2": 0.7,
+                                                                         "t3": 0.7}, "models_sha256": None}}) + "\n")
+    ref = write_json(tmp_path / "ref.json", {**mf60, "images": [image]})
+    usage_error(run("--cpp", ref, ours), "compare", "min_face 60 in REF, 40 in OURS")
+    assert run("--cpp", ref, ours, "--ignore-params").exit_code == 0
+
+
+def test_nothing_comparable_is_a_verdict_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ref = write_json(tmp_path / "ref.json", {"params": {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7},
+                                            "images": [{"path": "nowhere.jpg", "width": 9, "height": 9,
+                                                        "faces": []}]})
+    assert fails(run("--cpp", ref))

@@ -283,12 +283,14 @@ def test_resume_refuses_lines_that_are_not_our_records(photos, stand_in, line):
 
 @pytest.mark.parametrize("option,value,named", [
     ("--min-face", 20, "min_face 60 there, 20 now"), ("--t1", 0.5, "t1 0.6 there, 0.5 now"),
-    ("--t3", 0.9, "t3 0.7 there, 0.9 now")])
+    ("--t3", 0.9, "t3 0.7 there, 0.9 now"), ("--every", 2, "--every 1 there, 2 now"),
+    ("--no-landmarks", None, "landmarks on there, off (--no-landmarks) now")])
 def test_resume_with_other_parameters_is_refused(photos, stand_in, option, value, named):
     assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
     before = open("out.jsonl").read()
     assert json.loads(before)["run"]["params"] == {"min_face": 60, "t1": 0.6, "t2": 0.7, "t3": 0.7}
-    line = one_line_error(detect("photos", option, value, "--resume", "-o", "out.jsonl"), "out.jsonl")
+    given = [option] if value is None else [option, value]
+    line = one_line_error(detect("photos", *given, "--resume", "-o", "out.jsonl"), "out.jsonl")
     assert named in line and "other settings" in line
     assert open("out.jsonl").read() == before
 

@@ -148,3 +148,14 @@ def test_read_image_is_public_with_the_clis_checks(tmp_path):
     with pytest.raises(ImageError, match="too large") as caught:
         read_image(SAMPLE, max_pixels=100)
     assert caught.value.width == image.shape[1]
+
+
+def test_videos_are_said_to_be_for_the_command(tmp_path):
+    from mtcnn_cli import Detector
+
+    detector = Detector.__new__(Detector)  # no models needed: refused before any detection
+    detector.max_pixels = 100
+    with pytest.raises(ValueError, match="is a video"):
+        detector.detect(str(tmp_path / "clip.mp4"))
+    with pytest.raises(ValueError, match="is a video"):
+        list(detector.detect_many([tmp_path / "a.jpg", tmp_path / "clip.MKV"]))

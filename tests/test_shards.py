@@ -326,3 +326,12 @@ def test_a_video_is_one_entry_and_its_frames_merge_as_a_plain_run(photos, stand_
     part = open("out-jsonl/part-00002.jsonl").read().splitlines()  # e.avi and e.png
     assert [json.loads(line)["path"] for line in part] == [f"photos/e.avi#frame={i}" for i in range(4)] + \
         ["photos/e.png"]
+
+
+def test_merge_never_writes_into_its_folder_through_a_link(photos, stand_in, tmp_path):
+    assert mtcnn("detect", photos, "--out-dir", "out", "--shard-size", "3", "-q").exit_code in (0, 1)
+    before = (tmp_path / "out" / "part-00000.jsonl").read_bytes()
+    (tmp_path / "evil.jsonl").symlink_to(tmp_path / "out" / "part-00000.jsonl")
+    usage_error(mtcnn("merge", "out", "-o", "evil.jsonl"), "merge", "inside out")
+    assert (tmp_path / "out" / "part-00000.jsonl").read_bytes() == before
+

@@ -127,3 +127,34 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path, corpus):
     lines = done.stdout.decode().splitlines()
     assert lines[0].startswith('{"path": ') and lines[-1] == "status 141"
     assert done.stderr == b""
+
+
+# ------------------------------------------------- /dev/stdout as -o (found by trying the merged tool)
+
+def test_dev_stdout_into_a_file_takes_the_default_format_and_appends(tmp_path, corpus):
+    photo = corpus / PHOTO
+    done = run_shell(f"$MTCNN detect -q '{photo}' -o /dev/stdout > out.jsonl && "
+                     f"$MTCNN detect -q '{photo}' -o /dev/stdout >> out.jsonl", tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1] and lines[0].startswith('{"path": ')
+
+
+def test_dev_stdout_to_a_reader_that_goes_away_is_quiet(tmp_path, corpus):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.jpg").symlink_to(corpus / PHOTO)
+    done = run_shell(f"$MTCNN detect '{folder}' -o /dev/stdout | true; echo status ${{PIPESTATUS[0]}}", tmp_path)
+    assert done.stdout.decode().splitlines()[-1] == "status 141", done.stderr
+    assert b"Broken pipe" not in done.stderr
+
+
+def test_dev_stdout_when_stdout_is_closed_is_refused(tmp_path, corpus):
+    done = run_shell(f"$MTCNN detect '{corpus / PHOTO}' -o /dev/stdout >&-", tmp_path)
+    one_line_error(done, "stdout is closed", "-o FILE")
+
+
+def test_merge_with_stdout_closed_is_refused(tmp_path, corpus):
+    done = run_shell(f"$MTCNN detect -q '{corpus / PHOTO}' --out-dir out && $MTCNN merge out >&-", tmp_path)
+    one_line_error(done, "stdout is closed", "-o FILE")

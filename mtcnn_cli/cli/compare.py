@@ -69,8 +69,8 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
 
     REF and OURS must have been made with the same parameters (min_face, t1,
     t2, t3) when both files record them (a JSON of `mtcnn detect` or of the
-    C++ does; JSONL, CSV and bbox folders do not): otherwise a usage error
-    names both values, unless --ignore-params.
+    C++ does, our JSONL too; CSV and bbox folders do not): otherwise a usage
+    error names both values, unless --ignore-params.
 
     The summary table goes to stderr, a one-line verdict (PASS/FAIL) to
     stdout, every image and face to --report FILE (JSON).

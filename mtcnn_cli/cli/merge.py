@@ -37,6 +37,10 @@ def merge(folder, fmt, output, quiet):
     from ..run.report import Reporter, display, plural
     from ..run.shards import merge_run
 
+    from .common import CLOSED_AT_START
+
+    if 1 in CLOSED_AT_START and output in (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
     reporter = Reporter(quiet=quiet)
     try:
         counts = merge_run(folder, fmt, output)

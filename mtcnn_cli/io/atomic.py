@@ -253,6 +253,8 @@ class LineAppender:
                     os.lseek(self.fd, self.size, os.SEEK_SET)
             except OSError:
                 pass
+            if isinstance(e, BrokenPipeError):
+                raise  # the reader went away (| head): the caller stops quietly
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.size += written
 

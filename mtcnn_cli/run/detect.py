@@ -119,11 +119,16 @@ def extension_format(output: str) -> str | None:
 
 
 def _special_file(path: str) -> bool:
-    """An existing file that is not a regular file (/dev/stdout, a FIFO)."""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
-    except OSError:
-        return False
+    """A target written in place: anything under /dev or /proc (/dev/stdout,
+    whatever stdout is), or an existing file that is not a regular file (a FIFO)."""
+    from ..atomic_file import write_target
+
+    return write_target(path)[1] and not os.path.isdir(path)
+
+
+def names_stdout(path: str | None) -> bool:
+    """Whether -o is stdout itself: none, -, /dev/stdout, /dev/fd/1, /proc/self/fd/1."""
+    return path in (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
@@ -356,6 +361,11 @@ def provenance_difference(found, expected: dict) -> str | None:
     if found.get("models_sha256") != expected["models_sha256"]:
         differences.append(f"models {str(found.get('models_sha256'))[:12]}... there, "
                            f"{str(expected['models_sha256'])[:12]}... now (SHA-256)")
+    if found.get("landmarks", True) != expected.get("landmarks", True):
+        differences.append(f"landmarks {'on' if found.get('landmarks', True) else 'off (--no-landmarks)'} "
+                           f"there, {'on' if expected.get('landmarks', True) else 'off (--no-landmarks)'} now")
+    if found.get("every", 1) != expected.get("every", 1):
+        differences.append(f"--every {found.get('every', 1)} there, {expected.get('every', 1)} now")
     return "; ".join(differences) or None
 
 
@@ -468,16 +478,23 @@ def provenance(options: DetectOptions, detector) -> dict:
     detector's parameters, and one SHA-256 over the three networks' own
     (the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n")."""
     digests = getattr(getattr(detector, "models", None), "sha256", None) or {}
-    return provenance_of(options.params(), digests)
+    return provenance_of(options.params(), digests, options.settings.landmarks, options.every)
 
 
-def provenance_of(params: dict, digests: dict) -> dict:
-    """provenance() from the parameters and the networks' {name: SHA-256}."""
+def provenance_of(params: dict, digests: dict, landmarks: bool = True, every: int = 1) -> dict:
+    """provenance() from the parameters, the networks' {name: SHA-256}, and
+    what else changes the records: "landmarks": false (--no-landmarks) and
+    "every": N (--every N), each given only when not the default."""
     combined = None
     if all(name in digests for name in ("PNet", "RNet", "ONet")):
         text = "".join(f"{name} {digests[name]}\n" for name in ("PNet", "RNet", "ONet"))
         combined = hashlib.sha256(text.encode("ascii")).hexdigest()
-    return {"version": __version__, "params": params, "models_sha256": combined}
+    made = {"version": __version__, "params": params, "models_sha256": combined}
+    if not landmarks:
+        made["landmarks"] = False
+    if every != 1:
+        made["every"] = every
+    return made
 
 
 # --- where records go ------------------------------------------------------------------
@@ -549,7 +566,8 @@ class LineSink:
 
     def __init__(self, path: str, lock: OutputLock, resume: bool):
         fd = lock.fd if lock.fd >= 0 and lock.writable else None
-        self.appender = LineAppender(path, fd=fd, truncate=not resume)
+        # a device, FIFO or /dev/stdout is never emptied (`-o /dev/stdout >> log` appends)
+        self.appender = LineAppender(path, fd=fd, truncate=not resume and not lock.in_place)
         self.lock = lock
 
     def write(self, text: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import defaults
 from ..detector.cascade import Detector as PortDetector
+from ..io import video
 from ..io.images import ImageError, read_image
 from .batch import Result, Settings, Task, _results, process_one, run_tasks
 from .shards import detect_to_dir, plan_dir, run_shard  # noqa: F401 (the package's, for other engines)
@@ -88,6 +89,9 @@ class Detector(PortDetector):
         if isinstance(image, (str, os.PathLike)):
             if channels is not None:
                 raise ValueError("channels describes an array: a file is read in its own colours")
+            if video.has_video_extension(os.fspath(image)):
+                raise ValueError(f"{os.fspath(image)} is a video: detect() takes one image; give its "
+                                 f"frames (cv2.VideoCapture) one by one, or run `mtcnn detect` on it")
             image = read_image(image, self.max_pixels)
         return super().detect(to_bgr(image, channels), timings=timings)
 
@@ -112,6 +116,10 @@ class Detector(PortDetector):
         Closing the iterator (or leaving a for loop) stops the workers."""
         images = list(images)
         paths = [isinstance(image, (str, os.PathLike)) for image in images]
+        videos = [os.fspath(i) for i, p in zip(images, paths) if p and video.has_video_extension(os.fspath(i))]
+        if videos:
+            raise ValueError(f"{videos[0]} is a video: detect_many takes images; run `mtcnn detect` "
+                             f"on videos (one record per frame)")
         if jobs != 1 and not all(paths):
             raise ValueError("detect_many with jobs != 1 takes file paths only (arrays would be "
                              "copied to every worker): give paths, or jobs=1")

@@ -339,7 +339,8 @@ class PartWriter:
     def __init__(self, manifest: Manifest, index: int):
         self.manifest, self.index = manifest, index
         # the records plain `--format jsonl` writes, provenance included
-        made_with = provenance_of(manifest.params, manifest.data["models"]["sha256"])
+        made_with = provenance_of(manifest.params, manifest.data["models"]["sha256"],
+                                  manifest.data["landmarks"], manifest.data["every"])
         self.format = make_format("jsonl", manifest.params, manifest.data["landmarks"], provenance=made_with)
         self.file = AtomicFile(manifest.part_path(index), "wb")
         self.started = time.perf_counter()
@@ -772,9 +773,13 @@ def merge_run(folder, fmt: str | None = None, output: str | None = None) -> dict
     manifest = Manifest.read(folder)  # before -o is created
     if not to_stdout(output) and os.path.isdir(output):
         raise FileProblem(f"-o {display(output)}: is a folder")
-    if not to_stdout(output) and os.path.abspath(os.path.dirname(os.path.abspath(output))) == \
-            os.path.abspath(manifest.folder):
-        raise UsageProblem(f"-o {display(output)} is inside {display(folder)}, which holds only the run's parts")
+    if not to_stdout(output):
+        from ..atomic_file import write_target
+
+        landing = write_target(output)[0]  # where the bytes go: through links, and ..
+        inside = os.path.realpath(os.path.dirname(os.path.abspath(landing))) == os.path.realpath(manifest.folder)
+        if inside:
+            raise UsageProblem(f"-o {display(output)} is inside {display(folder)}, which holds only the run's parts")
     if to_stdout(output):
         sink = StdoutSink(hold=False)
     else:
