@@ -113,7 +113,10 @@ class Detector(PortDetector):
         once; the results are those of jobs=1. Arrays and PIL images (path
         None in their Result) are detected in this process, so jobs > 1 takes
         paths only; a bad array raises ValueError, as detect() does.
-        Closing the iterator (or leaving a for loop) stops the workers."""
+        Closing the iterator (or leaving a for loop) stops the workers. The
+        workers are started afresh (spawn), so a script calling this with
+        jobs != 1 must do so under `if __name__ == "__main__":`, as
+        multiprocessing requires."""
         images = list(images)
         paths = [isinstance(image, (str, os.PathLike)) for image in images]
         videos = [os.fspath(i) for i, p in zip(images, paths) if p and video.has_video_extension(os.fspath(i))]
