@@ -858,10 +858,10 @@ def params_mismatch(ref: DetectionSet, ours: DetectionSet) -> list[str]:
             and np.float32(ref.params[name]) != np.float32(ours.params[name])]  # the C++ stores floats
 
 
-def check_report_path(path: Path, inputs: list[Path]) -> None:
+def check_report_path(path: Path) -> None:
     """--report FILE, before anything is compared: CompareError when it is a
-    folder, one of the inputs, or cannot be created (its folder missing or
-    not writable); nothing is left behind."""
+    folder or cannot be created (its folder missing or not writable); nothing
+    is left behind. That it is no input: refuse_report_over_inputs."""
     from .atomic_file import write_target
     from .io.atomic import AtomicFile, OutputError
 
@@ -869,9 +869,6 @@ def check_report_path(path: Path, inputs: list[Path]) -> None:
         raise CompareError(f"--report {path}: is a folder")
     if write_target(path)[1]:
         return  # a device or FIFO, written in place when the report is ready: not opened now
-    for given in inputs:
-        if given is not None and given.exists() and path.exists() and path.samefile(given):
-            raise CompareError(f"--report {path}: would overwrite the input {given}")
     try:
         AtomicFile(path).discard()
     except OutputError as e:

@@ -304,6 +304,7 @@ def test_the_ctypes_prototypes_match_the_compiled_signatures():
 
     from mtcnn_cli.detector import kernels
     assert set(native._PROTOTYPES) == set(kernels.ENTRY_POINTS)
+    assert native.LANES == kernels.LANES  # native states it again so as not to import numba
     for name, signature in kernels.ENTRY_POINTS.items():
         kinds = ["pointer" if isinstance(t, types.CPointer) else "int" for t in signature.args]
         want = ["pointer" if p is native._P else "int" for p in native._PROTOTYPES[name]]

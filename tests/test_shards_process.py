@@ -2,7 +2,6 @@
 real detector with the bundled weights, corpus images; a run killed and
 resumed; a part run under another OpenBLAS kernel."""
 import json
-import os
 import signal
 import subprocess
 import time

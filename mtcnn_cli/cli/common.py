@@ -126,6 +126,15 @@ def reopen_closed_streams() -> set:
     return closed
 
 
+STDOUT_NAMES = (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # -o values that are stdout
+
+
+def refuse_closed_stdout(output: str | None) -> None:
+    """Exit 2 when stdout was closed at start and the output would go there."""
+    if 1 in CLOSED_AT_START and output in STDOUT_NAMES:
+        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
+
+
 def silence_stdout() -> None:
     """After stdout failed (a closed pipe, a full disk), point it at /dev/null
     so that the interpreter's final flush does not complain."""

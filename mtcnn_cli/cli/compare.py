@@ -94,7 +94,7 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     try:
         cmp.refuse_report_over_inputs(report_path, [ref_path, ours_path], models)
         if report_path is not None:
-            cmp.check_report_path(report_path, [ref_path, ours_path])
+            cmp.check_report_path(report_path)
         ref = cmp.read_detections(ref_path, cpp_format)
         if ours_path is not None:
             ours = cmp.read_detections(ours_path)

@@ -10,7 +10,8 @@ import click
 
 from .. import __version__, defaults
 from ..run import interrupt
-from .common import CLOSED_AT_START, CONTEXT, Command, PixelCount, Threshold, fail, silence_stdout, usage_error
+from .common import (CONTEXT, Command, PixelCount, Threshold, fail, refuse_closed_stdout, silence_stdout,
+                     usage_error)
 
 
 class Shard(click.ParamType):
@@ -184,8 +185,7 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     started = time.perf_counter()
     if quiet and verbose:
         usage_error("-q/--quiet and -v/--verbose exclude each other")
-    if 1 in CLOSED_AT_START and output in (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
-        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
+    refuse_closed_stdout(output)
     if "cv2" not in sys.modules:  # OpenCV reads its decoders' pixel limit once, when it loads
         os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     try:

@@ -3,7 +3,7 @@ import click
 
 from .. import defaults
 from ..run import interrupt
-from .common import CONTEXT, Command, fail, usage_error
+from .common import CONTEXT, Command, fail, refuse_closed_stdout, usage_error
 
 EPILOG = """\b
 Exit status:
@@ -37,10 +37,7 @@ def merge(folder, fmt, output, quiet):
     from ..run.report import Reporter, display, plural
     from ..run.shards import merge_run
 
-    from .common import CLOSED_AT_START
-
-    if 1 in CLOSED_AT_START and output in (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
-        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
+    refuse_closed_stdout(output)
     reporter = Reporter(quiet=quiet)
     try:
         counts = merge_run(folder, fmt, output)

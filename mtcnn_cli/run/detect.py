@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from .. import defaults
 from ..io import atomic, inputs, video
 from ..io.atomic import AtomicFile, LineAppender, OutputError, OutputLock
-from .batch import Result, Settings, Task, WorkerStartError, check_jobs, run_tasks
+from .batch import Settings, Task, WorkerStartError, check_jobs, run_tasks
 from ..io.draw import output_name
 from . import interrupt
 from .interrupt import Interrupts
@@ -36,7 +36,7 @@ from ..io.images import IMAGE_EXTENSIONS
 from .. import __version__
 from .report import Reporter, display, plural
 
-EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130  # 2: raised as UsageProblem
+EXIT_OK, EXIT_SKIPPED = 0, 1  # 2: raised as UsageProblem; interrupted: interrupt.exit_status()
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), quietly
 
 
@@ -125,10 +125,6 @@ def _special_file(path: str) -> bool:
 
     return write_target(path)[1] and not os.path.isdir(path)
 
-
-def names_stdout(path: str | None) -> bool:
-    """Whether -o is stdout itself: none, -, /dev/stdout, /dev/fd/1, /proc/self/fd/1."""
-    return path in (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
