@@ -211,3 +211,26 @@ def test_real_detector_jobs_2_equals_jobs_1(corpus):
     assert [r.path for r in one] == paths
     assert one[2].error == "no such file"
     assert sum(len(r.faces) for r in one if r.faces) >= 2  # Obama's face, the 112x112 crop's
+
+
+def test_a_stop_inside_the_pools_code_is_handled_when_it_ends():
+    """Calls into the process pool are made with SIGINT and SIGTERM put off:
+    raised inside the pool's own code, a KeyboardInterrupt can leave one of
+    its locks held and hang the program's exit."""
+    import signal
+
+    from mtcnn_cli.run.batch import _stops_put_off
+
+    seen = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(f"handled {signum}"))
+    try:
+        with _stops_put_off():
+            signal.raise_signal(signal.SIGTERM)
+            for _ in range(1000):  # a handler run meanwhile would have run by now
+                pass
+            seen.append("block ended")
+        for _ in range(1000):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert seen == ["block ended", f"handled {int(signal.SIGTERM)}"]

@@ -231,6 +231,47 @@ def test_ctrl_c_with_workers_leaves_no_process(batch_folder, tmp_path):
     assert_no_process_left(marker)
 
 
+def _children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_workers_start_is_kept_and_said_once(batch_folder, tmp_path, sig):
+    """The signal goes to the whole process group, as a terminal's Ctrl-C (or
+    Slurm's SIGTERM) does, just as the worker processes appear. Through the
+    program's script, as the installed `mtcnn` runs: a spawned worker runs it
+    too. The stop must end the run (it was once dropped in one run in four,
+    and the batch ran to its end) with one line, from the parent only (a
+    worker being started printed a traceback, or its own line)."""
+    script = tmp_path / "mtcnn"
+    script.write_text("import sys\nfrom mtcnn_cli.cli import main\n"
+                      "if __name__ == '__main__':\n    sys.exit(main())\n")
+    marker = uuid.uuid4().hex
+    for _ in range(4):
+        process = subprocess.Popen([sys.executable, script, "detect", batch_folder, "--jobs", "2", "-o",
+                                    tmp_path / "out.jsonl"], cwd=tmp_path, env=environment(marker),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        # its first child is multiprocessing's resource tracker, then come the workers
+        while len(_children_of(process.pid)) < 2 and process.poll() is None:
+            time.sleep(0.001)
+        os.killpg(process.pid, sig)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 128 + sig, err
+        lines = err.decode().splitlines()
+        assert [line for line in lines if "interrupted" in line] == [lines[-1]], err
+        assert lines[-1].startswith("mtcnn: interrupted after "), err
+        assert b"Traceback" not in err and b"Exception ignored" not in err, err
+        assert_no_process_left(marker)
+
+
 def test_closed_stdout_stops_quietly(batch_folder, tmp_path):
     process = _start([batch_folder, "--format", "jsonl"], tmp_path, None)
     process.stdout.readline()

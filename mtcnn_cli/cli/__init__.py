@@ -1,6 +1,7 @@
 """The `mtcnn` command: one module per subcommand."""
 import _signal  # the C module: importing it imports nothing, so the handler is in place at once
 import os as _os
+import sys as _sys
 
 
 def _starting(signum, frame):
@@ -12,11 +13,18 @@ def _starting(signum, frame):
     raise SystemExit(128 + signum)
 
 
-_before = {sig: _signal.signal(sig, _starting) for sig in (_signal.SIGINT, _signal.SIGTERM)}
+# A worker process of the pool (multiprocessing's spawn) runs the program's
+# script too, as __mp_main__: its signals are its parent's to decide (see
+# run/batch.py), and its stop says nothing.
+_WORKER = "__mp_main__" in _sys.modules
+_before = {} if _WORKER else {sig: _signal.signal(sig, _starting) for sig in (_signal.SIGINT, _signal.SIGTERM)}
 try:
+    import contextlib
+
     from ..run import interrupt
 
-    _importing = interrupt.program_signals()  # then the program's own handler, also while importing
+    # then the program's own handler, also while importing
+    _importing = contextlib.nullcontext() if _WORKER else interrupt.program_signals()
     _importing.__enter__()
 except BaseException:
     for _sig, _handler in _before.items():

@@ -165,7 +165,6 @@ def exit_with_parent(parent: int) -> None:
 
 
 def _init_worker(settings: Settings, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent)
     import cv2
 
@@ -184,8 +183,12 @@ _start_error: str | None = None  # why this worker's initializer failed
 
 def _guarded_init(initializer, *args) -> None:
     """Run the initializer; a failure is kept, so that the worker's tasks
-    report it (an initializer that raises only breaks the pool, reason lost)."""
+    report it (an initializer that raises only breaks the pool, reason lost).
+    First the worker ignores SIGINT, which it was started with blocked, and
+    unblocks it: a Ctrl-C pending since it started is dropped."""
     global _start_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         initializer(*args)
     except Exception as e:
@@ -229,25 +232,55 @@ def resolve_jobs(jobs: int) -> int:
     return jobs if jobs > 0 else usable_cpus()
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM)
+RESULT_WAIT_SECONDS = 0.05  # how long a stop may be put off while a result is awaited
+
+
 @contextmanager
-def _children_ignore_sigint():
-    """Worker processes must not see the terminal's Ctrl-C: the parent decides
-    when they stop. A signal ignored when a program starts stays ignored in
-    it, so SIGINT is ignored while workers start; it is also blocked in the
-    parent meanwhile, so that a Ctrl-C arriving then is delivered afterwards
-    instead of being lost. (Only possible in the main thread.)"""
+def _stops_put_off():
+    """SIGINT and SIGTERM arriving inside the block are handled when it ends,
+    by the handlers they were meant for. Every call into the process pool is
+    made inside one: a KeyboardInterrupt raised in the pool's own code can
+    leave one of its locks held (a Condition's __exit__ is Python code), and
+    the pool's manager thread would then hang the program's exit. Only in the
+    main thread, where signals are handled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    old_handlers = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOPS}
+    try:
+        yield
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[-1])
+
+
+@contextmanager
+def _workers_starting():
+    """While workers start, a stop is put off until they all have (a process
+    cut off halfway through its launch would print a traceback of its own).
+
+    Worker processes must not see the terminal's Ctrl-C either: the parent
+    decides when they stop. A child inherits its parent's signal mask through
+    exec, so SIGINT is blocked in this thread meanwhile; each worker then
+    ignores it and unblocks it (`_guarded_init`), so a Ctrl-C that reached it
+    in between is dropped there. (Ignoring SIGINT in the parent instead would
+    lose a Ctrl-C that the kernel hands to one of its other threads,
+    OpenBLAS's say.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     # multiprocessing's resource tracker, when it starts, unblocks SIGINT: start it first
     resource_tracker.ensure_running()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    with _stops_put_off():
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _ready() -> None:
@@ -260,25 +293,52 @@ class _Workers:
 
     def __init__(self, processes: int, initializer, initargs):
         context = multiprocessing.get_context("spawn")
-        with _children_ignore_sigint():
-            self.executor = ProcessPoolExecutor(processes, context, _guarded_init,
-                                                (initializer, *initargs))
-            # the executor starts a process per submission until it has them all
-            for _ in range(processes):
-                self.executor.submit(_ready)
+        self.executor = None
+        try:
+            with _workers_starting():
+                self.executor = ProcessPoolExecutor(processes, context, _guarded_init,
+                                                    (initializer, *initargs))
+                # the executor starts a process per submission until it has them all
+                for _ in range(processes):
+                    self.executor.submit(_ready)
+        except BaseException:  # a stop once they started: none of them is left behind
+            if self.executor is not None:
+                self.stop()
+            raise
 
     def submit(self, fn, *args):
-        return self.executor.submit(fn, *args)
+        with _stops_put_off():
+            return self.executor.submit(fn, *args)
+
+    @staticmethod
+    def result(future):
+        """The future's result; a stop meanwhile is handled within
+        RESULT_WAIT_SECONDS, outside the pool's code."""
+        while True:
+            with _stops_put_off():
+                try:
+                    return future.result(RESULT_WAIT_SECONDS)
+                except TimeoutError:
+                    pass
 
     def stop(self) -> None:
-        """Kill the workers now (a running detection is not waited for)."""
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(5)
+        """Kill the workers now (a running detection is not waited for), then
+        let the pool's manager thread end: left running, it races the
+        interpreter's exit ("Exception ignored ... Bad file descriptor")."""
+        with _stops_put_off():
+            processes = list((getattr(self.executor, "_processes", None) or {}).values())
+            manager = getattr(self.executor, "_executor_manager_thread", None)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                process.join(5)
+                if process.is_alive():
+                    process.kill()
+                    process.join(5)
+            if manager is not None:
+                manager.join(5)
 
 
 WORKER_DIED = "the worker process died on this image (out of memory?)"
@@ -337,7 +397,7 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
                 while len(in_flight) < (1 if alone else window) and tasks.available(next_index):
                     in_flight.append((next_index, workers.submit(_guarded_work, work, tasks[next_index])))
                     next_index += 1
-                outcome = in_flight[0][1].result()
+                outcome = workers.result(in_flight[0][1])
                 in_flight.popleft()
             except BrokenProcessPool:
                 first = in_flight[0][0] if in_flight else next_index
