@@ -326,12 +326,17 @@ class Detector:
     What depends only on an image's size (the pyramid's layout, the resize
     taps) is computed for the first image of that size and kept for the next
     ones (the last few sizes, 25 MB at most);
-    `cascade.forget_image_sizes()` drops it."""
+    `cascade.forget_image_sizes()` drops it. The first Detector of a process
+    asks glibc's malloc to keep freed working memory for the next image (see
+    detector/memory.py): up to 128 MB stay with the process."""
 
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):
         check_parameters(min_face, t1, t2, t3)
+        from .memory import keep_working_memory
         from .models import load_models
+
+        keep_working_memory()
 
         self.models = load_models(models)
         self.min_face, self.t1, self.t2, self.t3 = int(min_face), float(t1), float(t2), float(t3)
