@@ -333,7 +333,19 @@ def test_conv_chains_across_tiles(n_out):
     assert_same_bits(out[np.ix_(outputs, positions)], want)
 
 
-@pytest.mark.parametrize("n_cols, n_out, span", [(577, 4, 20), (900, 2, 12), (1000, 3, 10), (2000, 2, 6)])
+@pytest.mark.parametrize("n_out", range(1, 10))
+@pytest.mark.parametrize("span", [1, 15, 16, 17, 31, 33])
+def test_conv_chains_every_remainder_of_the_register_block(n_out, span):
+    """The inner block is 16 positions x 4 outputs: outputs beyond a multiple
+    of 4 and positions beyond a multiple of 16 (zero-padded) too."""
+    rng = np.random.default_rng(1000 * n_out + span)
+    planes, weights, offsets = random_conv_problem(rng, 7, n_out, span, length=span + 20)
+    slopes = normal(rng, n_out)
+    out = run_conv_chains(planes, weights, offsets, [0, 3, 7], slopes, span)
+    assert_same_bits(out, ref_conv_chains(planes, weights, offsets, [0, 3, 7], slopes, range(n_out), range(span)))
+
+
+@pytest.mark.parametrize("n_cols, n_out, span", [(577, 4, 20), (900, 2, 12), (1000, 3, 10), (2000, 2, 6), (2000, 5, 50)])
 def test_conv_chains_long_columns_in_blocks(n_cols, n_out, span):
     """K above 448 in the blocks of the level-3 driver: the reference's blocks
     are chain_blocks' (checked against the rule above)."""

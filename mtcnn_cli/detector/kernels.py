@@ -24,7 +24,8 @@ import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.core.datamodel import models
+from numba.extending import intrinsic, register_model
 
 # The 16 interleaved chains of OpenBLAS's matrix-times-vector kernel.
 LANES = 16
@@ -41,70 +42,175 @@ def fma(typingctx, a, b, c):
     return types.float32(types.float32, types.float32, types.float32), codegen
 
 
+# --- eight float32 lanes side by side -------------------------------------------------
+# The convolution's inner block keeps 16 positions x 4 outputs of chains in
+# registers. Numba has no vector type, so here is one: float32x8 is LLVM's
+# <8 x float>, and a few intrinsics load, store and fma it. Lane i of each
+# operation is exactly the scalar operation on lane i.
+
+_V8 = ir.VectorType(ir.FloatType(), 8)
+
+
+class Float32x8(types.Type):
+    def __init__(self):
+        super().__init__(name="float32x8")
+
+
+float32x8 = Float32x8()
+
+
+@register_model(Float32x8)
+class _Float32x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V8)
+
+
+def _element(context, builder, array_type, array, index):
+    """A pointer to array.flat[index] (C-contiguous arrays only, unchecked)."""
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
+def _broadcast(builder, value):
+    one = builder.insert_element(ir.Constant(_V8, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+
+@intrinsic
+def zeros8(typingctx):
+    """Eight +0."""
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_V8, [0.0] * 8)
+    return float32x8(), codegen
+
+
+@intrinsic
+def load8(typingctx, array, index):
+    """array.flat[index:index + 8], unchecked."""
+    def codegen(context, builder, signature, args):
+        where = _element(context, builder, signature.args[0], *args)
+        return builder.load(builder.bitcast(where, _V8.as_pointer()), align=4)
+    return float32x8(array, index), codegen
+
+
+@intrinsic
+def store8(typingctx, array, index, value):
+    """array.flat[index:index + 8] = value, unchecked."""
+    def codegen(context, builder, signature, args):
+        where = _element(context, builder, signature.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(where, _V8.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def fill8(typingctx, array, index):
+    """Eight copies of array.flat[index], unchecked."""
+    def codegen(context, builder, signature, args):
+        return _broadcast(builder, builder.load(_element(context, builder, signature.args[0], *args)))
+    return float32x8(array, index), codegen
+
+
+@intrinsic
+def item(typingctx, array, index):
+    """array.flat[index], unchecked."""
+    def codegen(context, builder, signature, args):
+        return builder.load(_element(context, builder, signature.args[0], *args))
+    return array.dtype(array, index), codegen
+
+
+@intrinsic
+def fma8(typingctx, a, b, c):
+    """a * b + c lane by lane, each rounded once."""
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fma.v8f32")
+        return builder.call(fn, list(args))
+    return float32x8(float32x8, float32x8, float32x8), codegen
+
+
+# --- the kernels ------------------------------------------------------------------------
+
 @njit(nogil=True, error_model="numpy")
-def conv_chains(planes, weights, offsets, blocks, slopes, out, acc, total):
+def chains16x4(xs, x, weights, w, count, acc, row, row_step):
+    """16 positions x 4 outputs, each one chain from +0 over `count` columns in
+    order: acc = fma(x_k, w_k, acc). Column k's inputs are xs[x + 16k:][:16],
+    its weights for the 4 outputs weights[w + 4k:][:4]; output j's chains go
+    to acc[row + j*row_step:][:16]."""
+    a0 = a1 = b0 = b1 = c0 = c1 = d0 = d1 = zeros8()
+    for _ in range(count):
+        lo, hi = load8(xs, x), load8(xs, x + 8)
+        f = fill8(weights, w)
+        a0, a1 = fma8(lo, f, a0), fma8(hi, f, a1)
+        f = fill8(weights, w + 1)
+        b0, b1 = fma8(lo, f, b0), fma8(hi, f, b1)
+        f = fill8(weights, w + 2)
+        c0, c1 = fma8(lo, f, c0), fma8(hi, f, c1)
+        f = fill8(weights, w + 3)
+        d0, d1 = fma8(lo, f, d0), fma8(hi, f, d1)
+        x += 16
+        w += 4
+    store8(acc, row, a0)
+    store8(acc, row + 8, a1)
+    store8(acc, row + row_step, b0)
+    store8(acc, row + row_step + 8, b1)
+    store8(acc, row + 2 * row_step, c0)
+    store8(acc, row + 2 * row_step + 8, c1)
+    store8(acc, row + 3 * row_step, d0)
+    store8(acc, row + 3 * row_step + 8, d1)
+
+
+@njit(nogil=True, error_model="numpy")
+def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc, total, xs):
     """A convolution as the C++'s sgemm computes it, one chain per output.
 
-    planes (C*L,): the input maps, flattened (map c at c*L). weights (K, O): the
-    im2col columns' weights in the C++'s order, the biases as the last row.
-    offsets (K - 1,): where column k reads, relative to a window's top-left
-    input: c*L + ky*W + kx. blocks: the column indices where chains start and
-    end, [0, ..., K]. slopes (O,) or (0,): a PReLU applied to each result,
-    v if v >= 0 else v * slope (exact per element), or none. out (O, span):
-    out[o, p] for the window at flat position p (positions whose window wraps
-    past a row or an image are computed too, and ignored by the caller).
-    acc, total (O, tile): scratch; the positions go tile by tile.
+    planes (C*L,): the input maps, flattened (map c at c*L). weights (G, K, 4):
+    the im2col columns' weights in the C++'s order, the biases as the last
+    column, outputs in groups of four (group g holds outputs 4g .. 4g+3, the
+    last group padded with copies of output n_out - 1). offsets (K - 1,): where
+    column k reads, relative to a window's top-left input: c*L + ky*W + kx.
+    blocks: the column indices where chains start and end, [0, ..., K].
+    slopes (O,) or (0,): a PReLU applied to each result, v if v >= 0 else
+    v * slope (exact per element), or none. out (O, span): out[o, p] for the
+    window at flat position p (positions whose window wraps past a row or an
+    image are computed too, and ignored by the caller). Scratch: acc (4G,
+    tile), total (O, tile), xs (tile * (K - 1),); tile a multiple of 16.
 
     Order, for every output: for each block [k0, k1) of columns, in turn, one
     chain from +0: acc = fma(x_k, w_k, acc) for k = k0 .. k1 - 1, the bias
     column (input 1.0) as acc + b; the blocks' chains are added in order,
     ((c_0 + c_1) + c_2) ..., each sum rounded once.
 
-    The work goes tile by tile of positions, a few columns per pass over a
-    tile (each output's chain still takes its columns one by one, in order)."""
-    n_cols, n_out = weights.shape
+    The work goes tile by tile of positions: a block's inputs for the tile are
+    copied into xs, 16 positions after 16 (the last 16 padded with zeros), and
+    chains16x4 computes them for every group of outputs."""
+    n_groups, n_cols = weights.shape[0], weights.shape[1]
     span = out.shape[1]
     last = len(blocks) - 2
     tile = acc.shape[1]
     for p0 in range(0, span, tile):
         n = min(tile, span - p0)
+        whole = n - n % 16
         for b in range(last + 1):
-            acc[:, :n] = 0
-            k, end = blocks[b], min(blocks[b + 1], n_cols - 1)
-            while k + 4 <= end:
-                x0 = planes[offsets[k] + p0:]
-                x1 = planes[offsets[k + 1] + p0:]
-                x2 = planes[offsets[k + 2] + p0:]
-                x3 = planes[offsets[k + 3] + p0:]
-                for o in range(n_out):
-                    w0, w1, w2, w3 = weights[k, o], weights[k + 1, o], weights[k + 2, o], weights[k + 3, o]
-                    row = acc[o]
-                    for p in range(n):
-                        row[p] = fma(x3[p], w3, fma(x2[p], w2, fma(x1[p], w1, fma(x0[p], w0, row[p]))))
-                k += 4
-            if k + 2 <= end:
-                x0 = planes[offsets[k] + p0:]
-                x1 = planes[offsets[k + 1] + p0:]
-                for o in range(n_out):
-                    w0, w1 = weights[k, o], weights[k + 1, o]
-                    row = acc[o]
-                    for p in range(n):
-                        row[p] = fma(x1[p], w1, fma(x0[p], w0, row[p]))
-                k += 2
-            if k < end:
-                x0 = planes[offsets[k] + p0:]
-                for o in range(n_out):
-                    w0 = weights[k, o]
-                    row = acc[o]
-                    for p in range(n):
-                        row[p] = fma(x0[p], w0, row[p])
+            k0, end = blocks[b], min(blocks[b + 1], n_cols - 1)
+            count = end - k0
+            for k in range(k0, end):  # column by column: runs along the maps
+                src, dst = item(offsets, k) + p0, (k - k0) * 16
+                for q in range(0, whole, 16):
+                    store8(xs, q * count + dst, load8(planes, src + q))
+                    store8(xs, q * count + dst + 8, load8(planes, src + q + 8))
+                if whole < n:
+                    for p in range(16):
+                        xs[whole * count + dst + p] = planes[src + whole + p] if whole + p < n else np.float32(0)
+            for q in range(0, n, 16):
+                for g in range(n_groups):
+                    chains16x4(xs, q * count, weights, (g * n_cols + k0) * 4, count, acc, 4 * g * tile + q, tile)
             if b < last:
                 for o in range(n_out):
                     for p in range(n):
                         total[o, p] = acc[o, p] if b == 0 else total[o, p] + acc[o, p]
                 continue
             for o in range(n_out):  # the last block ends with the bias: add it, then the blocks before
-                bias = weights[n_cols - 1, o]
+                bias = weights[o // 4, n_cols - 1, o % 4]
                 slope = slopes[o] if len(slopes) else np.float32(1)
                 row, before, dest = acc[o], total[o], out[o, p0:]
                 for p in range(n):
@@ -270,10 +376,10 @@ _i64 = types.CPointer(types.int64)
 _n = types.int64
 
 ENTRY_POINTS = {
-    # planes, n_planes, weights, n_cols, n_out, offsets, blocks, n_blocks, slopes, n_slopes,
-    # out, out_row_stride, span, acc, total, tile
-    "conv_chains": types.void(_f32, _n, _f32, _n, _n, _i64, _i64, _n, _f32, _n,
-                              _f32, _n, _n, _f32, _f32, _n),
+    # planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks, slopes,
+    # n_slopes, out, out_row_stride, span, acc, total, xs, tile
+    "conv_chains": types.void(_f32, _n, _f32, _n, _n, _n, _i64, _i64, _n, _f32, _n,
+                              _f32, _n, _n, _f32, _f32, _f32, _n),
     # x, n_rows, n_in, weights, n_out, biases, out, lanes
     "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
     # columns, n_in, n_items, weights, n_out, out
@@ -290,12 +396,13 @@ ENTRY_POINTS = {
 }
 
 
-def _conv_chains_entry(planes, n_planes, weights, n_cols, n_out, offsets, blocks, n_blocks,
-                       slopes, n_slopes, out, out_row_stride, span, acc, total, tile):
-    conv_chains(carray(planes, (n_planes,)), carray(weights, (n_cols, n_out)),
+def _conv_chains_entry(planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks,
+                       slopes, n_slopes, out, out_row_stride, span, acc, total, xs, tile):
+    conv_chains(carray(planes, (n_planes,)), carray(weights, (n_groups, n_cols, 4)), n_out,
                 carray(offsets, (n_cols - 1,)), carray(blocks, (n_blocks,)),
                 carray(slopes, (n_slopes,)), carray(out, (n_out, out_row_stride))[:, :span],
-                carray(acc, (n_out, tile)), carray(total, (n_out, tile)))
+                carray(acc, (4 * n_groups, tile)), carray(total, (n_out, tile)),
+                carray(xs, (tile * (n_cols - 1),)))
 
 
 def _gemv_lanes_entry(x, n_rows, n_in, weights, n_out, biases, out, lanes):

@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = b"mtcnn-cli kernels v1\n"
-# Outputs computed together in one tile: the partial sums of a tile stay in the
-# first-level cache (float32, all output maps).
-TILE_BYTES = 32 << 10
+# Positions computed together in one tile: a chain block's inputs for a tile,
+# copied side by side, stay in the second-level cache (float32, all columns).
+TILE_BYTES = 256 << 10
+TILE_MAX = 1024  # positions
 LANES = 16  # kernels.LANES: the 16 interleaved chains of the fully connected layers
 _SIZE_LIMIT = 1 << 31  # window sizes, strides and output sizes: no index arithmetic can overflow
 _PLACE_LIMIT = 1 << 40  # crop boxes' corners and taps: the same
@@ -46,7 +47,7 @@ _P = ctypes.c_void_p
 _N = ctypes.c_int64
 # ctypes prototypes of kernels.ENTRY_POINTS (pointers as void *, sizes as int64)
 _PROTOTYPES = {
-    "conv_chains": (_P, _N, _P, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P, _P, _N),
+    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P, _P, _P, _N),
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
@@ -341,17 +342,22 @@ class ConvWeights:
     """A convolution's weights as conv_chains takes them, checked once: matrix
     (K, O) float32, the im2col columns' weights in the C++'s order and the
     biases as the last row; slopes (O,) for a PReLU fused into the write, or
-    none. Kept as read-only copies, with their addresses."""
+    none. The kernel reads them as `groups` (G, K, 4): outputs four by four,
+    the last four padded with copies of the last output. Kept as read-only
+    copies, with their addresses."""
 
-    __slots__ = ("matrix", "slopes", "_addresses")
+    __slots__ = ("matrix", "slopes", "groups", "_addresses")
 
     def __init__(self, matrix: np.ndarray, slopes: np.ndarray | None = None):
         matrix = _frozen(np.asarray(matrix, np.float32))
         slopes = _frozen(np.zeros(0, np.float32) if slopes is None else np.asarray(slopes, np.float32))
         if matrix.ndim != 2 or 0 in matrix.shape or slopes.shape not in ((0,), (matrix.shape[1],)):
             raise ValueError(f"conv: weights {matrix.shape} with slopes {slopes.shape}")
-        self.matrix, self.slopes = matrix, slopes
-        self._addresses = (matrix.ctypes.data, slopes.ctypes.data)
+        n_out = matrix.shape[1]
+        columns = np.minimum(np.arange(-(-n_out // 4) * 4), n_out - 1).reshape(-1, 4)  # (G, 4)
+        groups = _frozen(matrix[:, columns].transpose(1, 0, 2))  # (G, K, 4)
+        self.matrix, self.slopes, self.groups = matrix, slopes, groups
+        self._addresses = (groups.ctypes.data, slopes.ctypes.data)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -420,12 +426,14 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
         return out
     if windows.reach + span > planes.size:
         raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
-    tile = max(16, TILE_BYTES // 4 // n_out // 8 * 8)
-    acc = _scratch_address(2 * n_out * tile)
+    tile = max(16, min(TILE_MAX, TILE_BYTES // 4 // n_cols // 16 * 16))
+    n_groups = len(weights.groups)
+    acc = _scratch_address((4 * n_groups + n_out + n_cols - 1) * tile)
+    total, xs = acc + 4 * 4 * n_groups * tile, acc + 4 * (4 * n_groups + n_out) * tile
     library().functions["conv_chains"](
-        planes.ctypes.data, planes.size, weights._addresses[0], n_cols, n_out, windows._addresses[0],
-        windows._addresses[1], len(windows.blocks), weights._addresses[1], len(weights.slopes),
-        out.ctypes.data, out.strides[0] // 4, span, acc, acc + 4 * n_out * tile, tile)
+        planes.ctypes.data, planes.size, weights._addresses[0], n_groups, n_cols, n_out,
+        windows._addresses[0], windows._addresses[1], len(windows.blocks), weights._addresses[1],
+        len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, acc, total, xs, tile)
     return out
 
 
