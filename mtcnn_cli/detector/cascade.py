@@ -328,7 +328,8 @@ class Detector:
     ones (the last few sizes, 25 MB at most);
     `cascade.forget_image_sizes()` drops it. The first Detector of a process
     asks glibc's malloc to keep freed working memory for the next image (see
-    detector/memory.py): up to 128 MB stay with the process."""
+    detector/memory.py): free memory at the top of a heap goes back to the
+    kernel only beyond 128 MB."""
 
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):

@@ -10,10 +10,11 @@ faults and 3.2 ms of system time per image, 8.6 ms in all, against no
 faults and 5.8 ms with the memory kept; a 1024x680 photo 22.5 ms against 19.5.
 
 keep_working_memory() raises both thresholds, once per process: arrays up to
-32 MB (glibc's largest mmap threshold) come from the heap, and up to 128 MB of
-freed heap is kept for the next image. Settings the user made through glibc's
-environment variables are left as they are. Other C libraries have no such
-settings: it does nothing there.
+32 MB (glibc's largest mmap threshold) come from the heap, and free memory at
+the top of a heap goes back to the kernel only beyond 128 MB (free memory below
+memory still in use stays with the process in any case). Settings the user made
+for malloc through glibc's environment variables are left as they are. Other C
+libraries have no such settings: it does nothing there.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import threading
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
-USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 _lock = threading.Lock()
 _outcome: list[bool] = []  # once decided: whether the thresholds were raised
@@ -41,7 +42,8 @@ def keep_working_memory() -> bool:
 
 
 def _raise_thresholds() -> bool:
-    if not sys.platform.startswith("linux") or any(os.environ.get(name) for name in USER_SETTINGS):
+    if (not sys.platform.startswith("linux") or any(os.environ.get(name) for name in USER_SETTINGS)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")):
         return False
     try:
         libc = ctypes.CDLL(None)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as ResultNotReady  # not the builtin before 3.11
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
@@ -243,38 +244,51 @@ def _stops_put_off():
     made inside one: a KeyboardInterrupt raised in the pool's own code can
     leave one of its locks held (a Condition's __exit__ is Python code), and
     the pool's manager thread would then hang the program's exit. Only in the
-    main thread, where signals are handled."""
+    main thread, where signals are handled.
+
+    signal.signal() first runs the handlers of signals already waiting, and
+    the real one may raise: then it has changed nothing, and the handlers
+    swapped so far are put back all the same (a recorder left in place would
+    swallow every later stop)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received = []
-    old_handlers = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOPS}
+    old_handlers = {}
     try:
+        for sig in STOPS:
+            old_handlers[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
         yield
     finally:
+        stopped = None
         for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+            while True:
+                try:
+                    signal.signal(sig, handler)
+                    break
+                except KeyboardInterrupt as e:  # a stop handled on the way: first put everything back
+                    stopped = stopped or e
+        if stopped is not None:
+            raise stopped
         if received:
             signal.raise_signal(received[-1])
 
 
 @contextmanager
-def _workers_starting():
-    """While workers start, a stop is put off until they all have (a process
-    cut off halfway through its launch would print a traceback of its own).
+def _workers_may_start():
+    """Around a call that may start worker processes: stops are put off (a
+    process cut off halfway through its launch would print a traceback of its
+    own), and SIGINT is blocked in this thread.
 
-    Worker processes must not see the terminal's Ctrl-C either: the parent
-    decides when they stop. A child inherits its parent's signal mask through
-    exec, so SIGINT is blocked in this thread meanwhile; each worker then
-    ignores it and unblocks it (`_guarded_init`), so a Ctrl-C that reached it
-    in between is dropped there. (Ignoring SIGINT in the parent instead would
-    lose a Ctrl-C that the kernel hands to one of its other threads,
-    OpenBLAS's say.)"""
+    Worker processes must not see the terminal's Ctrl-C: the parent decides
+    when they stop. A child inherits its parent's signal mask through exec,
+    so each worker starts with SIGINT blocked, then ignores it and unblocks
+    it (`_guarded_init`): a Ctrl-C that reached it in between is dropped
+    there. (Ignoring SIGINT in the parent instead would lose a Ctrl-C that the
+    kernel hands to one of its other threads, OpenBLAS's say.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    # multiprocessing's resource tracker, when it starts, unblocks SIGINT: start it first
-    resource_tracker.ensure_running()
     with _stops_put_off():
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
@@ -294,8 +308,10 @@ class _Workers:
     def __init__(self, processes: int, initializer, initargs):
         context = multiprocessing.get_context("spawn")
         self.executor = None
+        # multiprocessing's resource tracker, when it starts, unblocks SIGINT: start it first
+        resource_tracker.ensure_running()
         try:
-            with _workers_starting():
+            with _workers_may_start():
                 self.executor = ProcessPoolExecutor(processes, context, _guarded_init,
                                                     (initializer, *initargs))
                 # the executor starts a process per submission until it has them all
@@ -307,7 +323,7 @@ class _Workers:
             raise
 
     def submit(self, fn, *args):
-        with _stops_put_off():
+        with _workers_may_start():  # the pool may start a worker here (one that died, or not yet started)
             return self.executor.submit(fn, *args)
 
     @staticmethod
@@ -318,7 +334,7 @@ class _Workers:
             with _stops_put_off():
                 try:
                     return future.result(RESULT_WAIT_SECONDS)
-                except TimeoutError:
+                except ResultNotReady:
                     pass
 
     def stop(self) -> None:
