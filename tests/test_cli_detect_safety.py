@@ -309,6 +309,46 @@ def test_resume_with_other_models_is_refused(photos, stand_in, monkeypatch):
     assert "SHA-256" in line
 
 
+def test_resume_refuses_a_file_with_records_of_other_inputs(photos, stand_in):
+    """The wrong -o (another run's file): its images are not this run's."""
+    assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
+    before = open("out.jsonl").read()
+    stand_in.calls.clear()
+    line = one_line_error(detect("photos/b.JPG", "--resume", "-o", "out.jsonl"), "out.jsonl", "line 1")
+    assert "photos/a.png" in line and "not among this run's inputs" in line
+    assert open("out.jsonl").read() == before
+    assert stand_in.calls == []
+    # the whole list counts, not this shard's part of it
+    result = detect("photos/a.png", "photos/b.JPG", "--shard", "2/2", "--resume", "-o", "out.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert [r["path"] for r in jsonl(open("out.jsonl").read())] == ["photos/a.png", "photos/b.JPG"]
+
+
+def test_resume_refuses_a_file_that_records_an_image_twice(photos, stand_in):
+    assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
+    record = open("out.jsonl").read()
+    open("out.jsonl", "w").write(record + record)
+    line = one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "lines 1 and 2")
+    assert "photos/a.png" in line
+    assert open("out.jsonl").read() == record + record
+
+
+def test_resume_counts_a_failure_retried_since_as_done(photos, stand_in):
+    """An error record then a record of the same image (a retry whose file
+    could not be rewritten): the image is done, the error line goes."""
+    assert detect("photos/a.png", "--resume", "-o", "out.jsonl").exit_code == 0
+    done = open("out.jsonl").read()
+    failed = json.loads(done)
+    failed.pop("faces")
+    failed["error"] = "truncated"
+    open("out.jsonl", "w").write(json.dumps(failed) + "\n" + done)
+    stand_in.calls.clear()
+    result = detect("photos/a.png", "--resume", "-o", "out.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert stand_in.calls == []
+    assert open("out.jsonl").read() == done
+
+
 def test_resume_refuses_records_without_provenance(photos, stand_in):
     open("out.jsonl", "w").write('{"path": "photos/a.png", "width": 64, "height": 48, "faces": []}\n')
     one_line_error(detect("photos", "--resume", "-o", "out.jsonl"), "out.jsonl", "provenance")

@@ -86,6 +86,7 @@ class Plan:
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
     listed: int = 0  # the whole list's length, before --shard
     done: set = field(default_factory=set)  # --resume: normalised paths recorded without an error
+    listed_paths: set | None = None  # --resume: the whole list's normalised paths, before --shard
 
     @property
     def has_videos(self) -> bool:
@@ -374,16 +375,20 @@ class Resumed:
     torn: bytes = b""  # a torn last line (from a kill)
 
 
-def read_done(path: str, provenance: dict | None = None) -> Resumed:
+def read_done(path: str, provenance: dict | None = None, listed: set | None = None) -> Resumed:
     """--resume: the records already in the JSONL file. Every complete line
     is checked first (our schema, and, with `provenance`, the same parameters
-    and models), so that a file that is not ours, or made otherwise, is left
-    untouched. Raises FileProblem."""
+    and models; with `listed`, the normalised paths of this run's inputs, an
+    image, or a video's frame, among them; no image recorded twice), so that
+    a file that is not ours, made otherwise, or by another run, is left
+    untouched. An error record followed by a record of the same image (a
+    retry whose file could not be rewritten) is superseded. Raises FileProblem."""
     found = Resumed()
     if not os.path.exists(path):
         return found
     not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
     number = 0
+    recorded = {}  # normalised path -> the line that recorded it without an error
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -402,10 +407,20 @@ def read_done(path: str, provenance: dict | None = None) -> Resumed:
                     raise FileProblem(
                         f"--resume: {display(path)} line {number} was made with other settings "
                         f"({difference}): resume with the same options and models, or start a new file")
+                key = inputs.normalise(record["path"])
+                if listed is not None and key not in listed and video.video_of(key) not in listed:
+                    raise FileProblem(
+                        f"--resume: {display(path)} line {number} records {display(record['path'])}, which is "
+                        f"not among this run's inputs: resume with the same PATHs, or start a new file")
+                if key in recorded:
+                    raise FileProblem(
+                        f"--resume: {display(path)} lines {recorded[key]} and {number} both record "
+                        f"{display(record['path'])}: not a file one run wrote; start a new file")
                 if "error" in record:
                     found.failed.append(record["path"])
                 else:
-                    found.done.add(inputs.normalise(record["path"]))
+                    recorded[key] = number
+                    found.done.add(key)
                     found.kept.append(line)
     except OSError as e:
         raise FileProblem(f"--resume: cannot read {display(path)}: {e.strerror or e}") from None
@@ -439,9 +454,11 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
         targets[options.output] = "-o"
     refuse_overwriting_inputs(items, targets, options.settings, inputs.STDIN in options.paths)
     listed = len(items)
+    listed_paths = {inputs.normalise(item.path) for item in items} if options.resume else None
     if options.shard:
         items = inputs.shard(items, *options.shard)
-    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed)
+    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed,
+                listed_paths=listed_paths)
 
 
 def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
@@ -452,7 +469,7 @@ def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
     cut off. Returns (bytes of the torn line, failed records retried)."""
     if lock is not None and lock.in_place:
         raise FileProblem(f"--resume: {display(options.output)} is not a regular file")
-    found = read_done(options.output, provenance)
+    found = read_done(options.output, provenance, plan.listed_paths)
     try:
         if found.failed and lock is not None and lock.fd >= 0:
             lock.rewrite(b"".join(found.kept))  # atomically, keeping the lock
@@ -466,7 +483,8 @@ def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
     videos = {inputs.normalise(item.path) for item in plan.items if is_video(item)}
     frames_done = sum(1 for path in found.done if video.video_of(path) in videos)
     plan.already_done = len(items) - len(plan.items) + frames_done
-    return len(found.torn), len(found.failed)
+    retried = {inputs.normalise(path) for path in found.failed} - found.done
+    return len(found.torn), len(retried)
 
 
 def provenance(options: DetectOptions, detector) -> dict:
