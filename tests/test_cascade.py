@@ -79,9 +79,9 @@ def test_forgetting_image_sizes_changes_nothing_but_the_caches(networks):
     sample = Path(__file__).resolve().parent.parent / "fixtures" / "synthetic_faces.png"
     img = cc.as_bgr_float(cv2.imread(str(sample), cv2.IMREAD_COLOR))
     first = networks.run(img, 60, 0.6, 0.7, 0.7)
-    assert pyramid.plan.cache_info().currsize > 0 and cvexact._mosaic_taps.cache_info().currsize > 0
+    assert pyramid.plan.cache_info().currsize > 0 and cvexact._linear_taps.cache_info().currsize > 0
     networks.forget_image_sizes()
-    assert pyramid.plan.cache_info().currsize == 0 and cvexact._mosaic_taps.cache_info().currsize == 0
+    assert pyramid.plan.cache_info().currsize == 0 and cvexact._linear_taps.cache_info().currsize == 0
     again = networks.run(img, 60, 0.6, 0.7, 0.7)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)

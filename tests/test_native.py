@@ -240,6 +240,45 @@ def test_max_pool_arguments_that_do_not_fit_are_refused():
         native.max_pool(maps, 0, 2, 2, 2, 2, 2)
 
 
+def resize_taps(cols, rows, copy=None):
+    cols, rows = np.asarray(cols), np.asarray(rows)
+    return native.ResizeTaps(cols, cols + 1, np.full(len(cols), 0.5), np.full(len(cols), 0.5),
+                             np.zeros(len(cols)) if copy is None else copy, rows, rows + 1,
+                             np.full(len(rows), 0.25), np.full(len(rows), 0.75))
+
+
+def test_resize_linear_computes_the_stated_order_and_copies():
+    """Two output rows of three values from a 3 x 4 source; the last value copied."""
+    src = np.arange(12, dtype=np.float32).reshape(3, 4) * np.float32(1.1)
+    taps = resize_taps([0, 1, 2], [0, 1], copy=[0, 0, 1])
+    out = native.resize_linear(src, taps, np.full((2, 3), np.nan, np.float32))
+    f = np.float32
+    for i, r in enumerate([0, 1]):
+        h0 = [src[r, c] * f(0.5) + src[r, c + 1] * f(0.5) for c in (0, 1)] + [src[r, 2]]
+        h1 = [src[r + 1, c] * f(0.5) + src[r + 1, c + 1] * f(0.5) for c in (0, 1)] + [src[r + 1, 2]]
+        want = [f(a * f(0.25)) + f(b * f(0.75)) for a, b in zip(h0, h1)]
+        assert out[i].tolist() == np.float32(want).tolist()
+
+
+def test_resize_arguments_that_do_not_fit_are_refused():
+    src = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="reach"):
+        native.resize_linear(src, resize_taps([0, 3], [0]), np.zeros((1, 2), np.float32))  # column 4 of 4
+    with pytest.raises(ValueError, match="reach"):
+        native.resize_linear(src, resize_taps([0], [2]), np.zeros((1, 1), np.float32))  # row 3 of 3
+    with pytest.raises(ValueError, match="out"):
+        native.resize_linear(src, resize_taps([0], [0]), np.zeros((2, 1), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        native.resize_linear(src, resize_taps([0, 1], [0]), np.zeros((1, 4), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="index"):
+        resize_taps([-1], [0])
+    with pytest.raises(ValueError):
+        native.resize_linear(src[:, ::2], resize_taps([0], [0]), np.zeros((1, 1), np.float32))
+    taps = resize_taps([0], [0])
+    with pytest.raises(ValueError):
+        taps.columns.setflags(write=True)
+
+
 def test_fc_arguments_that_do_not_fit_are_refused():
     x, w, b = np.zeros((2, 32), np.float32), np.zeros((32, 4), np.float32), np.zeros(4, np.float32)
     with pytest.raises(ValueError):

@@ -17,7 +17,6 @@ Public functions:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import numpy as np
 
@@ -112,61 +111,43 @@ def _halve(src: np.ndarray) -> np.ndarray:
     return out
 
 
-def _horizontal(rows: np.ndarray, taps) -> np.ndarray:
-    """Horizontal pass: (R, W*C) source rows -> (R, sum of widths * C) float32."""
-    i0, i1, w0, w1, copies = taps
-    out = np.take(rows, i0, axis=1)
-    out *= w0
-    right = np.take(rows, i1, axis=1)
-    right *= w1
-    out += right
-    if copies.size:
-        out[:, copies] = np.take(rows, i0[copies], axis=1)
-    return out
-
-
 def _channel_taps(taps, channels: int):
-    """Column taps spread over interleaved channels: (i0, i1, w0, w1, copied columns)."""
+    """Column taps spread over interleaved channels: (i0, i1, w0, w1, copy), one
+    entry per output value of a row."""
     x0, x1, w0, w1, copy = taps
     lanes = np.arange(channels)
     return ((x0[:, None] * channels + lanes).ravel(), (x1[:, None] * channels + lanes).ravel(),
-            np.repeat(w0, channels), np.repeat(w1, channels), np.flatnonzero(np.repeat(copy, channels)))
+            np.repeat(w0, channels), np.repeat(w1, channels), np.repeat(copy, channels).astype(np.int64))
 
 
-def _vertical(hrows: np.ndarray, where0, where1, b0, b1) -> np.ndarray:
-    """Vertical pass: rows where0, where1 of the horizontal pass's output, weighted
-    b0, b1 and summed -> (len(b0), columns)."""
-    block = np.take(hrows, where0, axis=0)
-    block *= b0[:, None]
-    bottom = np.take(hrows, where1, axis=0)
-    bottom *= b1[:, None]
-    block += bottom
-    return block
+@functools.lru_cache(maxsize=16)
+def _linear_taps(src_h: int, src_w: int, channels: int, sizes: tuple) -> tuple:
+    """The taps of (src_w x src_h) -> (width x height) two-pass resizes, one
+    native.ResizeTaps per (width, height) of sizes, computed together and kept
+    for the next image of the same size."""
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    columns = _channel_taps(_column_taps(src_w, widths), channels)
+    rows = _row_taps(src_h, heights)
+    col_ends, row_ends = np.cumsum(widths) * channels, np.cumsum(heights)
+    taps = []
+    for c1, r1, (w, h) in zip(col_ends, row_ends, sizes):
+        c0, r0 = c1 - w * channels, r1 - h
+        taps.append(native.ResizeTaps(*(a[c0:c1] for a in columns), *(a[r0:r1] for a in rows)))
+    return tuple(taps)
 
 
-def _needed_rows(rows: np.ndarray, ctaps, y0, y1):
-    """The horizontal pass over only the source rows y0 and y1 name: (hrows, y0 and
-    y1 as indices into hrows)."""
-    needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    n = len(where) // 2
-    return _horizontal(np.take(rows, needed, axis=0), ctaps), where[:n], where[n:]
-
-
-_BLOCK_BYTES = 1 << 19  # output rows per block sized to stay in cache
+def _resize_linear_into(img: np.ndarray, taps: native.ResizeTaps, out: np.ndarray) -> None:
+    """The separable two-pass resize of an (H, W, C) float32 image into out,
+    (height, width*C) rows (a view: a place in a mosaic)."""
+    src_h, src_w, channels = img.shape
+    native.resize_linear(img.reshape(src_h, src_w * channels), taps, out)
 
 
 def _resize_linear(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """The separable two-pass resize of an (H, W, C) float32 image -> (height, width, C)."""
     src_h, src_w, channels = img.shape
-    rows = img.reshape(src_h, src_w * channels)  # (H, W*C)
-    ctaps = _channel_taps(_column_taps(src_w, [width]), channels)
-    y0, y1, b0, b1 = _row_taps(src_h, [height])
     out = np.empty((height, width * channels), dtype=F32)
-    step = max(1, _BLOCK_BYTES // (4 * width * channels))
-    for start in range(0, height, step):
-        part = slice(start, min(start + step, height))
-        hrows, where0, where1 = _needed_rows(rows, ctaps, y0[part], y1[part])
-        out[part] = _vertical(hrows, where0, where1, b0[part], b1[part])
+    _resize_linear_into(img, _linear_taps(src_h, src_w, channels, ((width, height),))[0], out)
     return out.reshape(height, width, channels)
 
 
@@ -206,60 +187,10 @@ def resize_bilinear(src: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
-class _MosaicTaps(NamedTuple):
-    """What resize_bilinear_mosaic needs for one source size and one layout, bar
-    the pixels: the horizontal pass reads rows `needed` through `columns` (the
-    column taps of every plain size side by side); the vertical pass reads, for
-    each output value, the flat positions `top` and `bottom` of that pass's
-    result, weighted `w_top` and `w_bottom` (both 0 outside every size)."""
-    special: tuple[int, ...]  # sizes left to _resize: copies and exact halvings
-    needed: np.ndarray
-    columns: tuple
-    top: np.ndarray  # (H, W*C) int
-    bottom: np.ndarray
-    w_top: np.ndarray  # (H, W*C) float32
-    w_bottom: np.ndarray
-
-
-@functools.lru_cache(maxsize=8)
-def _mosaic_taps(src_h: int, src_w: int, channels: int, places: tuple, shape: tuple) -> _MosaicTaps:
-    """The taps of resize_bilinear_mosaic, which depend on the sizes only: kept for
-    the next image of the same size (a batch of same-sized photos)."""
-    special = tuple(i for i, (_, _, w, h) in enumerate(places)
-                    if (w, h) == (src_w, src_h) or _is_halving(src_w, src_h, w, h))
-    plain = [p for i, p in enumerate(places) if i not in special]
-    if not plain:
-        return _MosaicTaps(special, *(None,) * 6)
-    widths, heights = [w for _, _, w, _ in plain], [h for _, _, _, h in plain]
-    columns = _channel_taps(_column_taps(src_w, widths), channels)
-    y0, y1, b0, b1 = _row_taps(src_h, heights)
-    needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    span = len(columns[0])  # a row of the horizontal pass: every plain size's columns
-    top = np.zeros((shape[0], shape[1] * channels), np.int64)
-    bottom = np.zeros_like(top)
-    w_top = np.zeros(top.shape, F32)
-    w_bottom = np.zeros(top.shape, F32)
-    first_row = first_col = 0
-    for y, x, w, h in plain:
-        rows, out_rows = slice(first_row, first_row + h), slice(y, y + h)
-        cols = np.arange(first_col, first_col + w * channels)
-        out_cols = slice(x * channels, (x + w) * channels)
-        top[out_rows, out_cols] = where[rows, None] * span + cols
-        bottom[out_rows, out_cols] = where[len(y0):][rows, None] * span + cols
-        w_top[out_rows, out_cols] = b0[rows, None]
-        w_bottom[out_rows, out_cols] = b1[rows, None]
-        first_row, first_col = first_row + h, first_col + w * channels
-    for array in (needed, *columns, top, bottom, w_top, w_bottom):
-        array.flags.writeable = False  # shared between calls
-    return _MosaicTaps(special, needed, columns, top, bottom, w_top, w_bottom)
-
-
 def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
     """Several resizes of one image, each written at its place in one output image:
     places [(y, x, width, height)] (not overlapping), shape (H, W) of the output.
-    Each place holds exactly resize_bilinear(src, width, height); the rest is 0
-    (for finite, non-negative pixels, as images have: it is 0 times a pixel).
-    The taps, the horizontal pass and the vertical pass are shared by all places.
+    Each place holds exactly resize_bilinear(src, width, height); the rest is 0.
     src (H, W[, C]) float32 -> (H, W[, C]) float32."""
     img = _checked_image(src)
     src_h, src_w, channels = img.shape
@@ -268,26 +199,22 @@ def resize_bilinear_mosaic(src: np.ndarray, places, shape) -> np.ndarray:
         _checked_size(w, h)
         if y < 0 or x < 0 or y + h > shape[0] or x + w > shape[1]:
             raise ValueError(f"resize_bilinear_mosaic: {w}x{h} at ({x}, {y}) outside {shape[1]}x{shape[0]}")
-    taps = _mosaic_taps(src_h, src_w, channels, places, tuple(shape))
-    if len(taps.special) < len(places):
-        hrows = _horizontal(img.reshape(src_h, src_w * channels).take(taps.needed, axis=0), taps.columns)
-        out = hrows.take(taps.top)  # (H, W*C)
-        out *= taps.w_top
-        below = hrows.take(taps.bottom)
-        below *= taps.w_bottom
-        out += below
-    else:
-        out = np.zeros((shape[0], shape[1] * channels), F32)
-    out = out.reshape(shape[0], shape[1], channels)
-    for i in taps.special:
-        y, x, w, h = places[i]
-        out[y:y + h, x:x + w] = _resize(img, w, h)
+    out = np.zeros((shape[0], shape[1], channels), F32)
+    rows = out.reshape(shape[0], shape[1] * channels)  # a view: each place's rows are slices of it
+    special = [(w, h) == (src_w, src_h) or _is_halving(src_w, src_h, w, h) for _, _, w, h in places]
+    plain = [p for p, s in zip(places, special) if not s]
+    taps = iter(_linear_taps(src_h, src_w, channels, tuple((w, h) for _, _, w, h in plain)) if plain else ())
+    for (y, x, w, h), copy_or_halve in zip(places, special):
+        if copy_or_halve:
+            out[y:y + h, x:x + w] = _resize(img, w, h)
+        else:
+            _resize_linear_into(img, next(taps), rows[y:y + h, x * channels:(x + w) * channels])
     return out[:, :, 0] if np.ndim(src) == 2 else out
 
 
 def clear_resize_caches() -> None:
-    """Forget the taps resize_bilinear_mosaic keeps per source size and layout."""
-    _mosaic_taps.cache_clear()
+    """Forget the taps the resizes keep per source and target size."""
+    _linear_taps.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------

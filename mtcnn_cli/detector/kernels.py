@@ -358,6 +358,43 @@ def crop_linear(pixels, height, width, boxes, rows0, rows1, wrow0, wrow1, cols0,
 
 
 @njit(nogil=True, error_model="numpy")
+def resize_linear(src, src_row, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, wrow0, wrow1,
+                  out, out_row, line0, line1):
+    """OpenCV's two-pass bilinear resize of float32 rows (channels interleaved:
+    a row is one list of values). src (flat): source row r starts at
+    r * src_row. Output value j of a row reads values cols0[j] and cols1[j]
+    of a source row, weighted wcol0[j] and wcol1[j], or takes value cols0[j]
+    as it is where copy[j]; output row i reads source rows rows0[i] and
+    rows1[i], weighted wrow0[i] and wrow1[i]. out (flat): output row i starts
+    at i * out_row. line0, line1: scratch (len(cols0),).
+
+    Order, for every output value (float32, each operation rounded once):
+    h0 = s(r0, c0) * a0 + s(r0, c1) * a1 (or s(r0, c0) where copy), h1 the
+    same on row r1, out = h0 * b0 + h1 * b1."""
+    n_cols = len(cols0)
+    have0 = have1 = -1  # the source rows whose horizontal pass line0, line1 hold
+    for i in range(len(rows0)):
+        r0, r1 = rows0[i], rows1[i]
+        if r0 != have0 and r0 == have1:  # going down: the last row's second is this one's first
+            line0, line1 = line1, line0
+            have0, have1 = have1, -1
+        for line, row, have in ((line0, r0, have0), (line1, r1, have1)):
+            if row != have:
+                first = row * src_row
+                for j in range(n_cols):
+                    if copy[j]:
+                        line[j] = src[first + cols0[j]]
+                    else:
+                        line[j] = src[first + cols0[j]] * wcol0[j] + src[first + cols1[j]] * wcol1[j]
+        have0, have1 = r0, r1
+        b0, b1 = wrow0[i], wrow1[i]
+        dest = out[i * out_row:]
+        for j in range(n_cols):
+            dest[j] = line0[j] * b0 + line1[j] * b1
+    return out
+
+
+@njit(nogil=True, error_model="numpy")
 def fma_many(a, b, c, out):
     """out[i] = fma(a[i], b[i], c[i]): the self-check's loop (vectorised, as the
     convolutions are)."""
@@ -391,6 +428,10 @@ ENTRY_POINTS = {
     # wcol0, wcol1, out
     "crop_linear": types.void(_f32, _n, _n, _i64, _n, _n, _i64, _i64, _f32, _f32, _i64, _i64,
                               _f32, _f32, _f32),
+    # src, n_src, src_row, cols0, cols1, wcol0, wcol1, copy, n_cols, rows0, rows1, wrow0, wrow1,
+    # n_rows, out, n_out, out_row, line0, line1
+    "resize_linear": types.void(_f32, _n, _n, _i64, _i64, _f32, _f32, _i64, _n, _i64, _i64, _f32, _f32,
+                                _n, _f32, _n, _n, _f32, _f32),
     # a, b, c, out, n
     "fma_many": types.void(_f32, _f32, _f32, _f32, _n),
 }
@@ -430,6 +471,15 @@ def _crop_linear_entry(pixels, height, width, boxes, n_boxes, size, rows0, rows1
                 carray(out, (n_boxes, size, size, 3)))
 
 
+def _resize_linear_entry(src, n_src, src_row, cols0, cols1, wcol0, wcol1, copy, n_cols, rows0, rows1,
+                         wrow0, wrow1, n_rows, out, n_out, out_row, line0, line1):
+    resize_linear(carray(src, (n_src,)), src_row, carray(cols0, (n_cols,)), carray(cols1, (n_cols,)),
+                  carray(wcol0, (n_cols,)), carray(wcol1, (n_cols,)), carray(copy, (n_cols,)),
+                  carray(rows0, (n_rows,)), carray(rows1, (n_rows,)), carray(wrow0, (n_rows,)),
+                  carray(wrow1, (n_rows,)), carray(out, (n_out,)), out_row, carray(line0, (n_cols,)),
+                  carray(line1, (n_cols,)))
+
+
 def _fma_many_entry(a, b, c, out, n):
     fma_many(carray(a, (n,)), carray(b, (n,)), carray(c, (n,)), carray(out, (n,)))
 
@@ -438,6 +488,7 @@ def compile_entry_points() -> dict:
     """{name: numba cfunc} for ENTRY_POINTS: compiled now, for this machine (seconds)."""
     bodies = {"conv_chains": _conv_chains_entry, "gemv_lanes": _gemv_lanes_entry,
               "sums_double": _sums_double_entry, "max_pool": _max_pool_entry,
-              "crop_linear": _crop_linear_entry, "fma_many": _fma_many_entry}
+              "crop_linear": _crop_linear_entry, "resize_linear": _resize_linear_entry,
+              "fma_many": _fma_many_entry}
     return {name: cfunc(signature, nopython=True, error_model="numpy")(bodies[name])
             for name, signature in ENTRY_POINTS.items()}

@@ -52,6 +52,7 @@ _PROTOTYPES = {
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
     "crop_linear": (_P, _N, _N, _P, _N, _N, _P, _P, _P, _P, _P, _P, _P, _P, _P),
+    "resize_linear": (_P, _N, _N, _P, _P, _P, _P, _P, _N, _P, _P, _P, _P, _N, _P, _N, _N, _P, _P),
     "fma_many": (_P, _P, _P, _P, _N),
 }
 
@@ -521,4 +522,61 @@ def crop_linear(pixels, boxes, rows0, rows1, wrow0, wrow1, cols0, cols1, wcol0, 
             pixels.ctypes.data, height, width, boxes.ctypes.data, n_boxes, size,
             rows0.ctypes.data, rows1.ctypes.data, wrow0.ctypes.data, wrow1.ctypes.data,
             cols0.ctypes.data, cols1.ctypes.data, wcol0.ctypes.data, wcol1.ctypes.data, out.ctypes.data)
+    return out
+
+
+class ResizeTaps:
+    """The taps of one resize, as resize_linear takes them, checked once: per
+    output value of a row (channels interleaved) the source values cols0,
+    cols1 (int64), weights wcol0, wcol1 (float32) and copy (int64, nonzero:
+    taken as it is); per output row the source rows rows0, rows1 (int64) and
+    weights wrow0, wrow1 (float32). Kept as read-only copies, four arrays."""
+
+    __slots__ = ("columns", "column_weights", "rows", "row_weights", "reach", "height", "_addresses")
+
+    def __init__(self, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, wrow0, wrow1):
+        columns = _frozen(np.stack([np.asarray(a, np.int64).reshape(-1) for a in (cols0, cols1, copy)]))
+        column_weights = _frozen(np.stack([np.asarray(a, np.float32).reshape(-1) for a in (wcol0, wcol1)]))
+        rows = _frozen(np.stack([np.asarray(a, np.int64).reshape(-1) for a in (rows0, rows1)]))
+        row_weights = _frozen(np.stack([np.asarray(a, np.float32).reshape(-1) for a in (wrow0, wrow1)]))
+        if column_weights.shape[1] != columns.shape[1] or row_weights.shape[1] != rows.shape[1]:
+            raise ValueError(f"resize taps: columns {columns.shape}, {column_weights.shape}, "
+                             f"rows {rows.shape}, {row_weights.shape}")
+        for index in (columns[:2], rows):
+            if index.size and (index.min() < 0 or index.max() >= _SIZE_LIMIT):
+                raise ValueError(f"resize taps: an index {index.min()} .. {index.max()} out of range")
+        self.columns, self.column_weights, self.rows, self.row_weights = columns, column_weights, rows, row_weights
+        self.reach = int(columns[:2].max(initial=-1)) + 1  # values of a source row needed
+        self.height = int(rows.max(initial=-1)) + 1  # source rows needed
+        c, cw, r, rw = (a.ctypes.data for a in (columns, column_weights, rows, row_weights))
+        n_cols, n_rows = columns.shape[1], rows.shape[1]
+        self._addresses = (c, c + 8 * n_cols, cw, cw + 4 * n_cols, c + 16 * n_cols,
+                           r, r + 8 * n_rows, rw, rw + 4 * n_rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(output rows, output values per row)."""
+        return self.rows.shape[1], self.columns.shape[1]
+
+
+def resize_linear(src: np.ndarray, taps: ResizeTaps, out: np.ndarray) -> np.ndarray:
+    """kernels.resize_linear: src (H, V) float32 source rows, contiguous; out
+    (rows, values) float32, its rows may be strided (a place in a mosaic).
+    Returns out."""
+    _need(src, np.float32, 2, "resize source")
+    n_rows, n_cols = taps.shape
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.ndim == 2
+            and out.shape == (n_rows, n_cols) and out.strides[1] == 4 and out.strides[0] % 4 == 0
+            and out.strides[0] >= 4 * n_cols and out.flags.writeable):
+        raise ValueError(f"resize out: need ({n_rows}, {n_cols}) float32 rows, got "
+                         f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}")
+    if taps.reach > src.shape[1] or taps.height > src.shape[0]:
+        raise ValueError(f"resize: taps reach {taps.height} rows x {taps.reach} values of a {src.shape} source")
+    if n_rows and n_cols:
+        lines = np.empty(2 * n_cols, np.float32)
+        a = taps._addresses
+        library().functions["resize_linear"](
+            src.ctypes.data, src.size, src.shape[1], *a[:5], n_cols, *a[5:], n_rows,
+            out.ctypes.data, (n_rows - 1) * (out.strides[0] // 4) + n_cols, out.strides[0] // 4,
+            lines.ctypes.data, lines.ctypes.data + 4 * n_cols)
     return out
