@@ -535,21 +535,23 @@ class ResizeTaps:
     __slots__ = ("columns", "column_weights", "rows", "row_weights", "reach", "height", "_addresses")
 
     def __init__(self, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, wrow0, wrow1):
-        columns = _frozen(np.stack([np.asarray(a, np.int64).reshape(-1) for a in (cols0, cols1, copy)]))
-        column_weights = _frozen(np.stack([np.asarray(a, np.float32).reshape(-1) for a in (wcol0, wcol1)]))
-        rows = _frozen(np.stack([np.asarray(a, np.int64).reshape(-1) for a in (rows0, rows1)]))
-        row_weights = _frozen(np.stack([np.asarray(a, np.float32).reshape(-1) for a in (wrow0, wrow1)]))
-        if column_weights.shape[1] != columns.shape[1] or row_weights.shape[1] != rows.shape[1]:
-            raise ValueError(f"resize taps: columns {columns.shape}, {column_weights.shape}, "
-                             f"rows {rows.shape}, {row_weights.shape}")
-        for index in (columns[:2], rows):
-            if index.size and (index.min() < 0 or index.max() >= _SIZE_LIMIT):
-                raise ValueError(f"resize taps: an index {index.min()} .. {index.max()} out of range")
-        self.columns, self.column_weights, self.rows, self.row_weights = columns, column_weights, rows, row_weights
+        n_cols, n_rows = len(cols0), len(rows0)
+        columns, rows = np.empty((3, n_cols), np.int64), np.empty((2, n_rows), np.int64)
+        column_weights, row_weights = np.empty((2, n_cols), np.float32), np.empty((2, n_rows), np.float32)
+        try:  # each a sequence of its length (numpy casts and checks)
+            columns[0], columns[1], columns[2], column_weights[0], column_weights[1] = cols0, cols1, copy, wcol0, wcol1
+            rows[0], rows[1], row_weights[0], row_weights[1] = rows0, rows1, wrow0, wrow1
+        except ValueError as e:
+            raise ValueError(f"resize taps: {n_cols} columns and {n_rows} rows do not fit: {e}") from None
+        places = (columns[:2], rows)
+        low = min((int(a.min()) for a in places if a.size), default=0)
         self.reach = int(columns[:2].max(initial=-1)) + 1  # values of a source row needed
         self.height = int(rows.max(initial=-1)) + 1  # source rows needed
+        if low < 0 or max(self.reach, self.height) > _SIZE_LIMIT:
+            raise ValueError(f"resize taps: an index out of range ({low} .. {max(self.reach, self.height) - 1})")
+        columns, column_weights, rows, row_weights = map(_frozen, (columns, column_weights, rows, row_weights))
+        self.columns, self.column_weights, self.rows, self.row_weights = columns, column_weights, rows, row_weights
         c, cw, r, rw = (a.ctypes.data for a in (columns, column_weights, rows, row_weights))
-        n_cols, n_rows = columns.shape[1], rows.shape[1]
         self._addresses = (c, c + 8 * n_cols, cw, cw + 4 * n_cols, c + 16 * n_cols,
                            r, r + 8 * n_rows, rw, rw + 4 * n_rows)
 
