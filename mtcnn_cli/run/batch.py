@@ -286,9 +286,6 @@ def _workers_may_start():
     it (`_guarded_init`): a Ctrl-C that reached it in between is dropped
     there. (Ignoring SIGINT in the parent instead would lose a Ctrl-C that the
     kernel hands to one of its other threads, OpenBLAS's say.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     with _stops_put_off():
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
