@@ -17,7 +17,7 @@ def _starting(signum, frame):
 # script too, as __mp_main__ beside the real __main__: its signals are its
 # parent's to decide (see run/batch.py), and its stop says nothing. (In any
 # process that imported multiprocessing, __mp_main__ is __main__ itself.)
-_WORKER = _sys.modules.get("__mp_main__", _sys.modules.get("__main__")) is not _sys.modules.get("__main__")
+_WORKER = "__mp_main__" in _sys.modules and _sys.modules["__mp_main__"] is not _sys.modules.get("__main__")
 _before = {} if _WORKER else {sig: _signal.signal(sig, _starting) for sig in (_signal.SIGINT, _signal.SIGTERM)}
 try:
     import contextlib

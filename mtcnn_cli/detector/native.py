@@ -543,8 +543,7 @@ class ResizeTaps:
             rows[0], rows[1], row_weights[0], row_weights[1] = rows0, rows1, wrow0, wrow1
         except ValueError as e:
             raise ValueError(f"resize taps: {n_cols} columns and {n_rows} rows do not fit: {e}") from None
-        places = (columns[:2], rows)
-        low = min((int(a.min()) for a in places if a.size), default=0)
+        low = min((int(a.min()) for a in (columns[:2], rows) if a.size), default=0)
         self.reach = int(columns[:2].max(initial=-1)) + 1  # values of a source row needed
         self.height = int(rows.max(initial=-1)) + 1  # source rows needed
         if low < 0 or max(self.reach, self.height) > _SIZE_LIMIT:

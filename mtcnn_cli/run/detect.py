@@ -388,7 +388,7 @@ def read_done(path: str, provenance: dict | None = None, listed: set | None = No
         return found
     not_ours = "is not a JSONL image record; is it a file written by --format jsonl?"
     number = 0
-    recorded = {}  # normalised path -> the line that recorded it without an error
+    recorded = {}  # normalised path -> the line that recorded it without an error (found.done: its keys)
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -420,7 +420,6 @@ def read_done(path: str, provenance: dict | None = None, listed: set | None = No
                     found.failed.append(record["path"])
                 else:
                     recorded[key] = number
-                    found.done.add(key)
                     found.kept.append(line)
     except OSError as e:
         raise FileProblem(f"--resume: cannot read {display(path)}: {e.strerror or e}") from None
@@ -428,6 +427,7 @@ def read_done(path: str, provenance: dict | None = None, listed: set | None = No
         raise FileProblem(f"--resume: {display(path)} line {number} is too long for the memory left") from None
     if found.torn and not _torn_record(found.torn):
         raise FileProblem(f"--resume: {display(path)} line {number} {not_ours}")
+    found.done = set(recorded)
     return found
 
 
