@@ -1,5 +1,5 @@
 """OpenFace 2.2's MTCNN face detector, ported to numpy, bit for bit."""
-__version__ = "0.1.0"
+from .base.defaults import VERSION as __version__
 
 __all__ = ["Detector", "Face", "ImageError", "ModelError", "Result", "detect_to_dir", "plan_dir", "read_image",
            "run_shard", "__version__"]
@@ -10,9 +10,9 @@ def __getattr__(name):
     # Detector is the port's (detector/) with files, PIL images, RGB and batches
     # around it (run/library.py); read_image reads a file as `mtcnn detect` does.
     if name in ("Face", "ModelError"):
-        from . import detector
+        from . import detector  # numpy and OpenCV: only when a name that needs them is asked for
         return getattr(detector, name)
     if name in ("Detector", "ImageError", "Result", "read_image", "run_shard", "detect_to_dir", "plan_dir"):
-        from .run import library
+        from .run import library  # the same
         return getattr(library, name)
     raise AttributeError(name)

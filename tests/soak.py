@@ -239,7 +239,7 @@ def soak(seconds: float, seed: int = 0, special_every: int = 10, verbose: bool =
     tally = Tally()
     folder = Path(tempfile.mkdtemp(prefix="mtcnn-soak-"))
     saved_cache = os.environ.get("MTCNN_CACHE_DIR")
-    from mtcnn_cli.detector.models import cache_root
+    from mtcnn_cli.detector.native import cache_root
 
     kernels = cache_root() / "kernels" if cache_root() is not None else None
     if kernels is not None and kernels.is_dir():  # the compiled kernels: not compiled again per case

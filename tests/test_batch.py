@@ -6,7 +6,8 @@ import pytest
 from mtcnn_cli.io import inputs
 from mtcnn_cli.io.inputs import Item
 from mtcnn_cli.run import batch
-from mtcnn_cli.run.batch import Outcome, Result, Settings, Task, detect_images, pool_outcomes
+from mtcnn_cli.io.records import Result
+from mtcnn_cli.run.batch import Outcome, Settings, Task, detect_images, pool_outcomes
 
 from .detect_support import expected_faces, make_image, stand_in  # noqa: F401 (fixture)
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from mtcnn_cli.cli import main
-from mtcnn_cli.run.report import seconds_text
+from mtcnn_cli.base.text import seconds_text
 
 from .cli_support import one_line_error, usage_error
 

@@ -246,14 +246,14 @@ def test_run_options_need_no_ours(tmp_path):
 
 def test_report_that_cannot_be_written_exits_1(tmp_path, monkeypatch):
     """The comparison ran; only its output failed: 1, as in detect (2 = nothing was compared)."""
-    from mtcnn_cli import compare as cmp
+    from mtcnn_cli.compare import report, sets
 
     ref = write_json(tmp_path / "ref.json", CPP)
 
     def full(path, data):
-        raise cmp.CompareError(f"cannot write {path}: No space left on device")
+        raise sets.CompareError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(cmp, "write_report", full)
+    monkeypatch.setattr(report, "write_report", full)
     one_line_error(run("--cpp", ref, ref, "--report", tmp_path / "r.json"), "r.json", status=1)
 
 

@@ -83,7 +83,7 @@ def test_parameters_reach_the_detector_and_the_output(photos, stand_in, monkeypa
 
 def test_one_default_format_whatever_stdout_is(photos, stand_in):
     """Issue 12 item 1: jsonl on a pipe, in a file and on a terminal alike."""
-    from mtcnn_cli.run import detect as job
+    from mtcnn_cli.run import plan as job
 
     piped = detect("photos")  # CliRunner's stdout is a pipe
     assert [r["path"] for r in jsonl(piped.stdout)] == photos
@@ -131,7 +131,7 @@ def test_output_extension_usage_errors(photos, stand_in, args, fragment):
 def test_unknown_extension_with_format_and_special_files(photos, stand_in):
     assert detect("photos/a.png", "-o", "y.txt", "--format", "csv").exit_code == 0
     assert open("y.txt").read().startswith("path,face,")
-    from mtcnn_cli.run import detect as job
+    from mtcnn_cli.run import plan as job
 
     assert job.choose_format(None, os.devnull, False) == "jsonl"
 
@@ -684,7 +684,7 @@ def test_quiet_and_verbose(photos, stand_in):
 def test_progress_bar_on_a_terminal():
     from rich.console import Console
 
-    from mtcnn_cli.run.batch import Result
+    from mtcnn_cli.io.records import Result
     from mtcnn_cli.run.report import Reporter
 
     screen = io.StringIO()

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from mtcnn_cli.io.atomic import OutputLock
+from mtcnn_cli.base.atomic import OutputLock
 
 from .cli_support import one_line_error, usage_error
 from .detect_support import StandInDetector, expected_faces, make_image, stand_in  # noqa: F401

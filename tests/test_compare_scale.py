@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mtcnn_cli import compare as cmp
+from mtcnn_cli.compare import pairing, sets, stats
 
 
 def dense_reference(ref, ours):
     """The previous pairing: the Hungarian method on the whole IoU matrix."""
-    iou = cmp.iou_matrix(ref[:, :4], ours[:, :4])
-    pairs = cmp.min_cost_assignment(-iou) if iou.size else np.zeros((0, 2), int)
+    iou = pairing.iou_matrix(ref[:, :4], ours[:, :4])
+    pairs = pairing.min_cost_assignment(-iou) if iou.size else np.zeros((0, 2), int)
     pairs = pairs[iou[pairs[:, 0], pairs[:, 1]] > 0]
     return pairs, iou
 
@@ -31,9 +31,9 @@ def as_faces(values):
 @given(st.lists(st.tuples(boxes, boxes), min_size=1, max_size=6))
 def test_pairing_is_optimal_and_the_same_one_by_one_or_all_at_once(images):
     sides = [(as_faces(a), as_faces(b)) for a, b in images]
-    together = cmp.pair_many(sides)
+    together = stats.pair_many(sides)
     for (ref, ours), (pairs, ious, missing, extra) in zip(sides, together):
-        alone = cmp.pair_faces(ref, ours)
+        alone = pairing.pair_faces(ref, ours)
         for x, y in zip((pairs, ious, missing, extra), alone):
             assert np.array_equal(x, y)
         best, iou = dense_reference(ref, ours)
@@ -59,7 +59,7 @@ def test_five_thousand_faces_in_one_image(side):
     ref, ours = crowd(5000, side)
     tracemalloc.start()
     started = time.perf_counter()
-    result = cmp.compare_image(cmp.ImageFaces("a", ref), cmp.ImageFaces("a", ours), 0.01, 1e-4)
+    result = stats.compare_image(sets.ImageFaces("a", ref), sets.ImageFaces("a", ours), 0.01, 1e-4)
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -73,12 +73,12 @@ def test_many_images_cost_little_per_image():
     rng = np.random.default_rng(1)
     images = []
     for k in range(20_000):
-        faces = cmp.ImageFaces(f"{k}.jpg", crowd(int(rng.integers(0, 4)), 400, seed=k)[0], 640, 480)
+        faces = sets.ImageFaces(f"{k}.jpg", crowd(int(rng.integers(0, 4)), 400, seed=k)[0], 640, 480)
         images.append(faces)
-    ref = cmp.DetectionSet("ref", "json", images)
-    ours = cmp.DetectionSet("ours", "json", [cmp.ImageFaces(i.path, i.faces.copy(), 640, 480) for i in images])
+    ref = sets.DetectionSet("ref", "json", images)
+    ours = sets.DetectionSet("ours", "json", [sets.ImageFaces(i.path, i.faces.copy(), 640, 480) for i in images])
     started = time.perf_counter()
-    result = cmp.compare_sets(ref, ours)
+    result = stats.compare_sets(ref, ours)
     seconds = time.perf_counter() - started
     print(f"20,000 images: {seconds:.2f} s")
     assert result.passed and all(r.identical for r in result.images)

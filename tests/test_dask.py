@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from mtcnn_cli.cli import main
-from mtcnn_cli.run import dask_cluster, shards
+from mtcnn_cli.run import dask_cluster, engines
 
 from .cli_support import usage_error
 from .detect_support import make_image, stand_in  # noqa: F401
@@ -37,7 +37,7 @@ def test_without_dask_the_option_says_how_to_install_it(tmp_path, stand_in, monk
     make_image(tmp_path / "a.png", 1)
     monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` does when it is missing
     line = usage_error(mtcnn("detect", "a.png", "--out-dir", "out", "--distributor", "dask"), "detect",
-                       "pip install 'mtcnn-cli[dask]'")
+                       "pip install -e '.[dask]'")
     assert "optional extra" in line
     assert not (tmp_path / "out").exists()
 
@@ -69,9 +69,9 @@ def _faults_per_image(folder, index):
     """Minor page faults per image of a second run of shard `index` here."""
     import resource
 
-    from mtcnn_cli.run import shards
+    from mtcnn_cli.run.outdir import manifest as manifests, shard as shards
 
-    manifest = shards.Manifest.read(folder)
+    manifest = manifests.Manifest.read(folder)
     shards.run_shard(manifest, index)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     images = shards.run_shard(manifest, index)["images"]
@@ -86,12 +86,12 @@ def test_the_worker_plugin_undoes_dasks_allocator_and_profiler_settings(someone_
     client = someone_elses_cluster
     out = str(tmp_path / "out")
     photos = [str(corpus / name) for name in PHOTOS]
-    shards.detect_to_dir(photos, out, shard_size=2)  # here, to have parts to run again
+    engines.detect_to_dir(photos, out, shard_size=2)  # here, to have parts to run again
     envs = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(envs.values()) == {"65536"}  # Dask's default, which the plugin must undo
     worker = list(envs)[0]
     untuned = client.submit(_faults_per_image, out, 0, workers=[worker], pure=False).result()
-    stats = shards.detect_to_dir(photos, out, client=client, shard_size=2)
+    stats = engines.detect_to_dir(photos, out, client=client, shard_size=2)
     assert [part["images"] for part in stats] == [2, 2]
     tuned = client.submit(_faults_per_image, out, 0, workers=[worker], pure=False).result()
     callbacks = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_run_gives_a_complete_output_without_duplicates(some
 
     def go():
         try:
-            outcome["stats"] = shards.detect_to_dir([batch_folder], str(out), client=client, shard_size=1)
+            outcome["stats"] = engines.detect_to_dir([batch_folder], str(out), client=client, shard_size=1)
         except BaseException as e:  # noqa: BLE001 (reported below)
             outcome["error"] = e
 

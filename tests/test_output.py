@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mtcnn_cli.io import atomic, output
-from mtcnn_cli.io.atomic import AtomicFile, LineAppender, OutputError
-from mtcnn_cli.run.batch import Result
+from mtcnn_cli.base import atomic
+from mtcnn_cli.io import records as output
+from mtcnn_cli.base.atomic import AtomicFile, LineAppender, OutputError
+from mtcnn_cli.io.records import Result
 
 from .detect_support import expected_faces
 
@@ -221,7 +222,7 @@ def test_atomic_write_through_a_symlink_replaces_the_file_it_names(tmp_path):
 
 
 def test_atomic_write_to_dev_stdout_reaches_stdout(tmp_path):
-    code = ("from mtcnn_cli.io import atomic; atomic.write_text('/dev/stdout', 'to stdout\\n')")
+    code = ("from mtcnn_cli.base import atomic; atomic.write_text('/dev/stdout', 'to stdout\\n')")
     for stdout in (subprocess.PIPE, "file"):
         if stdout == "file":
             out = tmp_path / "redirected.txt"

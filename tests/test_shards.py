@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mtcnn_cli import __version__
 from mtcnn_cli.cli import main
-from mtcnn_cli.run import shards
+from mtcnn_cli.run.outdir import manifest as manifests, plan as outdir_plan, shard as shards
 
 from .cli_support import one_line_error, usage_error
 from .detect_support import StandInDetector, make_image, stand_in  # noqa: F401
@@ -88,7 +88,7 @@ def test_the_manifest_and_the_statistics(photos, stand_in, monkeypatch):
     assert (first["images"], first["faces"], first["failures"]) == (5, 7, 0)
     assert (second["images"], second["faces"], second["failures"]) == (3, 2, 1)
     assert first["seconds"] >= 0 and first["cpu"]["model"] and isinstance(first["cpu"]["avx512f"], bool)
-    assert first["cpu"] == shards.cpu_kind()
+    assert first["cpu"] == manifests.cpu_kind()
 
 
 @pytest.mark.parametrize("change, named", [
@@ -185,7 +185,7 @@ def test_shard_slurm_three_tasks_merge_to_the_whole_run(photos, stand_in, monkey
     (slurm(7, 5, 1, 2), (4, 5)),  # --array=1-9:2: tasks 1 3 5 7 9
 ])
 def test_slurm_variables(env, shard):
-    assert shards.slurm_shard(env) == shard
+    assert outdir_plan.slurm_shard(env) == shard
 
 
 def test_shard_slurm_outside_an_array_is_a_usage_error(photos, stand_in, monkeypatch):
@@ -207,7 +207,7 @@ def test_shard_slurm_without_out_dir_is_shard_i_of_n(photos, stand_in, monkeypat
 def test_the_manifest_is_published_once_whoever_comes_first(tmp_path):
     target = str(tmp_path / "_manifest.json")
     won = []
-    threads = [threading.Thread(target=lambda i=i: won.append(shards.publish(target, b"%d\n" % i)))
+    threads = [threading.Thread(target=lambda i=i: won.append(manifests.publish(target, b"%d\n" % i)))
                for i in range(8)]
     for thread in threads:
         thread.start()
@@ -271,7 +271,7 @@ def test_run_shard_is_pure_and_repeatable(photos, stand_in):
     mtcnn("detect", photos, "--out-dir", "out", "--shard-size", 3)
     first = open("out/part-00001.jsonl", "rb").read()
     os.remove("out/part-00001.jsonl")
-    manifest = shards.Manifest.read("out")
+    manifest = manifests.Manifest.read("out")
     for _ in range(2):
         stats = shards.run_shard(manifest, 1)
         assert open("out/part-00001.jsonl", "rb").read() == first

@@ -22,10 +22,10 @@ _before = {} if _WORKER else {sig: _signal.signal(sig, _starting) for sig in (_s
 try:
     import contextlib
 
-    from ..run import interrupt
+    from ..base import signals
 
     # then the program's own handler, also while importing
-    _importing = contextlib.nullcontext() if _WORKER else interrupt.program_signals()
+    _importing = contextlib.nullcontext() if _WORKER else signals.program_signals()
     _importing.__enter__()
 except BaseException:
     for _sig, _handler in _before.items():
@@ -34,15 +34,16 @@ except BaseException:
 try:
     import click
 
-    from .. import __version__
-    from .common import CONTEXT, Program
+    from ..base.defaults import VERSION
+    from .program import CONTEXT, Program
 
     @click.group(cls=Program, context_settings=CONTEXT)
-    @click.version_option(__version__, prog_name="mtcnn")
+    @click.version_option(VERSION, prog_name="mtcnn")
     def main():
         """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
 
     def _register():
+        # the subcommands (each imports only click and the ground layer at first)
         from .compare import compare
         from .detect import detect
         from .merge import merge

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from .. import defaults
-from ..run import interrupt
-from .common import CONTEXT, Command, Threshold, fail, silence_stdout, usage_error
+from ..base import defaults, signals
+from .options import Threshold
+from .program import CONTEXT, Command, fail, usage_error
+from .streams import silence_stdout
 
 
 
@@ -86,39 +87,35 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
       130  interrupted (143 for SIGTERM)
       141  stdout's reader went away (| head)
     """
-    from .. import compare as cmp
+    # numpy, the readers and the detector: slow, so imported only when the command runs
+    from ..base.errors import UsageProblem
+    from ..compare.report import print_summary
+    from ..compare.run import ReportNotWritten, run_compare
+    from ..compare.sets import CompareError
+    from ..compare.stats import verdict
 
     overrides = {"min_face": min_face, "t1": t1, "t2": t2, "t3": t3}
     if ours_path is not None:
         check_no_run_options(overrides, models, jobs, images_dir, root)
     try:
-        cmp.refuse_report_over_inputs(report_path, [ref_path, ours_path], models)
-        if report_path is not None:
-            cmp.check_report_path(report_path)
-        ref = cmp.read_detections(ref_path, cpp_format)
-        if ours_path is not None:
-            ours = cmp.read_detections(ours_path)
-            check_same_params(cmp, ref, ours, ignore_params)
-        else:
-            ours = run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path)
-        result = cmp.compare_sets(ref, ours, tolerance, conf_tolerance, count_only_ours)
-    except cmp.CompareError as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted", interrupt.exit_status())
-    try:
-        if report_path is not None:
-            cmp.write_report(report_path, result)
-    except cmp.CompareError as e:
+        result = run_compare(ref_path, ours_path, cpp_format=cpp_format, root=root, images_dir=images_dir,
+                             models=models, overrides=overrides, jobs=jobs, tolerance=tolerance,
+                             conf_tolerance=conf_tolerance, count_only_ours=count_only_ours,
+                             ignore_params=ignore_params, report_path=report_path, progress=progress_bar)
+    except ReportNotWritten as e:
         fail(str(e), 1)  # the comparison ran: an output failed, as in detect
+    except CompareError as e:
+        fail(str(e))
+    except UsageProblem as e:
+        usage_error(str(e))
     except KeyboardInterrupt:
-        fail("interrupted", interrupt.exit_status())
+        fail("interrupted", signals.exit_status())
     try:
-        cmp.print_summary(result)
+        print_summary(result)
     except OSError:  # stderr closed or full: the table is lost, the verdict is not
         pass
     try:
-        click.echo(cmp.verdict(result))
+        click.echo(verdict(result))
     except BrokenPipeError:
         raise
     except OSError as e:  # stdout on a full disk
@@ -127,45 +124,16 @@ def compare(ref_path, ours_path, cpp_format, root, images_dir, models, min_face,
     click.get_current_context().exit(0 if result.passed else 1)
 
 
-def run_ours(cmp, ref, root, images_dir, models, overrides, jobs, report_path=None):
-    """Our detector on REF's images; CompareError for a bad model folder or
-    parameters, or a --report that is one of the images."""
-    if ref.format == "bboxdir" and images_dir is None:
-        raise cmp.CompareError(f"{ref.source}: a bbox folder lists no image files: give --images DIR")
-    for option, folder in (("--images", images_dir), ("--root", root)):
-        if folder is not None and not folder.is_dir():
-            raise cmp.CompareError(f"{folder}: not a folder ({option})")
-    from ..detector.datfile import ModelError
-
-    files = cmp.image_files(ref, root, images_dir)
-    cmp.refuse_report_over_inputs(report_path, [f for f, _ in files if f is not None])
-    try:
-        with progress_bar(len(files)) as step:
-            return cmp.detect_for(ref, files, cmp.run_params(ref, overrides), models=models, jobs=jobs,
-                                  on_image=step)
-    except (ModelError, ValueError) as e:
-        raise cmp.CompareError(str(e)) from None
-
-
 @contextmanager
 def progress_bar(total: int):
     """A progress bar on stderr when it is a terminal; yields the step function."""
-    from rich.console import Console
+    from rich.console import Console  # rich: only when a comparison runs our detector
     from rich.progress import Progress
 
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("detecting", total=total)
         yield lambda: progress.advance(task)
-
-
-def check_same_params(cmp, ref, ours, ignore: bool) -> None:
-    """Sets made with different parameters differ for that reason alone: a
-    usage error naming both values, unless --ignore-params."""
-    differ = cmp.params_mismatch(ref, ours)
-    if differ and not ignore:
-        usage_error(f"REF and OURS were made with different detector parameters: {'; '.join(differ)}; "
-                    f"compare sets made alike, or give --ignore-params")
 
 
 def check_no_run_options(overrides, models, jobs, images_dir, root):

@@ -8,10 +8,12 @@ import time
 
 import click
 
-from .. import __version__, defaults
-from ..run import interrupt
-from .common import (CONTEXT, Command, PixelCount, Threshold, fail, refuse_closed_stdout, silence_stdout,
-                     usage_error)
+from ..base import defaults
+from ..base.defaults import VERSION
+from ..base import signals
+from .options import PixelCount, Threshold
+from .program import CONTEXT, Command, fail, refuse_closed_stdout, usage_error
+from .streams import silence_stdout
 
 
 class Shard(click.ParamType):
@@ -133,8 +135,8 @@ Exit status:
 @click.option("--distributor", type=click.Choice(["processes", "dask"]), default="processes",
               show_default=True,
               help="With --out-dir: who runs the parts. processes: --jobs worker processes here; "
-                   "dask: each part a Dask task, on --scheduler (needs pip install "
-                   "'mtcnn-cli[dask]'). Inputs must be paths every worker can read.")
+                   "dask: each part a Dask task, on --scheduler (needs Dask's distributed: "
+                   "pip install -e '.[dask]' in the checkout). Inputs must be paths every worker can read.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT|local",
               help="With --distributor dask: the Dask scheduler's address, or local (a cluster of "
                    "--jobs worker processes on 127.0.0.1).  [default: local]")
@@ -150,7 +152,7 @@ Exit status:
 @click.option("--max-pixels", type=PixelCount(), default=defaults.MAX_PIXELS, show_default=True,
               help="Skip larger images (checked in the file header before decoding when possible). "
                    "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
-@click.version_option(__version__, "--version", prog_name="mtcnn")
+@click.version_option(VERSION, "--version", prog_name="mtcnn")
 @click.pass_context
 def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
@@ -189,12 +191,16 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     if "cv2" not in sys.modules:  # OpenCV reads its decoders' pixel limit once, when it loads
         os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     try:
+        # numpy, OpenCV and the detector's code: slow, so imported only here (timed for -v)
+        from ..base.errors import FileProblem, UsageProblem
+        from ..run import engines
         from ..run.batch import Settings
-        from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
+        from ..run.detect import run_detect
+        from ..run.outdir.plan import slurm_shard
+        from ..run.plan import DetectOptions
         from ..run.report import Reporter
-        from ..run import shards
     except KeyboardInterrupt:
-        fail("interrupted", interrupt.exit_status())
+        fail("interrupted", signals.exit_status())
     if shard_size is not None and out_dir is None:
         usage_error("--shard-size sizes the parts of --out-dir: give --out-dir DIR too")
     if distributor == "dask" and out_dir is None:
@@ -212,15 +218,15 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":
-            options.shard = shards.slurm_shard()
+            options.shard = slurm_shard()
         if distributor == "dask":
-            from ..run.dask_cluster import distributed_module
+            from ..run.dask_cluster import distributed_module  # Dask: an optional extra
 
             distributed_module()  # or how to install it
         if out_dir is None:
             status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
         else:
-            status = shards.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
+            status = engines.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
                                        distributor, scheduler or "local")
     except FileProblem as e:
         fail(e)

@@ -1,9 +1,13 @@
 """`mtcnn merge`: join the parts of an --out-dir run into one output."""
 import click
 
-from .. import defaults
-from ..run import interrupt
-from .common import CONTEXT, Command, fail, refuse_closed_stdout, usage_error
+from ..base import defaults
+from ..base import signals
+from ..base.atomic import OutputError
+from ..base.errors import FileProblem, UsageProblem
+from ..base.text import display, plural
+from .program import say
+from .program import CONTEXT, Command, fail, refuse_closed_stdout, usage_error
 
 EPILOG = """\b
 Exit status:
@@ -32,13 +36,10 @@ def merge(folder, fmt, output, quiet):
     writing anything; then writes the whole run in input order, the same
     bytes a plain `mtcnn detect` of the same inputs writes in that format.
     Only data goes to stdout; the summary goes to stderr."""
-    from ..io.atomic import OutputError
-    from ..run.detect import FileProblem, UsageProblem
-    from ..run.report import Reporter, display, plural
-    from ..run.shards import merge_run
+    # the records' code imports numpy: only when the command runs
+    from ..run.outdir.merge import merge_run
 
     refuse_closed_stdout(output)
-    reporter = Reporter(quiet=quiet)
     try:
         counts = merge_run(folder, fmt, output)
     except FileProblem as e:
@@ -48,8 +49,8 @@ def merge(folder, fmt, output, quiet):
     except OutputError as e:
         fail(e, 1)
     except KeyboardInterrupt:
-        fail("interrupted", interrupt.exit_status())
+        fail("interrupted", signals.exit_status())
     if not quiet:
-        reporter.message(f"merged {plural(counts['parts'], 'part')} of {display(folder)}: "
-                         f"{plural(counts['images'], 'image')}, {plural(counts['faces'], 'face')}, "
-                         f"{plural(counts['failures'], 'failure')}")
+        say(f"merged {plural(counts['parts'], 'part')} of {display(folder)}: "
+            f"{plural(counts['images'], 'image')}, {plural(counts['faces'], 'face')}, "
+            f"{plural(counts['failures'], 'failure')}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, Group, fail
+from .program import CONTEXT, Group, fail
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -25,6 +25,7 @@ def export(folder, source):
     The bundled networks (the mtcnn package's MIT-licensed weights) come out
     byte-identical to OpenFace 2.2.0's own files. DIR can then be given to
     --models or $MTCNN_MODELS, or to OpenFace itself."""
+    # the detector's code (numpy): only when the command runs
     from ..detector.datfile import ModelError
     from ..detector.models import export_models, load_model_folder
 
@@ -46,6 +47,7 @@ def info(folder):
 
     DIR is a model folder (or an OpenFace checkout or install holding one);
     default $MTCNN_MODELS, then the bundled weights."""
+    # the detector's code (numpy): only when the command runs
     from ..detector.datfile import ModelError
     from ..detector.models import describe_network, load_models
 

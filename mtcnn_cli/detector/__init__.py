@@ -12,9 +12,9 @@ __all__ = ["Detector", "Face", "ModelError"]
 def __getattr__(name):
     # Lazy, so that `mtcnn --help` and `--version` do not pay for numpy and cv2.
     if name in ("Detector", "Face"):
-        from . import cascade
+        from . import cascade  # numpy: only when the name is asked for
         return getattr(cascade, name)
     if name == "ModelError":
-        from .datfile import ModelError
+        from .datfile import ModelError  # the same
         return ModelError
     raise AttributeError(name)

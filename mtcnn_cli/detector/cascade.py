@@ -14,8 +14,10 @@ import numpy as np
 from . import boxes as bx
 from . import pyramid
 from .boxes import FACE_SUPPORT, PNET_STRIDE
-from ..defaults import MIN_FACE, T1, T2, T3
+from ..base.defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
+from .memory import keep_working_memory
+from .models import load_models
 from .network import Network
 from .pyramid import pyramid_scales  # noqa: F401 (part of this module's interface)
 
@@ -334,9 +336,6 @@ class Detector:
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):
         check_parameters(min_face, t1, t2, t3)
-        from .memory import keep_working_memory
-        from .models import load_models
-
         keep_working_memory()
 
         self.models = load_models(models)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_file import OutputError, write_bytes
+from ..base.atomic import OutputError, write_bytes
 
 CONV, MAX_POOL, FULLY_CONNECTED, PRELU, SIGMOID = 0, 1, 2, 3, 4
 CV_32F = 5
@@ -441,7 +441,7 @@ def network_to_bytes(layers) -> bytes:
 
 
 def write_model_file(path, data: bytes) -> None:
-    """Replace `path` with `data` (mtcnn_cli.atomic_file: a temporary file in
+    """Replace `path` with `data` (mtcnn_cli.base.atomic: a temporary file in
     the same folder, then os.replace). Raises ModelError."""
     try:
         write_bytes(path, data)

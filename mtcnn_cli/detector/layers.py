@@ -187,7 +187,7 @@ def fully_connected_maps(maps: np.ndarray, weights: np.ndarray, biases: np.ndarr
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-v)); unused by the MTCNN files, kept for format completeness."""
-    from .cvexact import exp
+    from .cvexact import exp  # cvexact imports this module: the one function that needs it, late
     return (np.float32(1.0) / (np.float32(1.0) + exp(-x))).astype(np.float32)
 
 

@@ -35,6 +35,7 @@ from .datfile import (NETWORK_NAMES, Conv, FullyConnected, Layer, MaxPool, Model
                       read_detector_list, read_network_bytes, write_detector_list,
                       write_model_file, write_network)
 from .layers import pooled_size
+from .native import cache_root
 
 DETECTOR_LIST = "MTCNN_detector.txt"
 
@@ -476,16 +477,6 @@ def bundled_source(version: str) -> str:
 # keyed by the package files' digests, with a SHA256SUMS of its own files. It
 # is read through our .dat parser like any model folder, and used only when
 # every file matches; anything amiss, and the package is converted again.
-
-def cache_root() -> Path | None:
-    """$MTCNN_CACHE_DIR (empty: no cache), else $XDG_CACHE_HOME/mtcnn-cli, else
-    ~/.cache/mtcnn-cli."""
-    configured = os.environ.get("MTCNN_CACHE_DIR")
-    if configured is not None:
-        return Path(configured) if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mtcnn-cli"
-
 
 def _cache_entry(weights: PackageWeights) -> Path | None:
     root = cache_root()

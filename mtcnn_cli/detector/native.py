@@ -114,9 +114,18 @@ def cache_key(cpu: str, features: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _cache_file(key: str) -> Path | None:
-    from .models import cache_root
+def cache_root() -> Path | None:
+    """Where the package caches what it computes once (the compiled kernels;
+    the bundled weights, converted: detector/models.py): $MTCNN_CACHE_DIR
+    (empty: no cache), else $XDG_CACHE_HOME/mtcnn-cli, else ~/.cache/mtcnn-cli."""
+    configured = os.environ.get("MTCNN_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mtcnn-cli"
 
+
+def _cache_file(key: str) -> Path | None:
     root = cache_root()
     return None if root is None else root / "kernels" / f"kernels-{key}.bin"
 
@@ -217,7 +226,7 @@ def _remove_stale_temporaries(folder: Path, age: float = 3600.0) -> None:
 def _compile(llvm, cpu: str, features: str):
     """(header, object code) for this machine: numba compiles kernels.ENTRY_POINTS,
     the modules are linked into one and emitted as an object file."""
-    from . import kernels
+    from . import kernels  # numba: slow to import, and needed only when compiling
 
     entries = kernels.compile_entry_points()
     context = llvm.create_context()  # not LLVM's global one, which numba uses under its own lock

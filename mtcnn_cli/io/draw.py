@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from .images import IMAGE_EXTENSIONS
-from .output import format_float
+from .records import format_float
 
 # Colours (BGR). Documented in the README and --help: a green box, its
 # confidence in black on a green label above it, and the five points as filled

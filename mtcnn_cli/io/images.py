@@ -24,7 +24,7 @@ import stat
 import struct
 from contextlib import contextmanager
 
-from .. import defaults
+from ..base import defaults
 
 # the decoder's own pixel limit, read when OpenCV loads (unless already set)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(defaults.MAX_PIXELS))

@@ -23,23 +23,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .. import defaults
+from ..base import defaults
+from ..io.draw import annotate, encode
 from ..io.images import ImageError, read_image
+from ..io.records import Result
 
-
-
-@dataclass(frozen=True)
-class Result:
-    """One image's outcome. path as given; width and height in pixels (None
-    when unknown); faces, or None and an error (a short reason) when the image
-    was skipped."""
-    path: str
-    width: int | None
-    height: int | None
-    faces: list | None
-    error: str | None
-    frame: int | None = None  # a video frame's index (from 0) and time in seconds
-    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +67,7 @@ class Outcome:
 
 def detector_class():
     """The Detector class (importing it loads the numpy networks' code)."""
-    from ..detector.cascade import Detector
+    from ..detector.cascade import Detector  # the networks' numpy code: only when a detector is made
 
     return Detector
 
@@ -93,8 +81,6 @@ def make_detector(settings: Settings):
 
 def _annotated_copy(image, faces, task: Task, landmarks: bool):
     """(bytes, None) or (None, reason)."""
-    from ..io.draw import annotate, encode
-
     try:
         return encode(annotate(image, faces, landmarks), task.annotate_as), None
     except Exception as e:  # an encoder failure costs the copy, not the batch

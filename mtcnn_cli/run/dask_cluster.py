@@ -2,7 +2,7 @@
 cluster someone runs (`--scheduler tcp://HOST:PORT`) or on a LocalCluster of
 --jobs worker processes bound to 127.0.0.1 (`--scheduler local`).
 
-Dask is an optional extra (`pip install 'mtcnn-cli[dask]'`): this module is
+Dask is an optional extra (`pip install -e '.[dask]'` in the checkout): this module is
 imported only when it is asked for. Each task is `run_shard(manifest, index)`,
 which writes its part atomically, so a task retried after a failure, or run
 again after its worker died, rewrites the same bytes and never duplicates a
@@ -29,10 +29,12 @@ import os
 import uuid
 from dataclasses import replace
 
-from .detect import UsageProblem
+from ..base.errors import UsageProblem
+from .batch import resolve_jobs
+from .outdir.shard import run_shard, shard_detector
 
 INSTALL_HINT = ("--distributor dask needs Dask's distributed scheduler, which is an optional extra: "
-                "pip install 'mtcnn-cli[dask]'")
+                "pip install -e '.[dask]' in the checkout (or pip install 'distributed>=2024.1')")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling for its dynamic mmap threshold (64-bit)
 RETRIES = 3  # a task that raises is run again this many times
@@ -85,7 +87,6 @@ def _plugin_class():
             import cv2
 
             cv2.setNumThreads(1)
-            from .shards import shard_detector
 
             shard_detector(self.settings)
 
@@ -98,7 +99,6 @@ def local_cluster(jobs: int):
     import dask
 
     distributed = distributed_module()
-    from .batch import resolve_jobs
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                           "distributed.worker.profile.enabled": False,
@@ -125,7 +125,6 @@ def run_on_dask(manifest, indexes, *, client=None, scheduler: str = "local", job
     """Run the shards `indexes` as Dask tasks (on `client`, else on a new
     client of `scheduler`); returns their statistics as parts finish. A task
     that fails is retried; one whose worker dies is run again elsewhere."""
-    from .shards import run_shard
 
     if not indexes:
         return []

@@ -16,12 +16,15 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .. import defaults
+from ..base import defaults
 from ..detector.cascade import Detector as PortDetector
 from ..io import video
 from ..io.images import ImageError, read_image
-from .batch import Result, Settings, Task, _results, process_one, run_tasks
-from .shards import detect_to_dir, plan_dir, run_shard  # noqa: F401 (the package's, for other engines)
+from ..io.records import Result
+from .batch import Settings, Task, _results, process_one, run_tasks
+from .engines import detect_to_dir  # noqa: F401 (the package's API: output folders)
+from .outdir.plan import plan_dir  # noqa: F401
+from .outdir.shard import run_shard  # noqa: F401
 
 __all__ = ["Detector", "ImageError", "Result", "detect_to_dir", "plan_dir", "read_image", "run_shard"]
 

@@ -16,19 +16,15 @@ second form.
 """
 from __future__ import annotations
 
-import math
-import os
-import re
-import sys
 from typing import NoReturn
 
 import click
 
-from ..run import interrupt
+from ..base import exits, signals
+from .streams import CLOSED_AT_START, STDOUT_NAMES, reopen_closed_streams, silence_stdout
 
 PROGRAM = "mtcnn"
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-EXIT_USAGE = 2
 
 
 def one_line(message: str) -> str:
@@ -100,75 +96,29 @@ class Group(_OneLineUsage, click.Group):
             raise _one_line(e) from None
 
 
-CLOSED_AT_START: set = set()  # which of stdin (0), stdout (1), stderr (2) the program found closed
-EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what `cmd | head` gives for cmd, quietly
-
-
-def reopen_closed_streams() -> set:
-    """Point fds 0, 1 and 2 at /dev/null when the program was started with
-    them closed (`>&-`, `2>&-`), so that no file we open takes their place and
-    receives messages or data. Returns the fds that were closed."""
-    closed = set()
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            closed.add(fd)
-    for fd in sorted(closed):
-        null = os.open(os.devnull, os.O_RDWR)
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
-    if 1 in closed:
-        sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
-    if 2 in closed:
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    return closed
-
-
-STDOUT_NAMES = (None, "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # -o values that are stdout
-
-
-def refuse_closed_stdout(output: str | None) -> None:
-    """Exit 2 when stdout was closed at start and the output would go there."""
-    if 1 in CLOSED_AT_START and output in STDOUT_NAMES:
-        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")
-
-
-def silence_stdout() -> None:
-    """After stdout failed (a closed pipe, a full disk), point it at /dev/null
-    so that the interpreter's final flush does not complain."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-    except (OSError, ValueError):
-        pass
-
-
 class Program(Group):
     """The `mtcnn` program: signals are handled from before the heavy imports
-    (see run/interrupt.py), every interruption ends with `mtcnn: interrupted`
+    (see base/signals.py), every interruption ends with `mtcnn: interrupted`
     and 128 + the signal, closed standard streams are reopened on /dev/null,
     and a reader that closes our stdout (`| head`) ends us quietly with 141."""
 
     def main(self, *args, **kwargs):
-        with interrupt.program_signals():
-            interrupt.reset()
+        with signals.program_signals():
+            signals.reset()
             CLOSED_AT_START.clear()
             CLOSED_AT_START.update(reopen_closed_streams())
             return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
         try:
-            with interrupt.working():
+            with signals.working():
                 return super().invoke(ctx)
         except KeyboardInterrupt:
             say("interrupted")
-            raise click.exceptions.Exit(interrupt.exit_status()) from None
+            raise click.exceptions.Exit(signals.exit_status()) from None
         except BrokenPipeError:
             silence_stdout()
-            raise click.exceptions.Exit(EXIT_PIPE_CLOSED) from None
+            raise click.exceptions.Exit(exits.PIPE_CLOSED) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except OSError as e:  # stdout or stderr on a full disk, an I/O error
@@ -193,50 +143,14 @@ def say(message: str) -> None:
         pass
 
 
-def fail(message, status: int = EXIT_USAGE) -> NoReturn:
+def fail(message, status: int = exits.USAGE) -> NoReturn:
     """Stop with `mtcnn: MESSAGE` on stderr (a file, folder or model that
     cannot be used; an interruption with status 130)."""
     say(str(message))
     raise click.exceptions.Exit(status)
 
 
-class Threshold(click.ParamType):
-    """A score threshold: a number in [0, 1] (NaN refused); shown alike in
-    every command."""
-    name = "FLOAT"
-
-    def convert(self, value, param, ctx):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if math.isnan(number) or not 0.0 <= number <= 1.0:
-            self.fail(f"{value} is not in [0, 1]", param, ctx)
-        return number
-
-
-_PIXELS = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgG]?)\s*")
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-
-
-class PixelCount(click.ParamType):
-    """A positive whole number of pixels: 1000000, 1e6, 1M, 2.5k (K, M, G:
-    thousand, million, billion)."""
-    name = "N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            number = value
-        else:
-            found = _PIXELS.fullmatch(str(value))
-            if not found:
-                self.fail(f"{value!r} is not a pixel count (e.g. 1000000, 1e6, 10M)", param, ctx)
-            from fractions import Fraction
-
-            exact = Fraction(found.group(1)) * _SCALE[found.group(2).lower()]
-            if exact.denominator != 1:
-                self.fail(f"{value} is not a whole number of pixels", param, ctx)
-            number = int(exact)
-        if number < 1:
-            self.fail(f"{value} is not at least 1", param, ctx)
-        return number
+def refuse_closed_stdout(output: str | None) -> None:
+    """Exit 2 when stdout was closed at start and the output would go there."""
+    if 1 in CLOSED_AT_START and output in STDOUT_NAMES:
+        fail("stdout is closed: there is nowhere to write the output (give -o FILE)")

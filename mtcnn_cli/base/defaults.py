@@ -1,6 +1,8 @@
-"""The detector's default parameters and the limits and formats the commands
+"""The version, the detector's default parameters and the limits and formats the commands
 share, in one place. No numpy or OpenCV here: the click commands import this
 module to show the defaults in --help, and `mtcnn --help` stays fast."""
+
+VERSION = "0.1.0"  # also in pyproject.toml; a test keeps the two equal
 
 MIN_FACE = 60  # smallest face searched for, in pixels (OpenFace's default)
 T1, T2, T3 = 0.6, 0.7, 0.7  # PNet, RNet, ONet score thresholds (OpenFace's defaults)

@@ -9,7 +9,7 @@ measured in the same run; and images per second of whole `mtcnn detect` runs
 over the corpus 8 times with --jobs 1 and one worker per CPU, next to the
 time of a run on two small images (about the start-up). It asserts nothing.
 
-Usage: python -m mtcnn_cli.bench [--shared DIR] [--repeat N] [--quick]
+Usage: python benchmarks/bench.py [--shared DIR] [--repeat N] [--quick]
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def shared_dir(arg: str | None) -> Path:
 
 def network_macs(network, h: int, w: int, n: int = 1) -> int:
     """Multiply-accumulates of one forward pass over n inputs of h x w."""
-    from .detector import layers
-    from .detector.datfile import Conv, FullyConnected, MaxPool
+    from mtcnn_cli.detector import layers
+    from mtcnn_cli.detector.datfile import Conv, FullyConnected, MaxPool
 
     total, c, flat = 0, 3, None
     for layer in network.layers:
@@ -70,7 +70,7 @@ class PerCropCascade:
     """Our own unbatched baseline: RNet and ONet run on one crop at a time."""
 
     def __init__(self, cascade):
-        from .detector.cascade import Cascade
+        from mtcnn_cli.detector.cascade import Cascade
 
         self.inner = Cascade(cascade.pnet, cascade.rnet, cascade.onet)
         batched = self.inner.refine
@@ -107,7 +107,7 @@ def load_corpus(shared: Path, quick: bool):
 
 def conv_names(cascade) -> dict:
     """{(K, O): "PNet conv1 3->10 3x3", ...}: each convolution by its weight matrix's shape."""
-    from .detector.datfile import Conv
+    from mtcnn_cli.detector.datfile import Conv
 
     names = {}
     for net_name in ("pnet", "rnet", "onet"):
@@ -121,7 +121,7 @@ def conv_names(cascade) -> dict:
 def measure_convolutions(detector, images) -> dict:
     """{name: [seconds, multiply-accumulates]} per convolution layer over one more
     run of every image, each call timed (apart from the per-image times)."""
-    from .detector import layers
+    from mtcnn_cli.detector import layers
 
     original, totals = layers.conv, {}
     names = conv_names(detector.cascade)
@@ -149,7 +149,7 @@ def measure(args) -> dict:
     """One process's measurements (BLAS threads fixed by the environment)."""
     import cv2
 
-    from .detector.cascade import Detector, as_bgr_float
+    from mtcnn_cli.detector.cascade import Detector, as_bgr_float
 
     shared = shared_dir(args.shared)
     t0 = time.perf_counter()
@@ -202,7 +202,7 @@ def measure_large(args) -> dict:
     photo at 1000x750: time and peak memory, for linearity."""
     import cv2
 
-    from .detector.cascade import Detector
+    from mtcnn_cli.detector.cascade import Detector
 
     shared = shared_dir(args.shared)
     photo = cv2.imread(str(shared / "corpus" / "openface__sample6.jpg"), cv2.IMREAD_COLOR)
@@ -303,7 +303,7 @@ def report_distributors(result: dict) -> None:
 def in_subprocess(mode: str, args, threads: int) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "mtcnn_cli.bench", "--child", mode, "--repeat", str(args.repeat)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--repeat", str(args.repeat)]
     if args.shared:
         cmd += ["--shared", args.shared]
     if args.models:
