@@ -27,8 +27,8 @@ $(TESTS): $(STAMP)
 test: $(TESTS)
 	$(PY) -m pytest -q
 	@echo "again with another BLAS kernel (OPENBLAS_CORETYPE=Sandybridge): our bits must not depend on it"
-	OPENBLAS_CORETYPE=Sandybridge $(PY) -m pytest -q -p no:cacheprovider tests/test_parity.py \
-		tests/test_layers.py tests/test_kernels.py tests/test_cascade.py tests/test_pyramid.py
+	OPENBLAS_CORETYPE=Sandybridge $(PY) -m pytest -q -p no:cacheprovider tests/detector/test_parity.py \
+		tests/detector/test_layers.py tests/detector/test_kernels.py tests/detector/test_cascade.py tests/detector/test_pyramid.py
 
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/bench.py

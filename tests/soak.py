@@ -1,4 +1,4 @@
-"""The robustness soak of issue 11: hostile inputs thrown at `mtcnn compare`,
+"""The robustness soak: hostile inputs thrown at `mtcnn compare`,
 `mtcnn detect --resume` and the image and model readers, counting what must
 never happen: a traceback (an exception other than a clean exit), a hang, or
 unbounded memory.

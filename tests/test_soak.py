@@ -1,9 +1,13 @@
-"""A short run of the issue-11 soak (tests/soak.py): hostile detection files
+"""A short run of the robustness soak (tests/soak.py): hostile detection files
 for compare and --resume, special files where images, models, REF and OURS
 are expected. No traceback, no hang. `make soak` runs it for ten minutes."""
 import time
 
+import pytest
+
 from . import soak
+
+pytestmark = pytest.mark.slow
 
 
 def test_short_soak_finds_no_traceback_and_no_hang():

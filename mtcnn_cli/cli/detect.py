@@ -12,7 +12,7 @@ from ..base import defaults
 from ..base.defaults import VERSION
 from ..base import signals
 from .options import PixelCount, Threshold
-from .program import CONTEXT, Command, fail, refuse_closed_stdout, usage_error
+from .program import CONTEXT, Command, fail, refuse_closed_stdout, stopped, usage_error
 from .streams import silence_stdout
 
 
@@ -233,6 +233,8 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     except UsageProblem as e:
         usage_error(str(e))
     except Exception as e:  # a bug or an unforeseen system error: one line, no traceback
+        if stopped(e):
+            fail("interrupted", signals.exit_status())
         fail(f"stopped by an unexpected error: {type(e).__name__}: {e}", 1)
     if status != 0 and _stdout_failed():
         silence_stdout()

@@ -125,9 +125,25 @@ class Program(Group):
             silence_stdout()
             say(f"cannot write: {e.strerror or e}")
             raise click.exceptions.Exit(1) from None
-        except Exception as e:  # a bug: still one line, never a traceback
+        except Exception as e:
+            if stopped(e):  # a stop that a library wrapped while importing (RuntimeError, SystemError)
+                say("interrupted")
+                raise click.exceptions.Exit(signals.exit_status()) from None
+            # a bug: still one line, never a traceback
             say(f"stopped by an unexpected error: {type(e).__name__}: {e}")
             raise click.exceptions.Exit(1) from None
+
+
+def stopped(error: BaseException) -> bool:
+    """Whether an exception is a Ctrl-C or SIGTERM that other code wrapped:
+    Python's type creation turns one into a RuntimeError, compiled code into
+    a SystemError, with the KeyboardInterrupt as its cause or context."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def usage_error(message: str) -> NoReturn:

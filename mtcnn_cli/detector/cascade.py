@@ -16,8 +16,8 @@ from . import pyramid
 from .boxes import FACE_SUPPORT, PNET_STRIDE
 from ..base.defaults import MIN_FACE, T1, T2, T3
 from .cvexact import crop_and_resize, exp, expf, normalise, resize_bilinear
-from .memory import keep_working_memory
-from .models import load_models
+from . import memory
+from . import models as models_module
 from .network import Network
 from .pyramid import pyramid_scales  # noqa: F401 (part of this module's interface)
 
@@ -336,9 +336,9 @@ class Detector:
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):
         check_parameters(min_face, t1, t2, t3)
-        keep_working_memory()
+        memory.keep_working_memory()
 
-        self.models = load_models(models)
+        self.models = models_module.load_models(models)
         self.min_face, self.t1, self.t2, self.t3 = int(min_face), float(t1), float(t2), float(t3)
         self.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
                                Network(self.models.onet, "ONet"))

@@ -1,5 +1,9 @@
 """OpenCV 4.6 arithmetic, bit for bit, in numpy.
 
+One cohesive thing over 500 lines: the few OpenCV and glibc operations the
+detector relies on (resize, crop, exp), each beside the facts that pin its
+float32 steps.
+
 The C++ reference detector ran against OpenCV 4.6.0 (x86-64, AVX2 dispatch). Newer
 OpenCV releases compute bilinear resize of float32 images and the float32 array exp
 with different rounding, so the few routines the detector relies on are re-implemented

@@ -1,5 +1,9 @@
 """OpenFace's binary CNN model format (`.dat`) and `MTCNN_detector.txt`.
 
+One cohesive thing over 500 lines: the reader of one file format, every
+field's bounds checked where it is read; split, the checks would drift from
+the fields they guard.
+
 A network file is `int32 depth` followed by `depth` layers, each introduced by an
 `int32` type code (little-endian throughout). Matrices are `int32 rows, cols,
 opencv_type` followed by row-major data; only CV_32F (type 5) occurs.

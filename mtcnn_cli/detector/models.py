@@ -1,5 +1,9 @@
 """The three MTCNN networks: where they come from, and whether they fit MTCNN.
 
+One cohesive thing over 500 lines: every source of the networks (a folder,
+$MTCNN_MODELS, the bundled weights and their cache) ends in the same checks,
+which belong beside them.
+
 Two sources:
 - a model folder in OpenFace's layout (`MTCNN_detector.txt` naming `PNet.dat`,
   `RNet.dat`, `ONet.dat`), given as DIR or $MTCNN_MODELS, or a checkout or

@@ -1,5 +1,9 @@
 """The detector's kernels as machine code, loaded without numba.
 
+One cohesive thing over 500 lines: compiling, caching (checked through file
+descriptors) and calling the kernels are one trust boundary, kept in one
+place so that no path around its checks exists.
+
 kernels.py holds the loops (numba source). They are compiled once per install
 and machine, the machine code is kept in the user's cache, and every later
 process loads it with llvmlite alone (a few milliseconds) and calls it through
