@@ -147,13 +147,27 @@ def face_matrix(face, size: int = ARCFACE_SIZE, style: str = "arcface", margin: 
 def crop(image: np.ndarray, matrix, size: int) -> np.ndarray:
     """image (H, W) or (H, W, C), any channel count and a dtype OpenCV warps ->
     (size, size) or (size, size, C), same dtype and channel order: the
-    image sampled through matrix (image -> crop coordinates), bilinear,
-    zeros where the crop falls outside the image."""
+    image sampled through matrix (image -> crop coordinates) by
+    cv2.warpAffine, bilinear, zeros where the crop falls outside the image."""
     check_crop(size)
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim not in (2, 3) or image.size == 0:
         raise ValueError(f"image must be H x W or H x W x C and not empty; got shape {image.shape}")
-    out = cv2.warpAffine(np.ascontiguousarray(image), _matrix(matrix), (int(size), int(size)),
-                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out.reshape((size, size) + image.shape[2:])
+    matrix = _matrix(matrix)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if channels in WARPED_TOGETHER:
+        return _warp(image, matrix, size).reshape((size, size) + image.shape[2:])
+    return np.dstack([_warp(image[:, :, c], matrix, size) for c in range(channels)])
+
+
+# OpenCV 4.x warps 1, 3 and 4 channels as exact bilinear interpolation (to
+# float32 rounding), but 2 and more than 4 channels through another path that
+# is off by up to 2.4 levels (in 0..255) from it: those are warped a channel at
+# a time, so that a channel's crop does not depend on the others beside it.
+WARPED_TOGETHER = (1, 3, 4)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    return cv2.warpAffine(np.ascontiguousarray(image), matrix, (int(size), int(size)),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
