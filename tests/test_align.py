@@ -2,7 +2,6 @@
 least-squares similarity against a solution found another way, crops of
 synthetic images warped by known transforms, and real corpus photos."""
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
