@@ -72,6 +72,25 @@ class Face:
     mouth_left = property(lambda self: self.point("mouth_left"), doc="The mouth corner on the image's left.")
     mouth_right = property(lambda self: self.point("mouth_right"), doc="The mouth corner on the image's right.")
 
+    def crop_matrix(self, size: int = 112, style: str = "arcface", margin: float = 0.0) -> list:
+        """The 2 x 3 affine matrix (image -> crop coordinates) of crop(), as
+        nested lists of floats, for records (see detector/align.py)."""
+        from .align import face_matrix  # OpenCV: only when a crop is asked for
+
+        return face_matrix(self, size, style, margin).tolist()
+
+    def crop(self, image, size: int = 112, style: str = "arcface", margin: float = 0.0):
+        """The face cut out of image (the array it was found in, H x W or H x W
+        x C) as a size x size array of the same dtype and channel order (a BGR
+        array gives a BGR crop). style "arcface": aligned by the landmarks onto
+        ArcFace's 112 x 112 template, scaled to size; "box": the box squared
+        about its centre. margin (>= 0) grows the view by that fraction of its
+        side. Parts outside the image are zeros. ValueError for a bad style,
+        size < 1 or margin < 0 (see detector/align.py)."""
+        from . import align  # OpenCV: only when a crop is asked for
+
+        return align.crop(image, align.face_matrix(self, size, style, margin), size)
+
     def to_dict(self) -> dict:
         """The face as `mtcnn detect` writes it in JSON: x, y, width, height,
         confidence, landmarks ([[x, y] x 5], absent when left out). Each number

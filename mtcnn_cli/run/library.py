@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import closing
 from dataclasses import replace
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..base import defaults
+from ..detector.align import check_crop
 from ..detector.cascade import Detector as PortDetector
 from ..io import video
 from ..io.images import ImageError, read_image
@@ -38,16 +40,20 @@ def is_pil_image(image) -> bool:
     return pil is not None and isinstance(image, pil.Image)
 
 
+def pil_rgb(image, channels: str | None = None) -> np.ndarray:
+    """A PIL image as the (H, W, 3) uint8 RGB array Pillow converts it to."""
+    if channels not in (None, "rgb"):
+        raise ValueError("a PIL image is RGB by nature: leave channels out (or give 'rgb')")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def to_bgr(image, channels: str | None):
     """An array in the detector's order (BGR, grey or BGRA), from an array in
     `channels` order or a PIL image (converted to RGB by Pillow, then BGR)."""
     if channels is not None and channels not in CHANNELS:
         raise ValueError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
     if is_pil_image(image):
-        if channels not in (None, "rgb"):
-            raise ValueError("a PIL image is RGB by nature: leave channels out (or give 'rgb')")
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-        return np.ascontiguousarray(rgb[:, :, ::-1])
+        return np.ascontiguousarray(pil_rgb(image, channels)[:, :, ::-1])
     if channels == "rgb" and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
         order = [2, 1, 0] + ([3] if image.shape[2] == 4 else [])
         return np.ascontiguousarray(image[:, :, order])
@@ -74,7 +80,10 @@ class Detector(PortDetector):
         (cv2.imread's pixels, same checks); ImageError if it cannot be used.
 
     detect_many(images, jobs=1) -> iterator of Result, in input order (see
-    there). A Face has x, y, width, height, confidence, landmarks, and box,
+    there). crops(image, size=112, style="arcface") -> list of (Face, crop
+    array in the image's own channel order). detect_video(path, every=1) ->
+    iterator of Result, one per frame, as `mtcnn detect VIDEO` records them.
+    A Face has x, y, width, height, confidence, landmarks, and box,
     corners, left_eye ... mouth_right, to_dict().
     """
 
@@ -90,13 +99,59 @@ class Detector(PortDetector):
         or a path. timings (keyword only), if given, accumulates seconds per
         stage."""
         if isinstance(image, (str, os.PathLike)):
-            if channels is not None:
-                raise ValueError("channels describes an array: a file is read in its own colours")
-            if video.has_video_extension(os.fspath(image)):
-                raise ValueError(f"{os.fspath(image)} is a video: detect() takes one image; give its "
-                                 f"frames (cv2.VideoCapture) one by one, or run `mtcnn detect` on it")
-            image = read_image(image, self.max_pixels)
+            image = self._read(image, channels, "detect()")
         return super().detect(to_bgr(image, channels), timings=timings)
+
+    def _read(self, path, channels, what: str) -> np.ndarray:
+        """An image file as `mtcnn detect` reads it (uint8 BGR); ValueError for
+        channels given or a video, ImageError when it cannot be used."""
+        if channels is not None:
+            raise ValueError("channels describes an array: a file is read in its own colours")
+        if video.has_video_extension(os.fspath(path)):
+            raise ValueError(f"{os.fspath(path)} is a video: {what} takes one image; "
+                             f"detect_video() gives a Result per frame")
+        return read_image(path, self.max_pixels)
+
+    def crops(self, image, channels: str | None = None, size: int = 112, style: str = "arcface",
+              margin: float = 0.0) -> list:
+        """Detect, then cut each face out: a list of (Face, crop), in detect()'s
+        order. image is whatever detect() takes; each crop (size x size, see
+        Face.crop for style and margin) comes from the image in the caller's
+        channel order: an array's own (BGR, or RGB with channels="rgb"; grey
+        gives grey), a PIL image's RGB, a file's BGR as cv2.imread reads it."""
+        check_crop(size, style, margin)
+        if isinstance(image, (str, os.PathLike)):
+            image = self._read(image, channels, "crops()")
+        elif is_pil_image(image):
+            image, channels = pil_rgb(image, channels), "rgb"
+        faces = self.detect(image, channels)
+        return [(face, face.crop(image, size, style, margin)) for face in faces]
+
+    def detect_video(self, path, every: int = 1) -> Iterator[Result]:
+        """The faces of frames 0, every, 2 every, ... of a video file, decoded
+        in order by OpenCV's VideoCapture: one Result per frame, the very
+        record `mtcnn detect VIDEO --every N` writes for it (path
+        VIDEO#frame=N, frame N from 0, time N / the container's frame rate in
+        seconds or None, width, height, faces). A video that ends before the
+        frame count its container announces, or a frame above max_pixels,
+        gives a last Result with faces None and error set, as in the CLI's
+        records. A file that cannot be opened as a video raises ImageError
+        (naming it) when iterated."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a video file's path, got {type(path).__name__}")
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        return self._frames(os.fspath(path), int(every))
+
+    def _frames(self, path: str, every: int) -> Iterator[Result]:
+        settings = self.settings()
+        with closing(video.frames(path, every, self.max_pixels)) as frames:
+            for frame in frames:
+                if frame.index < 0:  # not opened at all
+                    raise ImageError(f"{path}: {frame.error}")
+                task = Task(video.frame_path(path, frame.index), None, frame.image, frame.index,
+                            frame.time, frame.error)
+                yield process_one(self, settings, task).result
 
     def settings(self, landmarks: bool = True) -> Settings:
         """What worker processes need to rebuild this detector."""
@@ -124,8 +179,8 @@ class Detector(PortDetector):
         paths = [isinstance(image, (str, os.PathLike)) for image in images]
         videos = [os.fspath(i) for i, p in zip(images, paths) if p and video.has_video_extension(os.fspath(i))]
         if videos:
-            raise ValueError(f"{videos[0]} is a video: detect_many takes images; run `mtcnn detect` "
-                             f"on videos (one record per frame)")
+            raise ValueError(f"{videos[0]} is a video: detect_many takes images; "
+                             f"detect_video() gives a Result per frame")
         if jobs != 1 and not all(paths):
             raise ValueError("detect_many with jobs != 1 takes file paths only (arrays would be "
                              "copied to every worker): give paths, or jobs=1")
