@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .sets import DEFAULT_PARAMS, FIELDS, CompareError, DetectionSet, ImageFaces, json_type
+from ..io.records import SchemaError, checked_number, json_type
+from ..io.records import image_record as record_of
+from .sets import DEFAULT_PARAMS, FIELDS, CompareError, DetectionSet, ImageFaces
 
 
 CSV_REQUIRED = ("path", "face", "x", "y", "width", "height", "confidence", "error")
@@ -33,6 +35,8 @@ def read_detections(path: Path, fmt: str | None = None) -> DetectionSet:
         fmt = fmt or sniff_format(path, text)
         reader = {"json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv}[fmt]
         return reader(path, text)
+    except SchemaError as e:  # the records' reader says which file, record and field
+        raise CompareError(str(e)) from None
     except RecursionError:
         raise CompareError(f"{path}: nested too deeply (not a detection file)") from None
     except MemoryError:
@@ -236,58 +240,6 @@ def bbox_file(path: Path) -> ImageFaces:
     return ImageFaces(path.stem, np.array(faces, np.float32).reshape(-1, 5))
 
 
-def image_record(path: Path, item, where: str) -> ImageFaces:
-    if not isinstance(item, dict):
-        raise CompareError(f"{path}: wrong schema: {where} is a {json_type(item)}, expected an object")
-    image = item.get("path")
-    if not isinstance(image, str) or not image:
-        raise CompareError(f'{path}: wrong schema: {where} has no "path" string')
-    size = [optional_number(path, where, item, name) for name in ("width", "height")]
-    if item.get("error") is not None:
-        if not isinstance(item["error"], str):
-            raise CompareError(f'{path}: wrong schema: {where}.error is not a string')
-        return ImageFaces(image, None, *size, error=item["error"])
-    faces = item.get("faces")
-    if not isinstance(faces, list):
-        raise CompareError(f'{path}: wrong schema: {where} ({image}) has neither a "faces" list nor an "error"')
-    rows = [face_record(path, face, f"{where}.faces[{k}]") for k, face in enumerate(faces)]
-    return ImageFaces(image, np.array(rows, np.float32).reshape(-1, 5), *size)
-
-
-def face_record(path: Path, face, where: str) -> list[float]:
-    if not isinstance(face, dict):
-        raise CompareError(f"{path}: wrong schema: {where} is a {json_type(face)}, expected an object")
-    values = []
-    for name in FIELDS:
-        if name not in face and name == "confidence":
-            values.append(math.nan)
-        elif name not in face:
-            raise CompareError(f'{path}: wrong schema: {where} has no "{name}"')
-        else:
-            values.append(checked_number(path, where, name, face[name]))
-    return values
-
-
-def optional_number(path: Path, where: str, item: dict, name: str) -> float | None:
-    return None if item.get(name) is None else checked_number(path, where, name, item[name])
-
-
-def checked_number(path: Path, where: str, name: str, value) -> float:
-    """value as a float: finite, and not negative when it is a size."""
-    if type(value) is float and value - value == 0.0 and (value >= 0 or not name.startswith(("width", "height"))):
-        return value  # the common case, finite, first
-    what = f"{where}: {name}" if where.startswith("line") else f"{where}.{name}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CompareError(f"{path}: wrong schema: {what} is a {json_type(value)}, expected a number")
-    if isinstance(value, int) and abs(value) > 1e300:
-        raise CompareError(f"{path}: {what} is an integer too large for any coordinate")
-    if not math.isfinite(value):
-        raise CompareError(f"{path}: {what} is {value} (not a finite number)")
-    if name.startswith(("width", "height")) and value < 0:
-        raise CompareError(f"{path}: {what} is negative ({value:g})")
-    return float(value)
-
-
 def read_params(path: Path, params) -> dict | None:
     """The detector parameters a set was made with, or None when it does not say."""
     if params is None:
@@ -312,3 +264,9 @@ def check_unique_paths(path: Path, records: list[ImageFaces], places: list[str])
         if record.path in seen:
             raise CompareError(f"{path}: {place} lists {record.path} again (first at {seen[record.path]})")
         seen[record.path] = place
+
+
+def image_record(path: Path, item, where: str) -> ImageFaces:
+    """One image record of a set, read by the records' own lenient reader."""
+    image, faces, width, height, error = record_of(path, item, where)
+    return ImageFaces(image, faces, width, height, error=error)

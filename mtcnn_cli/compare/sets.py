@@ -37,8 +37,3 @@ class DetectionSet:
     images: list[ImageFaces]
     params: dict | None = None
     detector: str | None = None
-
-
-def json_type(value) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
-            int: "number", float: "number"}.get(type(value), type(value).__name__)

@@ -4,9 +4,9 @@ A record (`Result`) is one image, or one video frame, and its faces (box,
 confidence, the five landmarks), or the error that skipped it. It is written
 as a JSONL line (with the run's provenance, so that --resume can tell a file
 made otherwise), an entry of a JSON document, CSV rows, or an OpenFace box
-file, and read back by one validating reader (`check_record`, `read_line`),
-which --resume, the output folders' merge and compare all use. No other
-module knows the record's keys.
+file, and read back: strictly, as we write it (`read_line`, for --resume and
+the output folders' merge), or leniently, a record of any origin, the C++'s
+too (`image_record`, for compare). No other module knows the record's keys.
 
 Numbers are the float32 values the detector computed, each written as the
 shortest decimal that reads back as the same float32. File names that are not
@@ -340,3 +340,72 @@ def result_of(record: dict) -> Result:
                               tuple(tuple(point) for point in f.get("landmarks", ()))) for f in faces]
     return Result(record["path"], record.get("width"), record.get("height"), faces, record.get("error"),
                   record.get("frame"), record.get("time"))
+
+
+# --- reading sets of any origin (compare) ---------------------------------------------------
+
+class SchemaError(ValueError):
+    """A record of a set (ours or the C++'s) that cannot be used; the message
+    names the file, the record and the problem."""
+
+
+def json_type(value) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+def image_record(path, item, where: str) -> tuple:
+    """One image record of a set, ours or the C++'s (a JSON document's entry,
+    a JSONL line), read leniently: other fields are let be, a face without a
+    confidence gets NaN. Returns (image path, faces (n, 5) float32 of x, y,
+    width, height, confidence, or None, width, height, error). Raises
+    SchemaError naming `path` and `where`."""
+    if not isinstance(item, dict):
+        raise SchemaError(f"{path}: wrong schema: {where} is a {json_type(item)}, expected an object")
+    image = item.get("path")
+    if not isinstance(image, str) or not image:
+        raise SchemaError(f'{path}: wrong schema: {where} has no "path" string')
+    size = [optional_number(path, where, item, name) for name in ("width", "height")]
+    if item.get("error") is not None:
+        if not isinstance(item["error"], str):
+            raise SchemaError(f'{path}: wrong schema: {where}.error is not a string')
+        return image, None, *size, item["error"]
+    faces = item.get("faces")
+    if not isinstance(faces, list):
+        raise SchemaError(f'{path}: wrong schema: {where} ({image}) has neither a "faces" list nor an "error"')
+    rows = [face_record(path, face, f"{where}.faces[{k}]") for k, face in enumerate(faces)]
+    return image, np.array(rows, np.float32).reshape(-1, 5), *size, None
+
+
+def face_record(path, face, where: str) -> list[float]:
+    if not isinstance(face, dict):
+        raise SchemaError(f"{path}: wrong schema: {where} is a {json_type(face)}, expected an object")
+    values = []
+    for name in FACE_NUMBERS:
+        if name not in face and name == "confidence":
+            values.append(math.nan)
+        elif name not in face:
+            raise SchemaError(f'{path}: wrong schema: {where} has no "{name}"')
+        else:
+            values.append(checked_number(path, where, name, face[name]))
+    return values
+
+
+def optional_number(path, where: str, item: dict, name: str) -> float | None:
+    return None if item.get(name) is None else checked_number(path, where, name, item[name])
+
+
+def checked_number(path, where: str, name: str, value) -> float:
+    """value as a float: finite, and not negative when it is a size."""
+    if type(value) is float and value - value == 0.0 and (value >= 0 or not name.startswith(("width", "height"))):
+        return value  # the common case, finite, first
+    what = f"{where}: {name}" if where.startswith("line") else f"{where}.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(f"{path}: wrong schema: {what} is a {json_type(value)}, expected a number")
+    if isinstance(value, int) and abs(value) > 1e300:
+        raise SchemaError(f"{path}: {what} is an integer too large for any coordinate")
+    if not math.isfinite(value):
+        raise SchemaError(f"{path}: {what} is {value} (not a finite number)")
+    if name.startswith(("width", "height")) and value < 0:
+        raise SchemaError(f"{path}: {what} is negative ({value:g})")
+    return float(value)
