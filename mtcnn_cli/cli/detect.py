@@ -64,9 +64,9 @@ Exit status:
        closed with no -o, an -o extension that names no format or
        contradicts --format, an --out-dir holding another run (the
        differences named) or other files
-  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a json or csv -o
-       file is left as it was; a jsonl one holds every completed record;
-       --out-dir keeps every finished part
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: -o FILE (and
+       stdout) holds every completed record, a json document closed
+       (--resume goes on); --out-dir keeps every finished part
   141  stdout's reader went away (| head): stopped quietly
 """
 
@@ -96,8 +96,9 @@ Exit status:
               help="Output format (see below). Default: -o FILE's extension, else jsonl.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the output to FILE instead of stdout. Its extension chooses the format: "
-                   ".json, .jsonl/.ndjson, .csv. json and csv are written atomically (a temporary "
-                   "file renamed at the end), jsonl line by line. A link is followed; a device or "
+                   ".json, .jsonl/.ndjson, .csv. jsonl is written line by line; json and csv "
+                   "atomically from a journal (.FILE.journal, a line per finished image, removed "
+                   "when the run ends), also when interrupted. A link is followed; a device or "
                    "FIFO is written in place. Locked for the run: a second run on FILE stops (exit 2).")
 @click.option("--bboxdir", metavar="DIR",
               help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
@@ -141,10 +142,11 @@ Exit status:
               help="With --distributor dask: the Dask scheduler's address, or local (a cluster of "
                    "--jobs worker processes on 127.0.0.1).  [default: local]")
 @click.option("--resume", is_flag=True,
-              help="With -o FILE, a JSONL file (any extension but .json and .csv): skip images "
-                   "already in FILE and append the rest; images that failed are retried. Run with the "
-                   "same PATHs and options (other parameters or models are refused). A torn last line "
-                   "from a killed run is cut off first.")
+              help="With -o FILE: go on with an interrupted or killed run, skipping the images "
+                   "already done (in a JSONL FILE; in a JSON or CSV FILE's journal) and retrying those "
+                   "that failed; the file ends as an uninterrupted run writes it. Run with the same "
+                   "PATHs and options (other parameters or models are refused). A torn last line from "
+                   "a killed run is cut off first.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar and no summary (skipped images are still reported).")
 @click.option("-v", "--verbose", is_flag=True,

@@ -26,7 +26,7 @@ from ..base.errors import FileProblem, UsageProblem
 from ..base.signals import Interrupts
 from ..base.text import display, plural
 from ..io.records import bbox_text, make_format
-from ..io.sinks import open_sink
+from ..io.sinks import open_records
 from . import batch
 from .batch import Settings, WorkerStartError, check_jobs, run_tasks
 from .plan import (DetectOptions, Plan, choose_format, expected_records, make_plan, make_tasks,
@@ -121,12 +121,12 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
     stdout_kind = stream_kind(sys.stdout)
     fmt_name = choose_format(options.fmt, options.output, options.resume)
     plan = make_plan(options, read_stdin)
-    lock = hold_output(options, reporter)
+    lock = hold_output(options, reporter, fmt_name)
     try:
         detector = load_detector(options.settings, reporter)
         made_with = provenance(options, detector)
         if options.resume:
-            dropped, plan.retried = resume_plan(plan, options, lock, made_with)
+            dropped, plan.retried = resume_plan(plan, options, lock, made_with, fmt_name)
             if dropped:
                 reporter.message(f"dropped a torn last line ({dropped} bytes) from {display(options.output)}")
             if plan.retried:
@@ -156,7 +156,11 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector, lock, made_with = _prepare(options, read_stdin, reporter)
-    fmt = make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos, made_with)
+    def document():  # a fresh format object: a JSON document counts its records
+        return make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos, made_with)
+
+    fmt = document()
+    line_format = make_format("jsonl", options.params(), options.settings.landmarks, provenance=made_with)
     tasks = make_tasks(plan, options)
     if not plan.has_videos:
         tasks = list(tasks)
@@ -165,25 +169,25 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     try:
         with interrupts.critical():
             try:
-                sink = open_sink(options.output, fmt_name, stdout_kind, lock, options.resume)
+                sink = open_records(options.output, fmt, stdout_kind, lock, options.resume, document,
+                                    line_format, plan.place)
             except OutputError as e:
                 raise FileProblem(str(e)) from None
         reporter.start(expected_records(plan, options), plan.already_done, plan.retried)
         with closing(run_tasks(tasks, options.settings, options.jobs, detector)) as outcomes:
             with interrupts.critical():
-                sink.write(fmt.start())
+                sink.start()
             for outcome in outcomes:
                 result = outcome.result
                 with interrupts.critical():
                     problems = write_side_outputs(plan, options, outcome)
-                    sink.write(fmt.record(result))
+                    sink.add(result)
                 failures += (result.error is not None) or bool(problems)
                 reporter.image(result, outcome.seconds if outcome else 0.0, problems)
                 if outcome is not None and outcome.warning:
                     reporter.message(f"{display(result.path)}: {outcome.warning}")
         reporter.stop()
         with interrupts.critical():
-            sink.write(fmt.end())
             sink.finish()
     except (OutputError, BrokenPipeError, WorkerStartError) as e:
         interrupts.depth += 1

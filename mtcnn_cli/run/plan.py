@@ -56,10 +56,15 @@ class Plan:
     listed: int = 0  # the whole list's length, before --shard
     done: set = field(default_factory=set)  # --resume: normalised paths recorded without an error
     listed_paths: set | None = None  # --resume: the whole list's normalised paths, before --shard
+    has_videos: bool = False  # this run's list (after --shard, before --resume) has videos: CSV frame columns
+    places: dict = field(default_factory=dict)  # normalised path -> its place in this run's list
 
-    @property
-    def has_videos(self) -> bool:
-        return any(is_video(item) for item in self.items)
+    def place(self, record: dict) -> tuple:
+        """A record's place in the run's input order: its input's, then its frame."""
+        key = inputs.normalise(record["path"])
+        if key not in self.places:
+            key = video.video_of(key) or key
+        return self.places.get(key, len(self.places)), record.get("frame", -1)
 
 
 def stream_kind(stream) -> str:
@@ -94,26 +99,19 @@ def _special_file(path: str) -> bool:
 
 def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
     """One rule, whatever stdout is: --format, else -o FILE's extension
-    (.json, .jsonl/.ndjson, .csv), else jsonl (with --resume, on stdout, or
-    into a special file such as /dev/stdout). --format contradicting the
+    (.json, .jsonl/.ndjson, .csv), else jsonl (on stdout, or into a special
+    file such as /dev/stdout, or with --resume); --resume needs -o FILE. --format contradicting the
     extension, or a regular -o file with an unknown extension and no
     --format, is a UsageProblem."""
     named = None if to_stdout(output) else extension_format(output)
-    if resume:
-        if to_stdout(output):
-            raise UsageProblem("--resume needs -o FILE: the JSONL file to complete")
-        if fmt not in (None, "jsonl"):
-            raise UsageProblem(f"--resume needs --format jsonl, not {fmt}")
-        if named not in (None, "jsonl"):
-            raise UsageProblem(f"--resume completes a JSONL file, but -o {display(output)} "
-                               f"names a {named} file by its extension")
-        return "jsonl"
+    if resume and to_stdout(output):
+        raise UsageProblem("--resume needs -o FILE: the file to complete")
     if fmt and named and fmt != named:
         raise UsageProblem(f"--format {fmt} contradicts -o {display(output)}, whose extension "
                            f"names {named}: drop --format or change the name")
     if fmt or named:
         return fmt or named
-    if to_stdout(output) or _special_file(output):
+    if to_stdout(output) or _special_file(output) or resume:
         return defaults.DEFAULT_FORMAT
     raise UsageProblem(f"-o {display(output)}: the extension names no format: end the name in "
                        f".json, .jsonl, .ndjson or .csv, or give --format")
@@ -282,8 +280,9 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     listed_paths = {inputs.normalise(item.path) for item in items} if options.resume else None
     if options.shard:
         items = inputs.shard(items, *options.shard)
+    places = {inputs.normalise(item.path): i for i, item in enumerate(items)}
     return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed,
-                listed_paths=listed_paths)
+                listed_paths=listed_paths, has_videos=any(is_video(item) for item in items), places=places)
 
 
 def frame_targets(plan: Plan, item, index: int) -> str | None:

@@ -11,7 +11,7 @@ from ..base import atomic
 from ..base.atomic import OutputError, OutputLock
 from ..base.errors import FileProblem
 from ..base.text import display
-from ..io import inputs, records, video
+from ..io import inputs, records, sinks, video
 from .plan import DetectOptions, Plan, is_video, to_stdout
 from .report import Reporter
 
@@ -79,21 +79,30 @@ def read_done(path: str, provenance: dict | None = None, listed: set | None = No
 
 
 def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
-                provenance: dict | None) -> tuple[int, int]:
-    """--resume: leave out of plan the images already in -o FILE (read under
-    the run's lock), and a video's frames already there. Records of images
-    that failed are taken out of FILE, to be tried again; a torn last line is
-    cut off. Returns (bytes of the torn line, failed records retried)."""
+                provenance: dict | None, fmt_name: str = "jsonl") -> tuple[int, int]:
+    """--resume: leave out of plan the images already in -o FILE (a JSONL
+    file; a JSON or CSV file's journal, see io/sinks.py), read under the
+    run's lock, and a video's frames already there. Records of images that
+    failed are taken out, to be tried again; a torn last line is cut off.
+    Returns (bytes of the torn line, failed records retried)."""
     if lock is not None and lock.in_place:
         raise FileProblem(f"--resume: {display(options.output)} is not a regular file")
-    found = read_done(options.output, provenance, plan.listed_paths)
+    journal = fmt_name != "jsonl"
+    source = sinks.journal_path(lock.target if lock is not None else options.output) if journal else options.output
+    if journal and not os.path.exists(source) and lock is not None and not lock.created:
+        raise FileProblem(f"--resume: {display(options.output)} has no journal of an unfinished run beside it "
+                          f"({display(os.path.basename(source))}): it is complete, or not a file of this "
+                          f"run; drop --resume to write it anew")
+    found = read_done(source, provenance, plan.listed_paths)
     try:
-        if found.failed and lock is not None and lock.fd >= 0:
+        if found.failed and journal:
+            atomic.write_bytes(source, b"".join(found.kept))
+        elif found.failed and lock is not None and lock.fd >= 0:
             lock.rewrite(b"".join(found.kept))  # atomically, keeping the lock
         elif found.torn:
-            atomic.cut_torn_tail(options.output)
+            atomic.cut_torn_tail(source)
     except (OutputError, OSError) as e:
-        raise FileProblem(f"--resume: cannot repair {display(options.output)}: {e}") from None
+        raise FileProblem(f"--resume: cannot repair {display(source)}: {e}") from None
     items = plan.items
     plan.items = [item for item in items if inputs.normalise(item.path) not in found.done]
     plan.done = found.done
@@ -112,7 +121,7 @@ def provenance(options: DetectOptions, detector) -> dict:
     return records.provenance_of(options.params(), digests, options.settings.landmarks, options.every)
 
 
-def hold_output(options: DetectOptions, reporter: Reporter) -> OutputLock | None:
+def hold_output(options: DetectOptions, reporter: Reporter, fmt_name: str = "jsonl") -> OutputLock | None:
     """Lock -o FILE for this run (exit 2 when another run holds it), and deal
     with the temporary files a killed run of ours left beside it: with
     --resume and no FILE, the largest is adopted as FILE; the others go."""
@@ -125,7 +134,7 @@ def hold_output(options: DetectOptions, reporter: Reporter) -> OutputLock | None
     if lock.in_place or lock.fd < 0:
         return lock
     temps = atomic.stale_temps(lock.target)
-    if temps and options.resume and lock.created:
+    if temps and options.resume and lock.created and fmt_name == "jsonl":
         try:
             lock.adopt(temps[0])
             reporter.message(f"resuming {display(options.output)} from {display(temps[0])}, "

@@ -121,7 +121,7 @@ def test_a_jsonl_output_can_be_resumed(photos, stand_in):
     (["-o", "y.jsonl", "--format", "csv"], "contradicts"),
     (["-o", "y.txt"], "-o y.txt: the extension names no format"),
     (["-o", "y"], "give --format"),
-    (["--resume", "-o", "y.json"], "--resume completes a JSONL file"),
+    (["--resume"], "--resume needs -o FILE"),
 ])
 def test_output_extension_usage_errors(photos, stand_in, args, fragment):
     usage_error(detect("photos", *args), "detect", fragment)
@@ -230,7 +230,6 @@ def test_stdout_carries_only_data(photos, stand_in):
     (["x.jpg", "--no-such-option"], "--no-such-option"),
     (["x.jpg", "-q", "-v"], "exclude each other"),
     (["x.jpg", "--resume"], "--resume needs -o FILE"),
-    (["x.jpg", "--resume", "-o", "out.csv", "--format", "csv"], "--resume needs --format jsonl"),
     (["x.jpg", "-0"], "give - as a PATH"),
     (["-", "-"], "only once"),
 ])
@@ -598,16 +597,50 @@ def interrupt_on(call: int):
     return detect
 
 
+def finished_paths(fmt: str, text: str) -> list:
+    """The images a JSON or CSV document holds, parsed as a reader would."""
+    if fmt == "json":
+        return [image["path"] for image in json.loads(text)["images"]]
+    return list(dict.fromkeys(row["path"] for row in csv.DictReader(io.StringIO(text))))
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv"])
-def test_interrupted_run_leaves_the_old_file(photos, stand_in, monkeypatch, fmt):
-    open("out", "w").write("old")
+def test_an_interrupted_document_holds_every_finished_image_and_resume_completes_it(photos, stand_in,
+                                                                                    monkeypatch, fmt):
+    monkeypatch.setattr(StandInDetector, "detect", lambda self, image: expected_faces(1))
+    whole = detect("photos", "--format", fmt, "-o", f"whole.{fmt}")
+    assert whole.exit_code == 0
+    open(f"out.{fmt}", "w").write("old")
+    StandInDetector.calls.clear()
     monkeypatch.setattr(StandInDetector, "detect", interrupt_on(3))
-    result = detect("photos", "--format", fmt, "-o", "out")
+    result = detect("photos", "-o", f"out.{fmt}")
     assert result.exit_code == 130
     assert result.stderr.splitlines()[-1] == "mtcnn: interrupted after 2 images"
     assert "Traceback" not in result.stderr
-    assert open("out").read() == "old"
-    assert sorted(os.listdir()) == ["out", "photos"]  # no temporary file left
+    assert finished_paths(fmt, open(f"out.{fmt}").read()) == photos[:2]  # a valid document
+    assert sorted(os.listdir()) == [f".out.{fmt}.journal", f"out.{fmt}", "photos", f"whole.{fmt}"]
+    monkeypatch.setattr(StandInDetector, "detect", lambda self, image: expected_faces(1))
+    resumed = detect("photos", "--resume", "-o", f"out.{fmt}")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "(2 done before)" in resumed.stderr.splitlines()[-1]
+    assert open(f"out.{fmt}", "rb").read() == open(f"whole.{fmt}", "rb").read()  # byte for byte
+    assert sorted(os.listdir()) == [f"out.{fmt}", "photos", f"whole.{fmt}"]  # the journal is gone
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_document_whose_run_finished_is_not_resumed(photos, stand_in, fmt):
+    assert detect("photos", "-o", f"out.{fmt}").exit_code == 0
+    before = open(f"out.{fmt}").read()
+    one_line_error(detect("photos", "--resume", "-o", f"out.{fmt}"), f"out.{fmt}", "no journal")
+    assert open(f"out.{fmt}").read() == before
+
+
+def test_a_run_stopped_before_any_image_leaves_the_old_document(photos, stand_in, monkeypatch):
+    open("out.json", "w").write("old")
+    monkeypatch.setattr(StandInDetector, "detect", interrupt_on(1))
+    assert detect("photos", "-o", "out.json").exit_code == 130
+    assert open("out.json").read() == "old"
+    assert sorted(os.listdir()) == ["out.json", "photos"]
 
 
 def test_interrupted_jsonl_keeps_completed_lines(photos, stand_in, monkeypatch):
@@ -618,10 +651,12 @@ def test_interrupted_jsonl_keeps_completed_lines(photos, stand_in, monkeypatch):
     assert sorted(os.listdir()) == ["out.jsonl", "photos"]
 
 
-def test_interrupted_json_to_stdout_writes_nothing(photos, stand_in, monkeypatch):
+def test_interrupted_json_to_stdout_is_a_closed_document_of_the_finished_images(photos, stand_in,
+                                                                               monkeypatch):
     monkeypatch.setattr(StandInDetector, "detect", interrupt_on(2))
     result = detect("photos", "--format", "json")
-    assert result.exit_code == 130 and result.stdout == ""
+    assert result.exit_code == 130
+    assert [image["path"] for image in json.loads(result.stdout)["images"]] == photos[:1]
 
 
 def test_interrupted_annotation_leaves_no_temporary_files(photos, stand_in, monkeypatch):

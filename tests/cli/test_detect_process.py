@@ -1,5 +1,7 @@
 """`mtcnn detect` end to end: real processes, the real detector with the
 bundled weights, signals sent at several points of a batch."""
+import csv
+import io
 import json
 import os
 import re
@@ -197,7 +199,64 @@ def test_killed_batches_resume_to_exactly_one_record_per_image(batch_folder, tmp
     assert records(out) == expected
 
 
-def test_interrupted_json_leaves_the_old_file(batch_folder, tmp_path):
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_killed_documents_resume_to_the_bytes_of_a_whole_run(batch_folder, tmp_path, fmt):
+    """JSON and CSV: Ctrl-C, SIGTERM and SIGKILL at several points, each run
+    resumed, end in the very bytes an uninterrupted run writes."""
+    reference = tmp_path / f"reference.{fmt}"
+    assert run(batch_folder, "-o", reference, cwd=tmp_path).returncode == 1
+    out = tmp_path / f"out.{fmt}"
+    marker = uuid.uuid4().hex
+    args = [batch_folder, "--resume", "-o", out, "-v"]
+    stops = [(signal.SIGINT, 1), (signal.SIGKILL, 2), (signal.SIGTERM, 1), (signal.SIGKILL, 1)]
+    landed = []
+    for sig, count in stops:
+        process = _start(args, tmp_path, marker)
+        _wait_for_images(process, count)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+        assert b"Traceback" not in err
+        if process.returncode in (130, 143):  # a stop: the file is a valid document of what was done
+            text = out.read_text()
+            if fmt == "json":
+                assert json.loads(text)["images"]
+            else:
+                assert text.startswith("path,")
+        landed.append((sig.name, count, process.returncode))
+        assert_no_process_left(marker)
+        assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert len([stop for stop in landed if stop[2] in (130, 143, -9)]) >= 3, landed
+    finished = run(*args, cwd=tmp_path)
+    assert finished.returncode == 1, finished.stderr  # broken.jpg, recorded once
+    assert out.read_bytes() == reference.read_bytes()
+    assert not (tmp_path / f".out.{fmt}.journal").exists()
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_stdout_redirected_to_a_file_keeps_every_finished_image(batch_folder, tmp_path, fmt):
+    """`mtcnn detect ... > out` stopped by SIGTERM: a valid document of the
+    images done; CSV rows are in the file as each image is done."""
+    out = tmp_path / f"out.{fmt}"
+    with open(out, "wb") as stdout:
+        process = subprocess.Popen(command(batch_folder, "--format", fmt, "-v"), cwd=tmp_path,
+                                   env=environment(), bufsize=0, stdout=stdout, stderr=subprocess.PIPE)
+        _wait_for_images(process, 2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert b"Traceback" not in err
+    text = out.read_text()
+    if process.returncode == 143:
+        if fmt == "json":
+            assert len(json.loads(text)["images"]) >= 2
+        else:
+            rows = list(csv.DictReader(io.StringIO(text)))
+            assert len({row["path"] for row in rows}) >= 2
+    else:
+        assert process.returncode in (0, 1), err  # the batch ended first: the whole run
+        assert text
+
+
+def test_an_interrupted_json_run_leaves_a_valid_document(batch_folder, tmp_path):
     out = tmp_path / "out.json"
     out.write_text("old")
     marker = uuid.uuid4().hex
@@ -209,8 +268,8 @@ def test_interrupted_json_leaves_the_old_file(batch_folder, tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert b"Traceback" not in err
-    if process.returncode == 143:  # 128 + SIGTERM
-        assert out.read_text() == "old"
+    if process.returncode == 143:  # 128 + SIGTERM: the old file, or a document of the finished images
+        assert out.read_text() == "old" or json.loads(out.read_text())["images"]
     else:  # the small batch ended before the signal landed: the whole document, not a part
         assert process.returncode in (0, 1), err
         assert json.loads(out.read_text())["images"]
