@@ -5,6 +5,8 @@ plain function over arrays; `Detector` strings them together.
 """
 from __future__ import annotations
 
+import copy
+
 import math
 import time
 from dataclasses import dataclass
@@ -361,6 +363,14 @@ class Detector:
         self.min_face, self.t1, self.t2, self.t3 = int(min_face), float(t1), float(t2), float(t3)
         self.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
                                Network(self.models.onet, "ONet"))
+
+    def twin(self) -> "Detector":
+        """A detector for another thread: the same loaded models and
+        parameters, its own networks' working state (the same bits)."""
+        twin = copy.copy(self)
+        twin.cascade = Cascade(Network(self.models.pnet, "PNet"), Network(self.models.rnet, "RNet"),
+                               Network(self.models.onet, "ONet"))
+        return twin
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(models={str(self.models.source)!r}, min_face={self.min_face}, "

@@ -14,6 +14,7 @@ input order: when the run ends, and when it is interrupted; the journal is
 removed once FILE holds the whole run."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 
@@ -108,10 +109,14 @@ JOURNAL = ".journal"
 
 
 def journal_path(target: str) -> str:
-    """The journal beside a document output: `.NAME.journal` in its folder
-    (the name cut as our temporary files cut it)."""
+    """The journal beside a document output: `.NAME.journal` in its folder;
+    a name over 60 characters is cut and told apart by a digest of it, so
+    that the journal's name stays within a 255-byte limit."""
     folder, name = os.path.split(os.path.abspath(target))
-    return os.path.join(folder, "." + name[:60] + JOURNAL)
+    if len(name) > 60:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        name = f"{name[:40]}-{digest}"
+    return os.path.join(folder, "." + name + JOURNAL)
 
 
 class RecordSink:

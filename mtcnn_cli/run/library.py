@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from typing import Iterable, Iterator
@@ -23,7 +26,7 @@ from ..detector.cascade import Detector as PortDetector
 from ..io import video
 from ..io.images import ImageError, read_image
 from ..io.records import Result
-from .batch import Settings, Task, _results, process_one, run_tasks
+from .batch import Settings, Task, _results, check_jobs, process_one, resolve_jobs, run_tasks
 from .engines import detect_to_dir  # noqa: F401 (the package's API: output folders)
 from .outdir.plan import plan_dir  # noqa: F401
 from .outdir.shard import run_shard  # noqa: F401
@@ -167,29 +170,54 @@ class Detector(PortDetector):
         an unreadable file (missing, not an image, truncated, too large) or a
         detector failure gives a Result with faces None and error set (the
         reason `mtcnn detect` prints), and the iteration goes on. jobs > 1 (0:
-        one per CPU) runs that many worker processes, each loading the models
-        once; the results are those of jobs=1. Arrays and PIL images (path
-        None in their Result) are detected in this process, so jobs > 1 takes
-        paths only; a bad array raises ValueError, as detect() does.
-        Closing the iterator (or leaving a for loop) stops the workers. The
-        workers are started afresh (spawn), so a script calling this with
-        jobs != 1 must do so under `if __name__ == "__main__":`, as
-        multiprocessing requires."""
+        one per CPU) runs that many threads of this process, sharing the
+        loaded models (the compiled kernels release the GIL), so no
+        `if __name__ == "__main__":` guard is needed; the results are those of
+        jobs=1. Arrays and PIL images (path None in their Result) are detected
+        in order on this thread; a bad array raises ValueError, as detect()
+        does. Closing the iterator (or leaving a for loop) stops the
+        threads after the images they are on."""
         images = list(images)
         paths = [isinstance(image, (str, os.PathLike)) for image in images]
         videos = [os.fspath(i) for i, p in zip(images, paths) if p and video.has_video_extension(os.fspath(i))]
         if videos:
             raise ValueError(f"{videos[0]} is a video: detect_many takes images; "
                              f"detect_video() gives a Result per frame")
+        check_jobs(jobs)
         if jobs != 1 and not all(paths):
-            raise ValueError("detect_many with jobs != 1 takes file paths only (arrays would be "
-                             "copied to every worker): give paths, or jobs=1")
+            raise ValueError("detect_many with jobs != 1 takes file paths only: give paths, or jobs=1")
         if all(paths):
             if channels is not None:
                 raise ValueError("channels describes arrays: files are read in their own colours")
             tasks = [Task(os.fspath(path)) for path in images]
-            return _results(run_tasks(tasks, self.settings(landmarks), jobs, self if jobs == 1 else None))
+            settings = self.settings(landmarks)
+            threads = min(resolve_jobs(jobs), len(tasks))
+            if threads <= 1:
+                return _results(run_tasks(tasks, settings, 1, self))
+            return self._threaded(tasks, settings, threads)
         return self._each(images, channels, landmarks)
+
+    def _threaded(self, tasks, settings, threads: int) -> Iterator[Result]:
+        """The tasks' Results in order, from `threads` threads, each with its
+        own twin of this detector; at most 2 x threads images in flight."""
+        local = threading.local()
+
+        def work(task):
+            if not hasattr(local, "detector"):
+                local.detector = self.twin()
+            return process_one(local.detector, settings, task).result
+
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="mtcnn-detect")
+        pending = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(work, task))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _each(self, images, channels, landmarks) -> Iterator[Result]:
         settings = self.settings(landmarks)

@@ -1,6 +1,9 @@
 """The Python library around the port: colour order, PIL
 images, paths read as the CLI reads them, working with Faces, many images at once."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -159,3 +162,37 @@ def test_videos_are_said_to_be_for_the_command(tmp_path):
         detector.detect(str(tmp_path / "clip.mp4"))
     with pytest.raises(ValueError, match="is a video"):
         list(detector.detect_many([tmp_path / "a.jpg", tmp_path / "clip.MKV"]))
+
+
+def test_detect_many_with_jobs_runs_from_a_script_without_the_main_guard(corpus, tmp_path):
+    """A plain script, no `if __name__ == "__main__":`, as people write them:
+    jobs=2 gives jobs=1's results, and nothing else on stderr."""
+    script = tmp_path / "faces.py"
+    script.write_text(
+        "import json, sys\n"
+        "from mtcnn_cli import Detector\n"
+        "detector = Detector()\n"
+        "paths = sys.argv[1:]\n"
+        "def rows(jobs):\n"
+        "    return [(r.path, r.error, [f.to_dict() for f in r.faces or ()]) for r in detector.detect_many(paths, jobs=jobs)]\n"
+        "print(json.dumps({'one': rows(1), 'two': rows(2)}))\n")
+    paths = [str(corpus / name) for name in PHOTOS[:4]] + [str(tmp_path / "missing.jpg")]
+    done = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    found = json.loads(done.stdout)
+    assert found["two"] == found["one"]
+    assert [error for _, error, _ in found["one"]] == [None] * 4 + ["no such file"]
+
+
+def test_leaving_a_threaded_detect_many_early_stops_its_threads(detector, corpus):
+    import threading
+
+    before = threading.active_count()
+    paths = [corpus / PHOTOS[0]] * 12
+    results = detector.detect_many(paths, jobs=2)
+    first = next(results)
+    assert first.error is None
+    results.close()
+    assert threading.active_count() == before
