@@ -24,7 +24,6 @@ The ground layer: it imports nothing from the package.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import stat
@@ -196,6 +195,31 @@ def write_text(path, text: str, encoding: str = "utf-8", errors: str = "strict")
     """Replace `path` with `text`, atomically."""
     write_bytes(path, text.encode(encoding, errors))
 
+try:
+    import fcntl  # POSIX: flock
+except ImportError:  # Windows
+    fcntl = None
+try:
+    import msvcrt  # Windows: a lock on the file's first byte
+except ImportError:
+    msvcrt = None
+
+
+def lock_exclusive(fd: int) -> None:
+    """An exclusive, non-blocking lock on the open file `fd`: flock on POSIX,
+    msvcrt.locking on Windows. Raises BlockingIOError when another process
+    holds it, OSError when the file system or platform has no locks."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    elif msvcrt is not None:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except PermissionError:
+            raise BlockingIOError("locked by another process") from None
+    else:
+        raise OSError("no file locks on this platform")
+
+
 class OutputBusy(OutputError):
     """Another run holds the output's lock."""
 
@@ -238,6 +262,7 @@ class OutputLock:
         self.path = os.fspath(path)
         self.target, self.in_place = write_target(self.path)
         self.fd, self.created, self.writable = -1, False, False
+        self.unlocked = False  # held without a lock: the file system or platform has none
         if self.in_place:
             return
         for _ in range(20):  # the file can be renamed over between open and flock
@@ -245,13 +270,13 @@ class OutputLock:
             if fd is None:
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock_exclusive(fd)
             except BlockingIOError:
                 os.close(fd)
                 raise OutputBusy(f"{self.path}: another run is writing this output (it holds its lock); "
                                  f"wait for it to finish or choose another -o") from None
-            except OSError:  # a file system without locks: go on unlocked
-                self.fd = fd
+            except OSError:  # a file system without locks: go on unlocked (hold_output says so)
+                self.fd, self.unlocked = fd, True
                 return
             try:
                 same = _identity(os.fstat(fd)) == _identity(os.stat(self.target))
@@ -294,7 +319,7 @@ class OutputLock:
         left there), keeping the lock: the temp is locked before it is renamed."""
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_exclusive(fd)
             os.rename(temp, self.target)
         except OSError:
             os.close(fd)
@@ -309,7 +334,7 @@ class OutputLock:
         folder, name = os.path.split(os.path.abspath(self.target))
         fd, temp = tempfile.mkstemp(prefix="." + name[:60] + ".", suffix=".tmp", dir=folder)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_exclusive(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

@@ -49,11 +49,14 @@ def info(folder):
     default $MTCNN_MODELS, then the bundled weights."""
     # the detector's code (numpy): only when the command runs
     from ..detector.datfile import ModelError
-    from ..detector.models import describe_network, load_models
+    from ..detector.models import OPENFACE_SHA256, describe_network, load_models
 
     try:
         loaded = load_models(folder)
         lines = [f"models: {loaded.source}"]
+        if all(loaded.sha256.get(name) == digest for name, digest in OPENFACE_SHA256.items()):
+            lines.append("these are OpenFace 2.2.0's MTCNN networks to the bit: the SHA-256s of "
+                         "its PNet.dat, RNet.dat and ONet.dat")
         for name, layers in loaded.networks().items():
             file = loaded.files.get(name)
             lines += ["", f"{name}: {file if file is not None else loaded.source}",

@@ -159,7 +159,8 @@ def parse_jsonl(path: Path, text: str) -> DetectionSet:
     if not records:
         raise CompareError(f"{path}: no image records")
     check_unique_paths(path, records, places)
-    return DetectionSet(str(path), "jsonl", records, params)
+    ours = "mtcnn-cli" if params is not None else None  # our records carry their provenance
+    return DetectionSet(str(path), "jsonl", records, params, ours)
 
 
 def parse_csv(path: Path, text: str) -> DetectionSet:

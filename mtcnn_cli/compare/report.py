@@ -128,6 +128,13 @@ def write_report(path: Path, data) -> None:
         raise CompareError(str(e)) from None
 
 
+def failed_side(ref: DetectionSet) -> str:
+    """Who made REF, as the summary names it: "C++" for OpenFace's output,
+    else "REF (its file name)" (a run of ours compared with another)."""
+    ours = ref.detector == "mtcnn-cli" or ref.format == "csv"
+    return f"REF ({Path(ref.source).name})" if ours else "C++"
+
+
 def print_summary(c: Comparison, console=None) -> None:
     """The summary as rich tables, on stderr unless a console is given."""
     console = console or Console(stderr=True)
@@ -137,7 +144,7 @@ def print_summary(c: Comparison, console=None) -> None:
     counts.add_column(justify="right")
     for label, value in (
             ("images in REF", s["images_in_ref"]),
-            ("  C++ failed on (not compared)", s["ref_errors"]),
+            (f"  {failed_side(c.ref)} failed on (not compared)", s["ref_errors"]),
             ("images compared", s["images_compared"]),
             ("  identical to the bit", s["images_identical"]),
             ("  same face count", s["images_same_count"]),
@@ -153,7 +160,7 @@ def print_summary(c: Comparison, console=None) -> None:
     worst = worst_images(c)
     if worst:
         console.print(worst_table(c, worst))
-    lines = [f"C++ failed on {image.path}: {image.error}" for image in c.ref_errors]
+    lines = [f"{failed_side(c.ref)} failed on {image.path}: {image.error}" for image in c.ref_errors]
     lines += [f"not compared: {r.path}: {r.problem}" for r in c.images if not r.compared]
     lines += [f"only in OURS: {image.path}" for image in c.only_ours]
     for line in lines:  # whole lines, never folded like table cells

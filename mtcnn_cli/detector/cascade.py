@@ -6,10 +6,10 @@ plain function over arrays; `Detector` strings them together.
 from __future__ import annotations
 
 import copy
-
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,17 @@ RNET_SIZE, ONET_SIZE = 24, 48
 # cache: far faster than one batch of everything, and the same bits (every
 # output is its own chain of operations, whatever else shares the batch).
 CACHE_BYTES = 2 << 20
+
+
+class Corners(NamedTuple):
+    """A box's corners (x1, y1, x2, y2); shown to 2 decimals, kept whole."""
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def __repr__(self) -> str:
+        return f"Corners(x1={self.x1:.2f}, y1={self.y1:.2f}, x2={self.x2:.2f}, y2={self.y2:.2f})"
 
 
 @dataclass(frozen=True)
@@ -56,11 +67,11 @@ class Face:
         return self.x, self.y, self.width, self.height
 
     @property
-    def corners(self) -> tuple[float, float, float, float]:
+    def corners(self) -> "Corners":
         """(x1, y1, x2, y2): the top-left and bottom-right corners, x2 = x +
         width and y2 = y + height summed in float32, as --bboxdir writes them."""
         x, y = np.float32(self.x), np.float32(self.y)
-        return float(x), float(y), float(x + np.float32(self.width)), float(y + np.float32(self.height))
+        return Corners(float(x), float(y), float(x + np.float32(self.width)), float(y + np.float32(self.height)))
 
     def point(self, name: str) -> tuple[float, float] | None:
         """One of POINT_NAMES as (x, y); None when the landmarks were left out."""
@@ -104,10 +115,11 @@ class Face:
         return face
 
     def __repr__(self) -> str:
-        d = self.to_dict()
-        text = ", ".join(f"{name}={d[name]!r}" for name in ("x", "y", "width", "height", "confidence"))
-        points = ", ".join(f"({px!r}, {py!r})" for px, py in d.get("landmarks", ()))
-        return f"Face({text}, landmarks=({points}))"
+        """Pixels to 2 decimals, the confidence to 4, for reading; the fields
+        and to_dict() keep every bit."""
+        text = ", ".join(f"{name}={getattr(self, name):.2f}" for name in ("x", "y", "width", "height"))
+        points = ", ".join(f"({px:.2f}, {py:.2f})" for px, py in self.landmarks or ())
+        return f"Face({text}, confidence={self.confidence:.4f}, landmarks=({points}))"
 
 
 def _short(value: float) -> float:

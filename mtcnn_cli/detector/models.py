@@ -491,7 +491,7 @@ def _cache_entry(weights: PackageWeights) -> Path | None:
 
 
 # OpenFace 2.2.0's own network files: the bundled weights convert to exactly
-# these bytes (tests/test_models.py checks it against OpenFace's SHA256SUMS). A
+# these bytes (tests/detector/test_models.py checks it against OpenFace's SHA256SUMS). A
 # cache entry is used only when its files have these digests, whatever its own
 # SHA256SUMS says: an edited entry with a rewritten SHA256SUMS is not used.
 OPENFACE_SHA256 = {

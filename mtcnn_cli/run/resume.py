@@ -131,6 +131,9 @@ def hold_output(options: DetectOptions, reporter: Reporter, fmt_name: str = "jso
         lock = OutputLock(options.output)
     except OutputError as e:
         raise FileProblem(f"-o {e}") from None
+    if lock.unlocked:
+        reporter.message(f"-o {display(options.output)} cannot be locked here (no file locks on this file "
+                         f"system or platform): run no second run on it at the same time")
     if lock.in_place or lock.fd < 0:
         return lock
     temps = atomic.stale_temps(lock.target)

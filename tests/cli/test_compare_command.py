@@ -189,6 +189,7 @@ def test_images_the_cpp_failed_on_are_listed_not_counted(mf60, tmp_path):
     result = run("--cpp", write_json(tmp_path / "ref.json", ref), write_json(tmp_path / "o.json", ours))
     assert result.exit_code == 0, result.stderr
     assert "C++ failed on corpus/tiny.png: std::length_error" in result.stderr
+
     assert result.stdout.startswith("PASS: 5 images match")
 
 
@@ -483,3 +484,13 @@ def test_nothing_comparable_is_a_verdict_not_a_crash(tmp_path, monkeypatch):
                                             "images": [{"path": "nowhere.jpg", "width": 9, "height": 9,
                                                         "faces": []}]})
     assert fails(run("--cpp", ref))
+
+
+def test_two_runs_of_ours_name_the_side_that_failed_by_its_file(tmp_path):
+    ref = write_json(tmp_path / "first.json", {"detector": "mtcnn-cli", "images": [
+        image("a.jpg", (10, 20, 30, 40, 0.99)), {"path": "b.jpg", "width": 9, "height": 9, "error": "too small"}]})
+    ours = write_json(tmp_path / "second.json", {"detector": "mtcnn-cli", "images": [
+        image("a.jpg", (10, 20, 30, 40, 0.99))]})
+    result = run("--cpp", ref, ours)
+    assert "REF (first.json) failed on b.jpg: too small" in result.stderr
+    assert "C++" not in result.stderr

@@ -495,6 +495,9 @@ def test_cli_info_bundled(sums):
     assert result.stderr == ""
     out = result.stdout
     assert out.startswith("models: bundled (mtcnn ")
+    # the SHA-256s below are OpenFace's own SHA256SUMS: what the line claims is checked against them
+    assert out.splitlines()[1] == ("these are OpenFace 2.2.0's MTCNN networks to the bit: the SHA-256s of "
+                                   "its PNet.dat, RNet.dat and ONet.dat")
     for name in NETWORKS:
         assert f"{name}: bundled (mtcnn" in out
         assert f"sha256 {sums[f'{name}.dat']}" in out

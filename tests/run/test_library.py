@@ -90,12 +90,14 @@ def test_faces_print_json_and_name_their_parts(detector, sample):
     face = detector.detect(sample)[0]
     text = repr(face)
     assert text.startswith("Face(x=") and len(text) < 300
-    assert f"x={str(np.float32(face.x))}," in text and "landmarks=((" in text
+    assert f"x={face.x:.2f}," in text and f"confidence={face.confidence:.4f}," in text  # for reading
+    assert "landmarks=((" in text and f"({face.landmarks[0][0]:.2f}, " in text
     d = json.loads(json.dumps(face.to_dict()))
     assert set(d) == {"x", "y", "width", "height", "confidence", "landmarks"}
     assert np.float32(d["x"]) == np.float32(face.x) and len(d["x"].__repr__()) <= 10
     assert [np.float32(v) for v in np.ravel(d["landmarks"])] == [np.float32(v) for v in np.ravel(face.landmarks)]
     x1, y1, x2, y2 = face.corners
+    assert repr(face.corners) == f"Corners(x1={x1:.2f}, y1={y1:.2f}, x2={x2:.2f}, y2={y2:.2f})"
     assert (x1, y1) == (face.x, face.y)
     assert x2 == float(np.float32(face.x) + np.float32(face.width))
     assert y2 == float(np.float32(face.y) + np.float32(face.height))
