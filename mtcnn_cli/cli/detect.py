@@ -179,7 +179,9 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
 
     Unreadable images (missing, not an image, truncated, too large, ...) are
     skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
-    record with an "error" field; the batch goes on. Only data goes to
+    record with an "error" field; the batch goes on. URLs are not read
+    (download the file first); a Windows path, or a pattern the shell passed
+    through unexpanded, is named as such. Only data goes to
     stdout; progress (on a terminal), messages and the summary go to stderr.
     """
     started = time.perf_counter()

@@ -11,7 +11,9 @@ an item with an error, and the walk goes on.
 What a walk takes is ruled by `Rules`: hidden entries (a name starting with
 `.`: `.thumbs/`, macOS's `._x.jpg`) are skipped, as are entries matching an
 --exclude pattern, the run's own output folders, and (non-recursive)
-subfolders. A PATH the user names is always taken, hidden or not.
+subfolders. A PATH the user names is always taken, hidden or not; one that
+is plainly no file (a URL, a Windows path on POSIX, a shell pattern that
+matched nothing) becomes an item with the reason.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from .images import has_image_extension, os_reason
+from .images import has_image_extension, not_a_file_reason, os_reason
 from .video import has_video_extension
 
 STDIN = "-"
@@ -117,7 +119,10 @@ def expand(paths: Sequence[str], read_stdin=None, null: bool = False, rules: Rul
     """The PATHs in order, folders replaced by their images (as `rules` say),
     `-` by the list read from stdin (read_stdin() -> bytes), whose entries
     are PATHs too. Raises ListError. Named folders that give no image are
-    appended to `empty` when a list is given."""
+    appended to `empty` when a list is given. A PATH that is plainly no file
+    (not_a_file_reason: a URL, a Windows path, an unexpanded pattern) is an
+    item with that error, so that a video's name is never handed to a video
+    decoder as a URL."""
     seen: set = {key for key in map(_folder_key, rules.skip) if key is not None}
     items: list[Item] = []
     for path in paths:
@@ -131,7 +136,7 @@ def expand(paths: Sequence[str], read_stdin=None, null: bool = False, rules: Rul
                 empty.append(path)
             items.extend(found)
         else:
-            items.append(Item(path))
+            items.append(Item(path, not_a_file_reason(path)))
     return items
 
 
