@@ -63,7 +63,8 @@ def test_json_to_a_file(photos, stand_in):
             f32([want.x, want.y, want.width, want.height, want.confidence])
         assert f32(np.ravel(got["landmarks"])) == f32(np.ravel(want.landmarks))
     summary = result.stderr.splitlines()
-    assert len(summary) == 1 and summary[0].startswith("mtcnn: 4 images, 6 faces, 0 failures, ")
+    assert len(summary) == 2 and summary[1].startswith("mtcnn: 4 images, 6 faces, 0 failures, ")
+    assert summary[0] == "mtcnn: skipped 1 file of unknown type in the folders searched (--ext adds extensions)"
 
 
 def test_parameters_reach_the_detector_and_the_output(photos, stand_in, monkeypatch):
@@ -344,7 +345,8 @@ def test_an_empty_folder_is_named_with_what_was_looked_for(tmp_path, stand_in, m
     assert [im["path"] for im in json.loads(result.stdout)["images"]] == ["full/a.png"]
     lines = result.stderr.splitlines()
     assert lines[0].startswith("mtcnn: no images in empty: looked in it and its subfolders for ")
-    assert ".bmp .flv .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .png .tif .tiff .ts .webm .webp .wmv files" in lines[0]
+    assert (".avi .avif .bmp .dib .flv .gif .hdr .jp2 .jpe .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .pbm "
+            ".pfm .pgm .pic .png .pnm .ppm .pxm .ras .sr .tif .tiff .ts .webm .webp .wmv files") in lines[0]
     assert len(lines) == 2 and lines[1].startswith("mtcnn: 1 image, ")  # the repeat: one message
 
 

@@ -77,6 +77,11 @@ Exit status:
               help="Skip files and folders matching this shell pattern when searching folders "
                    "(repeatable): a pattern without / is matched against names ('*_mask.png', "
                    "'raw'), one with / against the path as found ('photos/2019/*').")
+@click.option("--ext", "ext", multiple=True, metavar="EXTS",
+              help="Folder search: also take files with these extensions (repeatable, or a comma "
+                   "list: --ext .pgm, --ext pgm,ppm; read as images unless a video's); --ext =jpg,png "
+                   "takes only those (videos too are then only those named). Files skipped for their "
+                   "extension are counted in the summary.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Search folders' subfolders too; --no-recursive takes only the images directly "
                    "in each named folder, as OpenFace's -fdir does.")
@@ -152,15 +157,17 @@ Exit status:
                    "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
+def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
            annotate_root, no_landmarks,
            jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
     stdin (one per line, or NUL-separated with -0). Folders are searched
-    recursively, in sorted order, for .jpg .jpeg .png .bmp .tif .tiff .webp
-    files (any case); symbolic links are followed, each folder once. Hidden
+    recursively, in sorted order, for the image files cv2.imread documents
+    (.bmp .dib .gif .jpeg .jpg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm
+    .pnm .pfm .sr .ras .tif .tiff .hdr .pic) and videos, in any case (--ext
+    changes the list); symbolic links are followed, each folder once. Hidden
     files and folders (names starting with a dot, such as .thumbs/ or macOS's
     ._x.jpg), --exclude matches and this run's --annotate and --bboxdir
     folders are skipped in that search; a PATH you name is always taken. A
@@ -211,7 +218,7 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
-        exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
+        exclude=exclude, ext=ext, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":
             options.shard = shards.slurm_shard()

@@ -6,7 +6,6 @@ import os
 import cv2
 import numpy as np
 
-from .images import IMAGE_EXTENSIONS
 from .output import format_float
 
 # Colours (BGR). Documented in the README and --help: a green box, its
@@ -76,10 +75,16 @@ def annotate(image: np.ndarray, faces, landmarks: bool = True) -> np.ndarray:
     return out
 
 
+# Annotated copies keep the input's name in these formats, which hold 8-bit
+# colour as drawn; any other (a grey-only .pgm, a float .hdr, an explicit
+# photo.dat) gets .png appended.
+KEEPS_NAME = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
 def output_name(name: str) -> str:
-    """The annotated copy keeps the input's name when its extension is an
-    image's; other names (an explicit `photo.dat`) get `.png` appended."""
-    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+    """The annotated copy keeps the input's name when its extension is one of
+    KEEPS_NAME; other names get `.png` appended."""
+    if os.path.splitext(name)[1].lower() in KEEPS_NAME:
         return name
     return name + ".png"
 

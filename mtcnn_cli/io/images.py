@@ -32,7 +32,16 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(defaults.MAX_PIXELS))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# What a folder search takes: every extension cv2.imread documents whose decoder
+# OpenCV's wheels carry (checked against OpenCV 5.1: each decodes). A fixed
+# list, not probed per machine, so that every node of a cluster walks the
+# same list; a file that this OpenCV cannot decode after all is a skipped
+# image, with its reason. .exr is left out: OpenCV's wheels build no OpenEXR
+# (and turn it off at run time where built); --ext .exr takes such files.
+IMAGE_EXTENSIONS = frozenset({
+    ".bmp", ".dib", ".gif", ".jpeg", ".jpg", ".jpe", ".jp2", ".png", ".webp", ".avif",
+    ".pbm", ".pgm", ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".hdr", ".pic",
+})
 DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 HEADER_BYTES = 256 * 1024  # enough for the header of nearly every file
 
@@ -109,9 +118,10 @@ def sniff_format(data: bytes) -> str | None:
 
 # Formats OpenCV decodes beyond those above (its decoders are chosen by these
 # same signatures): GIF, JPEG 2000 (file or codestream), AVIF, Radiance HDR,
-# Sun raster, PNM/PAM (P1-P7), PFM, BigTIFF.
+# Sun raster, PNM/PAM (P1-P7), PFM, BigTIFF, and OpenEXR where it is built in.
+EXR_SIGNATURE = b"\x76\x2f\x31\x01"
 _OTHER_SIGNATURES = (b"GIF87a", b"GIF89a", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51",
-                     b"#?RADIANCE", b"#?RGBE", b"\x59\xa6\x6a\x95", b"II+\x00", b"MM\x00+")
+                     b"#?RADIANCE", b"#?RGBE", b"\x59\xa6\x6a\x95", b"II+\x00", b"MM\x00+", EXR_SIGNATURE)
 
 
 def opencv_format(data: bytes) -> bool:
@@ -438,6 +448,8 @@ def decode(data: bytes) -> np.ndarray:
     except MemoryError:
         raise ImageError("too large for the memory left") from None
     if image is None or image.size == 0:
+        if data.startswith(EXR_SIGNATURE):
+            raise ImageError("corrupt or unsupported OpenEXR data (OpenCV's own wheels decode no OpenEXR)")
         if fmt is None:
             raise ImageError("not an image (unknown format)")
         raise ImageError(f"corrupt or unsupported {fmt} data")

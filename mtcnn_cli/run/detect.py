@@ -32,7 +32,6 @@ from ..io.draw import output_name
 from . import interrupt
 from .interrupt import Interrupts
 from ..io.output import bbox_text, make_format
-from ..io.images import IMAGE_EXTENSIONS
 from .. import __version__
 from .report import Reporter, display, plural
 
@@ -65,6 +64,7 @@ class DetectOptions:
     resume: bool = False
     recursive: bool = True
     exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
+    ext: tuple = ()  # --ext values: extensions folder walks add, or (=LIST) take only (inputs.extension_set)
     every: int = 1  # video frames: every N-th, from frame 0
     out_dir: str | None = None  # --out-dir: part files and a manifest (run/shards.py)
     shard_size: int | None = None
@@ -84,6 +84,7 @@ class Plan:
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
+    unknown_files: int = 0  # files the folder walks skipped for their extension
     listed: int = 0  # the whole list's length, before --shard
     done: set = field(default_factory=set)  # --resume: normalised paths recorded without an error
     listed_paths: set | None = None  # --resume: the whole list's normalised paths, before --shard
@@ -157,7 +158,17 @@ def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
 
 # --- planning ----------------------------------------------------------------------
 
-def gather(options: DetectOptions, read_stdin) -> list:
+def walk_extensions(options: DetectOptions) -> frozenset:
+    """The extensions folder walks take (--ext). Raises UsageProblem."""
+    try:
+        return inputs.extension_set(options.ext)
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
+
+
+def gather(options: DetectOptions, read_stdin, tally: inputs.Tally | None = None) -> list:
+    """(items, empty folders) of the run; what the walks skipped for its
+    extension is counted in tally when given."""
     paths = list(options.paths)
     if not paths:
         raise UsageProblem("no PATH given: name image files or folders, or - to read a list from stdin")
@@ -172,10 +183,11 @@ def gather(options: DetectOptions, read_stdin) -> list:
                     and _identity(path) == _identity(folder):
                 raise UsageProblem(f"{display(path)} is this run's {name} folder: its files are "
                                    f"outputs, never inputs")
-    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs)
+    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs,
+                         extensions=walk_extensions(options))
     empty: list = []
     try:
-        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty))
+        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty, tally))
     except inputs.ListError as e:
         raise UsageProblem(str(e)) from None
     if inputs.STDIN in paths and not items and len(paths) == 1:
@@ -189,7 +201,7 @@ def is_video(item) -> bool:
 
 def no_images_message(folder: str, options: DetectOptions) -> str:
     """What a named folder that gave no image says: where and what was looked for."""
-    looked = " ".join(sorted(IMAGE_EXTENSIONS | video.VIDEO_EXTENSIONS))
+    looked = " ".join(sorted(walk_extensions(options)))
     how = "in it and its subfolders" if options.recursive else "directly in it (--no-recursive)"
     skipped = "hidden entries" + (", --exclude matches" if options.exclude else "") \
         + (", this run's output folders" if options.annotate or options.bboxdir else "")
@@ -434,7 +446,8 @@ def read_done(path: str, provenance: dict | None = None, listed: set | None = No
 def make_plan(options: DetectOptions, read_stdin) -> Plan:
     """The run's images and side-output paths (for --resume, all of them:
     see resume_plan). Raises UsageProblem."""
-    items, empty = gather(options, read_stdin)
+    tally = inputs.Tally()
+    items, empty = gather(options, read_stdin, tally)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
             _check_folder_option(name, folder)
@@ -458,7 +471,7 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     if options.shard:
         items = inputs.shard(items, *options.shard)
     return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed,
-                listed_paths=listed_paths)
+                listed_paths=listed_paths, unknown_files=tally.unknown)
 
 
 def resume_plan(plan: Plan, options: DetectOptions, lock: OutputLock | None,
@@ -853,5 +866,5 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         reporter.stop()
         if lock is not None and sink is None:
             lock.abandon()
-    reporter.summary(failures)
+    reporter.summary(failures, unknown_files=plan.unknown_files)
     return EXIT_SKIPPED if failures else EXIT_OK
