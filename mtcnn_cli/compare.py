@@ -253,17 +253,31 @@ def csv_face(path: Path, number: int, cell: dict) -> list[float]:
     return values
 
 
+def bbox_files(folder: Path) -> list[Path]:
+    """The .txt files of a bbox folder and of its subfolders (`mtcnn detect
+    --bboxdir` mirrors the images' folders), in sorted order of their paths;
+    links to folders are not followed (no loop)."""
+    found = []
+    for where, folders, files in os.walk(folder):
+        folders.sort()
+        found += [Path(where) / name for name in files if name.endswith(".txt")]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
 def read_bbox_folder(folder: Path) -> DetectionSet:
-    """OpenFace `-bboxdir` output: <stem>.txt per image, `min_x min_y max_x max_y` per face."""
+    """OpenFace `-bboxdir` output: <stem>.txt per image, `min_x min_y max_x max_y`
+    per face; in subfolders too, each image then named by its path in the
+    folder without .txt (`a/x` for a/x.txt)."""
     if not folder.is_dir():
         raise CompareError(f"{folder}: not a folder (an OpenFace bbox folder was expected)")
-    files = sorted(folder.glob("*.txt"))
+    files = bbox_files(folder)
     if not files:
         raise CompareError(f"{folder}: no .txt files (not an OpenFace bbox folder)")
-    return DetectionSet(str(folder), "bboxdir", [bbox_file(f) for f in files])
+    return DetectionSet(str(folder), "bboxdir",
+                        [bbox_file(f, f.relative_to(folder).with_suffix("").as_posix()) for f in files])
 
 
-def bbox_file(path: Path) -> ImageFaces:
+def bbox_file(path: Path, image: str | None = None) -> ImageFaces:
     faces = []
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         words = line.replace(",", " ").split()
@@ -280,7 +294,7 @@ def bbox_file(path: Path) -> ImageFaces:
         width = checked_number(path, where, "width (max_x - min_x)", max_x - min_x)
         height = checked_number(path, where, "height (max_y - min_y)", max_y - min_y)
         faces.append([min_x, min_y, width, height, math.nan])
-    return ImageFaces(path.stem, np.array(faces, np.float32).reshape(-1, 5))
+    return ImageFaces(path.stem if image is None else image, np.array(faces, np.float32).reshape(-1, 5))
 
 
 def image_record(path: Path, item, where: str) -> ImageFaces:
@@ -382,13 +396,20 @@ def resolve_image(image: str, ref_path: Path, root: Path | None) -> Path | None:
 
 
 def image_in_folder(stem: str, folder: Path) -> tuple[Path | None, str | None]:
-    """The image of a bbox file <stem>.txt in --images DIR: (path, None) or (None, problem)."""
-    found = sorted(f for f in folder.glob(f"{glob_escape(stem)}.*") if f.suffix.lower() != ".txt" and f.is_file())
-    if not found:
-        return None, f"no image named {stem}.* in {folder}"
-    if len(found) > 1:
-        return None, f"several images named {stem}.* in {folder}: {', '.join(f.name for f in found)}"
-    return found[0], None
+    """The image of a bbox file <stem>.txt in --images DIR: (path, None) or (None, problem).
+    A nested box file's stem (`set/a/x`, as `detect --bboxdir` mirrors paths)
+    is looked up with its folders, then with fewer and fewer of the leading
+    ones (`a/x`, `x`), so that DIR may be any folder the images were under."""
+    parts = stem.split("/")
+    for start in range(len(parts)):
+        tail = "/".join(parts[start:])
+        found = sorted(f for f in folder.glob(f"{glob_escape(tail)}.*") if f.suffix.lower() != ".txt" and f.is_file())
+        if len(found) > 1:
+            names = ", ".join(f.relative_to(folder).as_posix() for f in found)
+            return None, f"several images named {tail}.* in {folder}: {names}"
+        if found:
+            return found[0], None
+    return None, f"no image named {stem}.* in {folder}"
 
 
 def glob_escape(text: str) -> str:
@@ -878,10 +899,18 @@ def check_report_path(path: Path) -> None:
 def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
     """Which image of OURS is which image of REF: the same path, else the same file
     name (the stem, when a side is a bbox folder), the candidate sharing the longest
-    tail of folders winning. Returns {ref index: our index} and OURS's unmatched indices."""
+    tail of folders winning (a nested bbox file `a/x.txt` is `./a/x.png`'s, not
+    `./b/x.png`'s). Returns {ref index: our index} and OURS's unmatched indices."""
     def name(p):
         parts = PurePosixPath(p.replace("\\", "/"))
         return parts.stem if by_stem else parts.name
+
+    def shared_folders(a, b):  # the names are equal (or their stems): count the folders above them
+        fa, fb = a.replace("\\", "/").split("/")[-2::-1], b.replace("\\", "/").split("/")[-2::-1]
+        n = 0
+        while n < min(len(fa), len(fb)) and fa[n] == fb[n]:
+            n += 1
+        return n
 
     exact = {p: j for j, p in enumerate(our_paths)}
     by_name = defaultdict(list)
@@ -896,21 +925,12 @@ def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
         if i in matched:
             continue
         candidates = [j for j in by_name.get(name(p), []) if j not in used]
-        scores = [common_tail(p, our_paths[j]) for j in candidates]
+        scores = [shared_folders(p, our_paths[j]) for j in candidates]
         if candidates and scores.count(max(scores)) == 1:
             j = candidates[scores.index(max(scores))]
             matched[i] = j
             used.add(j)
     return matched, [j for j in range(len(our_paths)) if j not in used]
-
-
-def common_tail(a: str, b: str) -> int:
-    """How many trailing path components a and b share."""
-    pa, pb = a.replace("\\", "/").split("/")[::-1], b.replace("\\", "/").split("/")[::-1]
-    n = 0
-    while n < min(len(pa), len(pb)) and pa[n] == pb[n]:
-        n += 1
-    return n
 
 
 # --------------------------------------------------------------------------- statistics
@@ -1051,7 +1071,7 @@ def refuse_report_over_inputs(report_path, paths, models=None) -> None:
     sources = {}
     for path in [p for p in paths if p is not None] + (model_files(models) if models is not False else []):
         path = Path(path)
-        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        files = bbox_files(path) if path.is_dir() else [path]
         for file in files:
             key = file_identity(file)
             if key is not None:

@@ -201,7 +201,7 @@ def test_non_utf8_names_in_a_folder(tmp_path, stand_in, monkeypatch):
     result = detect("dir", "--format", "csv", "--bboxdir", "boxes", "--annotate", "drawn")
     assert result.exit_code == 0, result.stderr
     assert result.stdout_bytes.splitlines()[1].startswith(b"dir/\xff\xfe.jpg,0,")  # the name's own bytes
-    assert os.path.exists(b"boxes/\xff\xfe.txt") and os.path.exists(b"drawn/dir/\xff\xfe.jpg")
+    assert os.path.exists(b"boxes/dir/\xff\xfe.txt") and os.path.exists(b"drawn/dir/\xff\xfe.jpg")
     as_json = detect("dir", "--format", "json").stdout
     assert as_json.isascii() and "\\udcff\\udcfe.jpg" in as_json
 
@@ -411,11 +411,13 @@ def test_the_runs_own_output_folders_are_never_inputs(cluttered, stand_in):
 # --- bbox files and annotated copies -------------------------------------------------------
 
 def test_bboxdir_files_for_openface(photos, stand_in):
+    """Named as --annotate names its copies: the paths as given, mirrored."""
     result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
     assert result.exit_code == 0
-    assert sorted(os.listdir("boxes")) == ["a.txt", "b.txt", "c.txt", "d.txt"]
-    assert open("boxes/b.txt").read() == ""  # no face: an empty file, as OpenFace expects one per image
-    lines = open("boxes/d.txt").read().splitlines()
+    found = sorted(os.path.relpath(os.path.join(d, f), "boxes") for d, _, fs in os.walk("boxes") for f in fs)
+    assert found == ["photos/a.txt", "photos/b.txt", "photos/sub/c.txt", "photos/sub/deeper/d.txt"]
+    assert open("boxes/photos/b.txt").read() == ""  # no face: an empty file, as OpenFace expects one per image
+    lines = open("boxes/photos/sub/deeper/d.txt").read().splitlines()
     assert len(lines) == 3
     for line, face in zip(lines, expected_faces(3)):
         min_x, min_y, max_x, max_y = map(np.float32, line.split())
@@ -423,11 +425,24 @@ def test_bboxdir_files_for_openface(photos, stand_in):
         assert np.isclose(max_x - min_x, face.width) and np.isclose(max_y - min_y, face.height)
 
 
-def test_bboxdir_refuses_two_images_with_one_stem(photos, stand_in):
+def test_bboxdir_keeps_one_stem_in_two_folders_apart(photos, stand_in):
     make_image("photos/sub/a.jpg", 1)
     result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
-    usage_error(result, "detect", "same name stem")
-    assert "photos/a.png" in result.stderr and "photos/sub/a.jpg" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert len(open("boxes/photos/a.txt").read().splitlines()) == 2
+    assert len(open("boxes/photos/sub/a.txt").read().splitlines()) == 1
+    plain = detect("photos/a.png", "--bboxdir", "flat", "-o", "one.json")  # a file in the folder named
+    assert plain.exit_code == 0 and os.listdir("flat") == ["photos"]
+    os.chdir("photos")
+    assert detect("a.png", "--bboxdir", "../here").exit_code == 0  # a file of this folder: BOXES/a.txt
+    assert os.listdir("../here") == ["a.txt"]
+
+
+def test_bboxdir_refuses_two_images_of_one_folder_with_one_stem(photos, stand_in):
+    make_image("photos/a.jpg", 1)
+    result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
+    usage_error(result, "detect", "same name stem in one folder")
+    assert "photos/a.png" in result.stderr and "photos/a.jpg" in result.stderr
     assert not os.path.exists("out.json") and not os.path.exists("boxes")
     assert stand_in.calls == []
 
@@ -437,7 +452,7 @@ def test_bboxdir_never_overwrites_an_input(photos, stand_in):
     make_image("photos/notes.png", 1)
     os.rename("photos/notes.png", "photos/notes.txt")  # an image with a .txt name, given explicitly
     before = open("photos/notes.txt", "rb").read()
-    result = detect("photos/notes.txt", "--bboxdir", "photos")
+    result = detect("photos/notes.txt", "--bboxdir", ".")  # its box file would be ./photos/notes.txt
     usage_error(result, "detect", "--bboxdir would overwrite the input image photos/notes.txt")
     assert open("photos/notes.txt", "rb").read() == before
 
@@ -511,7 +526,7 @@ def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     assert open("photos/a.png", "rb").read() == before
 
 
-@pytest.mark.parametrize("option, name", [("--bboxdir", "a.txt"), ("--annotate", "photos/a.png")])
+@pytest.mark.parametrize("option, name", [("--bboxdir", "photos/a.txt"), ("--annotate", "photos/a.png")])
 def test_output_file_refuses_to_be_a_side_output(photos, stand_in, option, name):
     usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}", "--format", "json"),
                 "detect", "-o", option)
@@ -631,7 +646,7 @@ def test_interrupted_annotation_leaves_no_temporary_files(photos, stand_in, monk
     detect("photos", "--annotate", "drawn", "--bboxdir", "boxes", "-o", "out.json")
     found = [os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs if f.endswith(".tmp")]
     assert found == []
-    assert sorted(os.listdir("boxes")) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir("boxes/photos")) == ["a.txt", "b.txt"]
 
 
 def test_interrupted_before_the_models_load(photos, stand_in, monkeypatch):

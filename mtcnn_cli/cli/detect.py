@@ -103,9 +103,12 @@ Exit status:
                    "file renamed at the end), jsonl line by line. A link is followed; a device or "
                    "FIFO is written in place. Locked for the run: a second run on FILE stops (exit 2).")
 @click.option("--bboxdir", metavar="DIR",
-              help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
-                   "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
-                   "same stem are refused before anything runs (OpenFace looks boxes up by stem).")
+              help="Also write a box file per image, one 'min_x min_y max_x max_y' line per face "
+                   "(OpenFace's FaceLandmarkImg -bboxdir format), named as --annotate names its copies "
+                   "with the extension replaced by .txt: x.jpg gives DIR/x.txt, a/x.jpg and b/x.jpg "
+                   "give DIR/a/x.txt and DIR/b/x.txt (with --annotate-root, relative to it). Two "
+                   "images of one folder whose names differ only in their extension are refused "
+                   "before anything runs (OpenFace looks boxes up by stem).")
 @click.option("--annotate", metavar="DIR",
               help="Also write a copy of each image with boxes, confidences and the five points "
                    "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
@@ -180,7 +183,7 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     VideoCapture decodes them, with "frame" (from 0), "time" (seconds: frame
     / the container's frame rate) and the path VIDEO#frame=N; --every N
     samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png,
-    --bboxdir writes BOXES/<video stem>#frame=N.txt. A
+    --bboxdir writes BOXES/<VIDEO without its extension>#frame=N.txt. A
     video that breaks (truncated, corrupt) keeps the frames before, and the
     frame where it broke gets a record with the error.
 

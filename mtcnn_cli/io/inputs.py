@@ -233,10 +233,15 @@ def safe_relative(path: str) -> str:
     return os.path.join(*parts) if parts else "_"
 
 
-def bbox_name(path: str) -> str:
-    """OpenFace's bounding-box file name for an image: the file name with its
-    extension replaced by .txt (FaceLandmarkImg -fdir DIR -bboxdir BOXES)."""
-    return os.path.splitext(os.path.basename(path))[0] + ".txt"
+def bbox_name(name: str) -> str:
+    """An image's box file inside the --bboxdir folder, from the name its
+    annotated copy gets inside --annotate's (safe_relative of the path as
+    given, or its path relative to --annotate-root): that name with its
+    extension replaced by .txt, OpenFace's <stem>.txt, in the image's
+    mirrored folder. So `x.jpg` gives `x.txt`, `a/x.jpg` and `b/x.jpg` give
+    `a/x.txt` and `b/x.txt`; only two images of one folder whose names
+    differ in their extension alone share a box file."""
+    return os.path.splitext(name)[0] + ".txt"
 
 
 def file_identity(path) -> tuple | None:

@@ -228,13 +228,15 @@ def annotate_name(path: str, root: str | None) -> str:
 
 def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None):
     """(annotate_to, bbox_to): where each image's annotated copy and box file
-    go. Raises UsageProblem when two images would share a file."""
+    go, both mirroring the image's path in the same way (annotate_name).
+    Raises UsageProblem when two images would share a file."""
     annotate_to, bbox_to, owner = {}, {}, {}
     for item in items:
         if item.error:
             continue
-        if annotate is not None:
+        if annotate is not None or bboxdir is not None:
             name = annotate_name(item.path, annotate_root)  # a video's: the frames' common start
+        if annotate is not None:
             target = os.path.join(annotate, name if is_video(item) else output_name(name))
             if target in owner:
                 raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
@@ -242,12 +244,12 @@ def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root
             owner[target] = item.path
             annotate_to[item.path] = target
         if bboxdir is not None:
-            target = os.path.join(bboxdir, inputs.bbox_name(item.path))
+            target = os.path.join(bboxdir, inputs.bbox_name(name))
             if target in owner:
                 raise UsageProblem(
                     f"--bboxdir: {display(owner[target])} and {display(item.path)} have the same name "
-                    f"stem, so both would need {display(target)} (OpenFace looks boxes up by stem "
-                    f"in one folder): run them in separate batches")
+                    f"stem in one folder, so both would need {display(target)} (OpenFace looks boxes up "
+                    f"by stem): run them in separate batches")
             owner[target] = item.path
             bbox_to[item.path] = target
     return annotate_to, bbox_to
@@ -661,26 +663,34 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
         return problems
     target = plan.bbox_to.get(result.path)
     if target is not None:
-        try:
-            atomic.write_bytes(target, bbox_text(result.faces).encode("ascii"))
-        except OutputError as e:
-            problems.append(str(e))
+        problem = _write_mirrored(options.bboxdir, target, bbox_text(result.faces).encode("ascii"))
+        if problem:
+            problems.append(problem)
     target = plan.annotate_to.get(result.path)
     if target is not None:
         if outcome.annotate_error:
             problems.append(f"{display(target)}: {outcome.annotate_error}")
         else:
-            try:
-                if not _inside(options.annotate, target):  # before creating any folder
-                    raise OutputError(f"not writing {display(target)}: a symbolic link leads "
-                                      f"outside {display(options.annotate)}")
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                atomic.write_bytes(target, outcome.annotated)
-            except OSError as e:
-                problems.append(f"cannot write {display(target)}: {e.strerror or e}")
-            except OutputError as e:
-                problems.append(str(e))
+            problem = _write_mirrored(options.annotate, target, outcome.annotated)
+            if problem:
+                problems.append(problem)
     return problems
+
+
+def _write_mirrored(folder: str, target: str, data: bytes) -> str | None:
+    """Write a side output at its mirrored place inside folder (creating its
+    subfolders), atomically; the problem in one message, or None."""
+    try:
+        if not _inside(folder, target):  # before creating any folder
+            raise OutputError(f"not writing {display(target)}: a symbolic link leads "
+                              f"outside {display(folder)}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        atomic.write_bytes(target, data)
+    except OSError as e:
+        return f"cannot write {display(target)}: {e.strerror or e}"
+    except OutputError as e:
+        return str(e)
+    return None
 
 
 # --- running ----------------------------------------------------------------------------
@@ -720,7 +730,8 @@ def load_detector(settings: Settings, reporter: Reporter):
 def frame_targets(plan: Plan, item, index: int) -> str | None:
     """A video frame's side outputs, registered in the plan: the annotated
     copy DIR/<video>#frame=N.png (PNG: exact pixels, one atomic file per
-    frame) and the box file BOXES/<video stem>#frame=N.txt."""
+    frame) and the box file BOXES/<video, without extension>#frame=N.txt,
+    both at the video's mirrored path."""
     path = video.frame_path(item.path, index)
     base = plan.annotate_to.get(item.path)
     if base is not None:
