@@ -110,16 +110,22 @@ Exit status:
                    "images of one folder whose names differ only in their extension are refused "
                    "before anything runs (OpenFace looks boxes up by stem).")
 @click.option("--annotate", metavar="DIR",
-              help="Also write a copy of each image with boxes, confidences and the five points "
-                   "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
-                   "leading /; see --annotate-root). Refused if it would overwrite an input image. "
-                   "Colours: green box, its confidence (as in the output) in black on green above "
-                   "it, sized by the face; points with a black outline: eyes blue, nose yellow, "
-                   "mouth corners red.")
+              help="Also write a copy of each image with boxes, face indexes, confidences and the "
+                   "five points drawn (--draw chooses), at DIR/<path as given> ('..' parts become '__', "
+                   "absolute paths lose the leading /; see --annotate-root). Refused if it would "
+                   "overwrite an input image. Colours: green box, its index (#0, as in the record) and "
+                   "confidence (as in the output) in black on green above it; points with a black "
+                   "outline: eyes blue, nose yellow, mouth corners red. Lines, labels and points are "
+                   "sized by each face and by the image.")
 @click.option("--annotate-root", metavar="DIR",
               help="Mirror the images' paths relative to DIR inside the --annotate folder "
                    "(/data/set/a.jpg with --annotate-root /data: ANN/set/a.jpg), instead of the "
                    "paths as given; an image outside DIR is refused before anything runs.")
+@click.option("--draw", metavar="PARTS",
+              help="What --annotate draws: a comma list of boxes, landmarks (the five points), index "
+                   "(the face's number in its record, from 0) and scores (its confidence). The records "
+                   "are the same whatever is drawn (--no-landmarks, by contrast, leaves the points out "
+                   "of the records).  [default: boxes,landmarks,index,scores]")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU; never more "
@@ -161,7 +167,7 @@ Exit status:
 @click.version_option(__version__, "--version", prog_name="mtcnn")
 @click.pass_context
 def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
-           annotate_root, no_landmarks,
+           annotate_root, draw, no_landmarks,
            jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
@@ -201,6 +207,7 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     if "cv2" not in sys.modules:  # OpenCV reads its decoders' pixel limit once, when it loads
         os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     try:
+        from ..io.draw import parse_parts
         from ..run.batch import Settings
         from ..run.detect import DetectOptions, FileProblem, UsageProblem, run_detect
         from ..run.report import Reporter
@@ -214,10 +221,17 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     if scheduler is not None and distributor != "dask":
         usage_error("--scheduler is Dask's: give --distributor dask too")
 
+    if draw is not None and annotate is None:
+        usage_error("--draw chooses what --annotate draws: give --annotate DIR too")
+    try:
+        parts = Settings.draw if draw is None else parse_parts(draw)
+    except ValueError as e:
+        usage_error(str(e))
+
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
     settings = Settings(models=models, min_face=min_face, t1=t1, t2=t2, t3=t3,
-                        max_pixels=max_pixels, landmarks=not no_landmarks)
+                        max_pixels=max_pixels, landmarks=not no_landmarks, draw=parts)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
