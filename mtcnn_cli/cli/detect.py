@@ -88,7 +88,11 @@ Exit status:
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Video files: detect in every N-th frame only (frames 0, N, 2N, ...).")
 @click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
-              help="Smallest face searched for, in pixels (at least 12).")
+              help="The smallest face the pyramid searches for, in pixels (at least 12): its first "
+                   "scale, 12/N, fits PNet's 12-pixel window to N pixels of the image. The boxes "
+                   "written may come out smaller than N (the later networks and OpenFace's final "
+                   "correction tighten them). An image whose shorter side is below N gives no faces; "
+                   "when that is every image, the run says so.")
 @click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
 @click.option("--t2", type=Threshold(), default=defaults.T2, show_default=True, help="RNet score threshold, in [0, 1].")
 @click.option("--t3", type=Threshold(), default=defaults.T3, show_default=True, help="ONet score threshold, in [0, 1].")

@@ -835,6 +835,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     if not plan.has_videos:
         tasks = list(tasks)
     failures = 0  # this run's; the exit status also counts the resumed file's
+    searchable = SearchCount(options.settings.min_face)
     sink = None
     try:
         with interrupts.critical():
@@ -852,6 +853,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                     problems = write_side_outputs(plan, options, outcome)
                     sink.write(fmt.record(result))
                 failures += (result.error is not None) or bool(problems)
+                searchable.add(result)
                 reporter.image(result, outcome.seconds if outcome else 0.0, problems)
                 if outcome is not None and outcome.warning:
                     reporter.message(f"{display(result.path)}: {outcome.warning}")
@@ -877,5 +879,30 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         reporter.stop()
         if lock is not None and sink is None:
             lock.abandon()
+    if searchable.none_searched():
+        reporter.message(f"--min-face {options.settings.min_face} is larger than every image: no faces can be found")
     reporter.summary(failures, unknown_files=plan.unknown_files)
     return EXIT_SKIPPED if failures else EXIT_OK
+
+
+class SearchCount:
+    """How many of a run's images the pyramid could search at all: none of an
+    image whose shorter side is below --min-face (its first scale, 12/N,
+    already makes it smaller than PNet's 12-pixel window), which can then
+    give no face."""
+
+    def __init__(self, min_face: int):
+        self.min_face, self.images, self.searched, self.faces = min_face, 0, 0, 0
+
+    def add(self, result) -> None:
+        if result.error is None and result.width and result.height:
+            from ..detector.pyramid import pyramid_scales
+
+            self.images += 1
+            self.searched += bool(pyramid_scales(result.height, result.width, self.min_face))
+            self.faces += len(result.faces)
+
+    def none_searched(self) -> bool:
+        """Images were read, not one of them could be searched (and so none
+        gave a face)."""
+        return self.images > 0 and self.searched == 0 and self.faces == 0
