@@ -94,11 +94,6 @@ def not_a_file_reason(path) -> str | None:
     return None
 
 
-def has_image_extension(name: str) -> bool:
-    """True for names ending in one of IMAGE_EXTENSIONS, in any case."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 # --- what the bytes say -------------------------------------------------------
 
 def sniff_format(data: bytes) -> str | None:

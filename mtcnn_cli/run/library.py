@@ -152,8 +152,10 @@ def _pil_pixels(image) -> np.ndarray:
             rgb = np.asarray(image.convert("RGB"))
         return np.ascontiguousarray(rgb[..., ::-1].astype(np.uint8))
     if mode not in PLAIN_MODES:
-        raise ValueError(f"a PIL image of mode {mode} is not taken: cv2.imread gives no 8-bit colour image for "
-                         f"such samples to match (mode F: floating point), so convert it to RGB or L yourself, "
+        why = ("it holds floating-point samples, which cv2.imread turns into no usable 8-bit image (a PFM "
+               "comes out black, a float TIFF is not read)" if mode == "F" else
+               "its samples are not turned here into the 8-bit pixels cv2.imread gives for its file")
+        raise ValueError(f"a PIL image of mode {mode} is not taken: {why}; convert it to RGB or L yourself, "
                          f"or give the file's path or bytes")
     if fmt == "TIFF" and mode == "RGBA":  # OpenCV's TIFF reader premultiplies unassociated alpha
         rgba = np.asarray(image).astype(np.int32)
