@@ -79,13 +79,22 @@ Exit status:
               help="Skip files and folders matching this shell pattern when searching folders "
                    "(repeatable): a pattern without / is matched against names ('*_mask.png', "
                    "'raw'), one with / against the path as found ('photos/2019/*').")
+@click.option("--ext", "ext", multiple=True, metavar="EXTS",
+              help="Folder search: also take files with these extensions (repeatable, or a comma "
+                   "list: --ext .pgm, --ext pgm,ppm; read as images unless a video's); --ext =jpg,png "
+                   "takes only those (videos too are then only those named). Files skipped for their "
+                   "extension are counted in the summary.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Search folders' subfolders too; --no-recursive takes only the images directly "
                    "in each named folder, as OpenFace's -fdir does.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Video files: detect in every N-th frame only (frames 0, N, 2N, ...).")
 @click.option("--min-face", type=click.IntRange(min=12), default=defaults.MIN_FACE, show_default=True,
-              help="Smallest face searched for, in pixels (at least 12).")
+              help="The smallest face the pyramid searches for, in pixels (at least 12): its first "
+                   "scale, 12/N, fits PNet's 12-pixel window to N pixels of the image. The boxes "
+                   "written may come out smaller than N (the later networks and OpenFace's final "
+                   "correction tighten them). An image whose shorter side is below N gives no faces; "
+                   "when that is every image, the run says so.")
 @click.option("--t1", type=Threshold(), default=defaults.T1, show_default=True, help="PNet score threshold, in [0, 1].")
 @click.option("--t2", type=Threshold(), default=defaults.T2, show_default=True, help="RNet score threshold, in [0, 1].")
 @click.option("--t3", type=Threshold(), default=defaults.T3, show_default=True, help="ONet score threshold, in [0, 1].")
@@ -101,20 +110,29 @@ Exit status:
                    "when the run ends), also when interrupted. A link is followed; a device or "
                    "FIFO is written in place. Locked for the run: a second run on FILE stops (exit 2).")
 @click.option("--bboxdir", metavar="DIR",
-              help="Also write DIR/<image name stem>.txt per image, one 'min_x min_y max_x max_y' "
-                   "line per face: OpenFace's FaceLandmarkImg -bboxdir format. Two images with the "
-                   "same stem are refused before anything runs (OpenFace looks boxes up by stem).")
+              help="Also write a box file per image, one 'min_x min_y max_x max_y' line per face "
+                   "(OpenFace's FaceLandmarkImg -bboxdir format), named as --annotate names its copies "
+                   "with the extension replaced by .txt: x.jpg gives DIR/x.txt, a/x.jpg and b/x.jpg "
+                   "give DIR/a/x.txt and DIR/b/x.txt (with --annotate-root, relative to it). Two "
+                   "images of one folder whose names differ only in their extension are refused "
+                   "before anything runs (OpenFace looks boxes up by stem).")
 @click.option("--annotate", metavar="DIR",
-              help="Also write a copy of each image with boxes, confidences and the five points "
-                   "drawn, at DIR/<path as given> ('..' parts become '__', absolute paths lose the "
-                   "leading /; see --annotate-root). Refused if it would overwrite an input image. "
-                   "Colours: green box, its confidence (as in the output) in black on green above "
-                   "it, sized by the face; points with a black outline: eyes blue, nose yellow, "
-                   "mouth corners red.")
+              help="Also write a copy of each image with boxes, face indexes, confidences and the "
+                   "five points drawn (--draw chooses), at DIR/<path as given> ('..' parts become '__', "
+                   "absolute paths lose the leading /; see --annotate-root). Refused if it would "
+                   "overwrite an input image. Colours: green box, its index (#0, as in the record) and "
+                   "confidence (as in the output) in black on green above it; points with a black "
+                   "outline: eyes blue, nose yellow, mouth corners red. Lines, labels and points are "
+                   "sized by each face and by the image.")
 @click.option("--annotate-root", metavar="DIR",
               help="Mirror the images' paths relative to DIR inside the --annotate folder "
                    "(/data/set/a.jpg with --annotate-root /data: ANN/set/a.jpg), instead of the "
                    "paths as given; an image outside DIR is refused before anything runs.")
+@click.option("--draw", metavar="PARTS",
+              help="What --annotate draws: a comma list of boxes, landmarks (the five points), index "
+                   "(the face's number in its record, from 0) and scores (its confidence). The records "
+                   "are the same whatever is drawn (--no-landmarks, by contrast, leaves the points out "
+                   "of the records).  [default: boxes,landmarks,index,scores]")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU; never more "
@@ -156,15 +174,17 @@ Exit status:
                    "A whole number, 1e6, or with a K, M or G suffix (10M = 10 000 000).")
 @click.version_option(VERSION, "--version", prog_name="mtcnn")
 @click.pass_context
-def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
-           annotate_root, no_landmarks,
+def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
+           annotate_root, draw, no_landmarks,
            jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
     Each PATH is an image file, a folder, or - for a list of paths read from
     stdin (one per line, or NUL-separated with -0). Folders are searched
-    recursively, in sorted order, for .jpg .jpeg .png .bmp .tif .tiff .webp
-    files (any case); symbolic links are followed, each folder once. Hidden
+    recursively, in sorted order, for the image files cv2.imread documents
+    (.bmp .dib .gif .jpeg .jpg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm
+    .pnm .pfm .sr .ras .tif .tiff .hdr .pic) and videos, in any case (--ext
+    changes the list); symbolic links are followed, each folder once. Hidden
     files and folders (names starting with a dot, such as .thumbs/ or macOS's
     ._x.jpg), --exclude matches and this run's --annotate and --bboxdir
     folders are skipped in that search; a PATH you name is always taken. A
@@ -177,13 +197,15 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     VideoCapture decodes them, with "frame" (from 0), "time" (seconds: frame
     / the container's frame rate) and the path VIDEO#frame=N; --every N
     samples them. --annotate draws each frame to DIR/VIDEO#frame=N.png,
-    --bboxdir writes BOXES/<video stem>#frame=N.txt. A
+    --bboxdir writes BOXES/<VIDEO without its extension>#frame=N.txt. A
     video that breaks (truncated, corrupt) keeps the frames before, and the
     frame where it broke gets a record with the error.
 
     Unreadable images (missing, not an image, truncated, too large, ...) are
     skipped with one line on stderr, "mtcnn: skipped PATH: reason", and a
-    record with an "error" field; the batch goes on. Only data goes to
+    record with an "error" field; the batch goes on. URLs are not read
+    (download the file first); a Windows path, or a pattern the shell passed
+    through unexpanded, is named as such. Only data goes to
     stdout; progress (on a terminal), messages and the summary go to stderr.
     """
     started = time.perf_counter()
@@ -196,6 +218,7 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         # numpy, OpenCV and the detector's code: slow, so imported only here (timed for -v)
         from ..base.errors import FileProblem, UsageProblem
         from ..run import engines
+        from ..io.draw import parse_parts
         from ..run.batch import Settings
         from ..run.detect import run_detect
         from ..run.outdir.plan import slurm_shard
@@ -210,14 +233,21 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     if scheduler is not None and distributor != "dask":
         usage_error("--scheduler is Dask's: give --distributor dask too")
 
+    if draw is not None and annotate is None:
+        usage_error("--draw chooses what --annotate draws: give --annotate DIR too")
+    try:
+        parts = Settings.draw if draw is None else parse_parts(draw)
+    except ValueError as e:
+        usage_error(str(e))
+
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
     settings = Settings(models=models, min_face=min_face, t1=t1, t2=t2, t3=t3,
-                        max_pixels=max_pixels, landmarks=not no_landmarks)
+                        max_pixels=max_pixels, landmarks=not no_landmarks, draw=parts)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
         annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
-        exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
+        exclude=exclude, ext=ext, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":
             options.shard = slurm_shard()

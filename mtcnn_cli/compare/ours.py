@@ -23,13 +23,20 @@ def resolve_image(image: str, ref_path: Path, root: Path | None) -> Path | None:
 
 
 def image_in_folder(stem: str, folder: Path) -> tuple[Path | None, str | None]:
-    """The image of a bbox file <stem>.txt in --images DIR: (path, None) or (None, problem)."""
-    found = sorted(f for f in folder.glob(f"{glob_escape(stem)}.*") if f.suffix.lower() != ".txt" and f.is_file())
-    if not found:
-        return None, f"no image named {stem}.* in {folder}"
-    if len(found) > 1:
-        return None, f"several images named {stem}.* in {folder}: {', '.join(f.name for f in found)}"
-    return found[0], None
+    """The image of a bbox file <stem>.txt in --images DIR: (path, None) or (None, problem).
+    A nested box file's stem (`set/a/x`, as `detect --bboxdir` mirrors paths)
+    is looked up with its folders, then with fewer and fewer of the leading
+    ones (`a/x`, `x`), so that DIR may be any folder the images were under."""
+    parts = stem.split("/")
+    for start in range(len(parts)):
+        tail = "/".join(parts[start:])
+        found = sorted(f for f in folder.glob(f"{glob_escape(tail)}.*") if f.suffix.lower() != ".txt" and f.is_file())
+        if len(found) > 1:
+            names = ", ".join(f.relative_to(folder).as_posix() for f in found)
+            return None, f"several images named {tail}.* in {folder}: {names}"
+        if found:
+            return found[0], None
+    return None, f"no image named {stem}.* in {folder}"
 
 
 def glob_escape(text: str) -> str:

@@ -211,17 +211,31 @@ def csv_face(path: Path, number: int, cell: dict) -> list[float]:
     return values
 
 
+def bbox_files(folder: Path) -> list[Path]:
+    """The .txt files of a bbox folder and of its subfolders (`mtcnn detect
+    --bboxdir` mirrors the images' folders), in sorted order of their paths;
+    links to folders are not followed (no loop)."""
+    found = []
+    for where, folders, files in os.walk(folder):
+        folders.sort()
+        found += [Path(where) / name for name in files if name.endswith(".txt")]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
 def read_bbox_folder(folder: Path) -> DetectionSet:
-    """OpenFace `-bboxdir` output: <stem>.txt per image, `min_x min_y max_x max_y` per face."""
+    """OpenFace `-bboxdir` output: <stem>.txt per image, `min_x min_y max_x max_y`
+    per face; in subfolders too, each image then named by its path in the
+    folder without .txt (`a/x` for a/x.txt)."""
     if not folder.is_dir():
         raise CompareError(f"{folder}: not a folder (an OpenFace bbox folder was expected)")
-    files = sorted(folder.glob("*.txt"))
+    files = bbox_files(folder)
     if not files:
         raise CompareError(f"{folder}: no .txt files (not an OpenFace bbox folder)")
-    return DetectionSet(str(folder), "bboxdir", [bbox_file(f) for f in files])
+    return DetectionSet(str(folder), "bboxdir",
+                        [bbox_file(f, f.relative_to(folder).with_suffix("").as_posix()) for f in files])
 
 
-def bbox_file(path: Path) -> ImageFaces:
+def bbox_file(path: Path, image: str | None = None) -> ImageFaces:
     faces = []
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         words = line.replace(",", " ").split()
@@ -238,7 +252,7 @@ def bbox_file(path: Path) -> ImageFaces:
         width = checked_number(path, where, "width (max_x - min_x)", max_x - min_x)
         height = checked_number(path, where, "height (max_y - min_y)", max_y - min_y)
         faces.append([min_x, min_y, width, height, math.nan])
-    return ImageFaces(path.stem, np.array(faces, np.float32).reshape(-1, 5))
+    return ImageFaces(path.stem if image is None else image, np.array(faces, np.float32).reshape(-1, 5))
 
 
 def read_params(path: Path, params) -> dict | None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..base.atomic import AtomicFile, OutputError, write_target
 from ..detector.models import model_files
 from ..io.inputs import file_identity, overwritten_input
+from .readers import bbox_files
 from .sets import FIELDS, CompareError, DetectionSet
 from .stats import Comparison, ImageComparison, summarise, worst_images
 
@@ -104,7 +105,7 @@ def refuse_report_over_inputs(report_path, paths, models=None) -> None:
     sources = {}
     for path in [p for p in paths if p is not None] + (model_files(models) if models is not False else []):
         path = Path(path)
-        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        files = bbox_files(path) if path.is_dir() else [path]
         for file in files:
             key = file_identity(file)
             if key is not None:

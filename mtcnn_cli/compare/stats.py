@@ -231,10 +231,18 @@ def params_mismatch(ref: DetectionSet, ours: DetectionSet) -> list[str]:
 def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
     """Which image of OURS is which image of REF: the same path, else the same file
     name (the stem, when a side is a bbox folder), the candidate sharing the longest
-    tail of folders winning. Returns {ref index: our index} and OURS's unmatched indices."""
+    tail of folders winning (a nested bbox file `a/x.txt` is `./a/x.png`'s, not
+    `./b/x.png`'s). Returns {ref index: our index} and OURS's unmatched indices."""
     def name(p):
         parts = PurePosixPath(p.replace("\\", "/"))
         return parts.stem if by_stem else parts.name
+
+    def shared_folders(a, b):  # the names are equal (or their stems): count the folders above them
+        fa, fb = a.replace("\\", "/").split("/")[-2::-1], b.replace("\\", "/").split("/")[-2::-1]
+        n = 0
+        while n < min(len(fa), len(fb)) and fa[n] == fb[n]:
+            n += 1
+        return n
 
     exact = {p: j for j, p in enumerate(our_paths)}
     by_name = defaultdict(list)
@@ -249,21 +257,12 @@ def match_images(ref_paths: list[str], our_paths: list[str], by_stem: bool):
         if i in matched:
             continue
         candidates = [j for j in by_name.get(name(p), []) if j not in used]
-        scores = [common_tail(p, our_paths[j]) for j in candidates]
+        scores = [shared_folders(p, our_paths[j]) for j in candidates]
         if candidates and scores.count(max(scores)) == 1:
             j = candidates[scores.index(max(scores))]
             matched[i] = j
             used.add(j)
     return matched, [j for j in range(len(our_paths)) if j not in used]
-
-
-def common_tail(a: str, b: str) -> int:
-    """How many trailing path components a and b share."""
-    pa, pb = a.replace("\\", "/").split("/")[::-1], b.replace("\\", "/").split("/")[::-1]
-    n = 0
-    while n < min(len(pa), len(pb)) and pa[n] == pb[n]:
-        n += 1
-    return n
 
 
 def summarise(c: Comparison) -> dict:

@@ -32,7 +32,16 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(defaults.MAX_PIXELS))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# What a folder search takes: every extension cv2.imread documents whose decoder
+# OpenCV's wheels carry (checked against OpenCV 5.1: each decodes). A fixed
+# list, not probed per machine, so that every node of a cluster walks the
+# same list; a file that this OpenCV cannot decode after all is a skipped
+# image, with its reason. .exr is left out: OpenCV's wheels build no OpenEXR
+# (and turn it off at run time where built); --ext .exr takes such files.
+IMAGE_EXTENSIONS = frozenset({
+    ".bmp", ".dib", ".gif", ".jpeg", ".jpg", ".jpe", ".jp2", ".png", ".webp", ".avif",
+    ".pbm", ".pgm", ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".hdr", ".pic",
+})
 DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 HEADER_BYTES = 256 * 1024  # enough for the header of nearly every file
 
@@ -40,16 +49,49 @@ HEADER_BYTES = 256 * 1024  # enough for the header of nearly every file
 class ImageError(Exception):
     """An image that cannot be used. `reason` is a short phrase for messages
     ("no such file", "truncated JPEG data", ...); width and height are set when
-    the header gave them."""
+    the header gave them; `path` is the file's path as given (None for bytes).
+    The message is "PATH: reason" (just the reason without a path)."""
 
-    def __init__(self, reason: str, width: int | None = None, height: int | None = None):
+    def __init__(self, reason: str, width: int | None = None, height: int | None = None, path=None):
         super().__init__(reason)
-        self.reason, self.width, self.height = reason, width, height
+        self.reason, self.width, self.height, self.path = reason, width, height, path
+
+    def __str__(self) -> str:
+        if self.path is None:
+            return self.reason
+        return f"{printable(self.path)}: {self.reason}"
 
 
-def has_image_extension(name: str) -> bool:
-    """True for names ending in one of IMAGE_EXTENSIONS, in any case."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def printable(path) -> str:
+    """A path as text that can be printed: undecodable bytes as \\xNN."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(os.fspath(path))
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_WINDOWS = re.compile(r"([A-Za-z]:[\\/]|\\\\[^\\]+\\)")  # C:\..., C:/..., \\server\...
+
+
+def not_a_file_reason(path) -> str | None:
+    """Why a PATH that names no file is not one, when it is plainly something
+    else: a URL (never fetched: the decision is that a file is downloaded
+    first), a Windows path on a POSIX system, or a shell pattern the shell
+    passed through because it matched nothing. None when it may just be a
+    missing file (or when it exists)."""
+    try:
+        text = os.fsdecode(os.fspath(path))
+        if os.path.lexists(path):
+            return None
+    except (TypeError, ValueError):
+        return None
+    if _URL.match(text):
+        return "URLs are not read: download the file first"
+    if os.sep == "/" and _WINDOWS.match(text):
+        return ("a Windows path, which is not a path on this system: give the file's path as this "
+                "system names it (under WSL, C:\\ is /mnt/c/)")
+    if any(c in text for c in "*?["):
+        return f"no file matches the pattern {printable(text)} (the shell passed it through unexpanded)"
+    return None
 
 
 # --- what the bytes say -------------------------------------------------------
@@ -71,9 +113,10 @@ def sniff_format(data: bytes) -> str | None:
 
 # Formats OpenCV decodes beyond those above (its decoders are chosen by these
 # same signatures): GIF, JPEG 2000 (file or codestream), AVIF, Radiance HDR,
-# Sun raster, PNM/PAM (P1-P7), PFM, BigTIFF.
+# Sun raster, PNM/PAM (P1-P7), PFM, BigTIFF, and OpenEXR where it is built in.
+EXR_SIGNATURE = b"\x76\x2f\x31\x01"
 _OTHER_SIGNATURES = (b"GIF87a", b"GIF89a", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51",
-                     b"#?RADIANCE", b"#?RGBE", b"\x59\xa6\x6a\x95", b"II+\x00", b"MM\x00+")
+                     b"#?RADIANCE", b"#?RGBE", b"\x59\xa6\x6a\x95", b"II+\x00", b"MM\x00+", EXR_SIGNATURE)
 
 
 def opencv_format(data: bytes) -> bool:
@@ -308,12 +351,35 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
                          f"more than the limit of {max_pixels} (--max-pixels)", width, height)
 
 
+def _check_head(head: bytes, size: int, max_pixels: int, view) -> None:
+    """The checks made before decoding, on a file's first bytes (head), its
+    size and its bytes (view: the whole data, or a _FileView of the file):
+    a format OpenCV decodes, a size an image of max_pixels pixels can have,
+    the header's pixel count. Raises ImageError."""
+    if not opencv_format(head):
+        raise ImageError("not an image (unknown format)")
+    if size > max_file_bytes(max_pixels):
+        raise ImageError(f"too large: {size} bytes, more than an image of "
+                         f"{max_pixels} pixels (--max-pixels) can need")
+    fmt = sniff_format(head)
+    try:
+        dims = _SIZE_READERS[fmt](view) if fmt else None
+    except (struct.error, IndexError, OSError):
+        dims = None
+    if dims is not None:
+        _check_pixels(*dims, max_pixels)
+
+
 def read_file(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """The bytes of an image file, after the checks that need no decoding.
-    Raises ImageError."""
+    Raises ImageError (its path not set: read_image sets it)."""
     try:
         fd = _open_readonly(path)
     except OSError as e:
+        if e.errno == errno.ENOENT:
+            reason = not_a_file_reason(path)
+            if reason:
+                raise ImageError(reason) from None
         raise ImageError(os_reason(e)) from None
     try:
         info = os.fstat(fd)
@@ -324,18 +390,7 @@ def read_file(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
         if info.st_size == 0:
             raise ImageError("empty file")
         data = _read_fd(fd, HEADER_BYTES)
-        if not opencv_format(data):
-            raise ImageError("not an image (unknown format)")
-        if info.st_size > max_file_bytes(max_pixels):
-            raise ImageError(f"too large: {info.st_size} bytes, more than an image of "
-                             f"{max_pixels} pixels (--max-pixels) can need")
-        fmt = sniff_format(data)
-        try:
-            size = _SIZE_READERS[fmt](_FileView(fd, info.st_size, data)) if fmt else None
-        except (struct.error, IndexError, OSError):
-            size = None
-        if size is not None:
-            _check_pixels(*size, max_pixels)
+        _check_head(data, info.st_size, max_pixels, _FileView(fd, info.st_size, data))
         data += _read_fd(fd, 1 << 62)
     except OSError as e:
         raise ImageError(os_reason(e)) from None
@@ -388,9 +443,18 @@ def decode(data: bytes) -> np.ndarray:
     except MemoryError:
         raise ImageError("too large for the memory left") from None
     if image is None or image.size == 0:
+        if data.startswith(EXR_SIGNATURE):
+            raise ImageError("corrupt or unsupported OpenEXR data (OpenCV's own wheels decode no OpenEXR)")
         if fmt is None:
             raise ImageError("not an image (unknown format)")
         raise ImageError(f"corrupt or unsupported {fmt} data")
+    return image
+
+
+def _decoded(data: bytes, max_pixels: int) -> np.ndarray:
+    image = decode(data)
+    height, width = image.shape[:2]
+    _check_pixels(width, height, max_pixels)
     return image
 
 
@@ -398,8 +462,26 @@ def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image at `path` as OpenFace reads it: uint8 (H, W, 3) BGR.
 
     Raises ImageError(reason) for a missing, unreadable, empty, truncated,
-    corrupt or too large (more than max_pixels pixels) file."""
-    image = decode(read_file(path, max_pixels))
-    height, width = image.shape[:2]
-    _check_pixels(width, height, max_pixels)
-    return image
+    corrupt or too large (more than max_pixels pixels) file, and for a PATH
+    that is no file at all (a URL, a Windows path, an unexpanded pattern);
+    the error's path is `path`."""
+    try:
+        return _decoded(read_file(path, max_pixels), max_pixels)
+    except ImageError as e:
+        if e.path is None:
+            e.path = path
+        raise
+
+
+def read_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The bytes of an image file (bytes, bytearray, memoryview), read exactly
+    as read_image reads the file: the same checks, the same decoder, the same
+    pixels. Raises ImageError (path None)."""
+    data = bytes(data)
+    if not data:
+        raise ImageError("empty file")
+    try:
+        _check_head(data[:HEADER_BYTES], len(data), max_pixels, data)
+    except MemoryError:
+        raise ImageError("too large for the memory left") from None
+    return _decoded(data, max_pixels)

@@ -11,18 +11,24 @@ an item with an error, and the walk goes on.
 What a walk takes is ruled by `Rules`: hidden entries (a name starting with
 `.`: `.thumbs/`, macOS's `._x.jpg`) are skipped, as are entries matching an
 --exclude pattern, the run's own output folders, and (non-recursive)
-subfolders. A PATH the user names is always taken, hidden or not.
+subfolders; files whose extension is not among the rules' (--ext) are
+skipped and counted (`Tally`). A PATH the user names is always taken, hidden
+or not; one that is plainly no file (a URL, a Windows path on POSIX, a shell
+pattern that matched nothing) becomes an item with the reason.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from .images import has_image_extension, os_reason
-from .video import has_video_extension
+from .images import IMAGE_EXTENSIONS, not_a_file_reason, os_reason
+from .video import VIDEO_EXTENSIONS
+
+DEFAULT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS  # what a folder search takes without --ext
 
 STDIN = "-"
 
@@ -53,22 +59,63 @@ class ListError(ValueError):
     """A list on stdin that cannot be meant as it reads (NULs without -0)."""
 
 
+_EXTENSION = re.compile(r"[^\s/\\.,*?\[\]=\0]+")
+
+
+def extension_set(values: Sequence[str]) -> frozenset:
+    """The extensions a folder search takes, from --ext values: each a comma
+    list of extensions (with or without the dot, any case); `.pgm` or
+    `pgm,ppm` adds to the default set, `=jpg,png` takes only those (several
+    =lists and plain lists combine: `=jpg --ext png` is jpg and png). An
+    extension added that is not a video's is read as an image. Raises
+    ValueError naming the value."""
+    base, added = None, set()
+    for value in values:
+        text = value[1:] if value.startswith("=") else value
+        names = set()
+        for entry in text.split(","):
+            name = entry.strip().lower()
+            name = name[1:] if name.startswith(".") else name
+            if not _EXTENSION.fullmatch(name):
+                raise ValueError(f"--ext {value!r}: {entry.strip()!r} is not one file extension (give "
+                                 f"e.g. .pgm or pgm,ppm to add some, =jpg,png to take only those)")
+            names.add("." + name)
+        if value.startswith("="):
+            base = (base or set()) | names
+        else:
+            added |= names
+    return frozenset((DEFAULT_EXTENSIONS if base is None else base) | added)
+
+
+@dataclass
+class Tally:
+    """What a folder walk left out, counted: files whose extension it does
+    not take (`unknown`; hidden and --exclude'd entries are not counted)."""
+    unknown: int = 0
+
+
 @dataclass(frozen=True)
 class Rules:
     """What a folder walk takes. exclude: shell patterns (fnmatch, case-
     sensitive); one without a `/` is matched against each entry's name, one
     with a `/` against its whole path as found (`photos/raw/*`). skip: folders
     never walked (the run's own output folders). recursive=False takes the
-    images directly in a named folder, as OpenFace's -fdir does."""
+    images directly in a named folder, as OpenFace's -fdir does. extensions:
+    the file extensions taken (lower case, with the dot; see extension_set)."""
     recursive: bool = True
     exclude: tuple = ()
     skip: tuple = ()
+    extensions: frozenset = DEFAULT_EXTENSIONS
 
     def excluded(self, path: str, name: str) -> bool:
         if name.startswith("."):
             return True
         return any(fnmatch.fnmatchcase(path if "/" in pattern else name, pattern)
                    for pattern in self.exclude)
+
+    def takes(self, name: str) -> bool:
+        """Whether a file of this name is taken (its extension, any case)."""
+        return os.path.splitext(name)[1].lower() in self.extensions
 
 
 def _sort_key(name: str) -> bytes:
@@ -83,9 +130,10 @@ def _folder_key(path: str):
     return info.st_dev, info.st_ino
 
 
-def walk(folder: str, seen: set, rules: Rules = Rules()) -> Iterator[Item]:
+def walk(folder: str, seen: set, rules: Rules = Rules(), tally: Tally | None = None) -> Iterator[Item]:
     """The images under folder, in sorted order, as `rules` say (see module
-    doc). `seen` holds the (device, inode) of folders already walked."""
+    doc). `seen` holds the (device, inode) of folders already walked; files
+    of an extension not taken are counted in `tally` when given."""
     try:
         info = os.stat(folder)
         key = (info.st_dev, info.st_ino)
@@ -107,31 +155,37 @@ def walk(folder: str, seen: set, rules: Rules = Rules()) -> Iterator[Item]:
             is_dir = False
         if is_dir:
             if rules.recursive:
-                yield from walk(path, seen, rules)
-        elif has_image_extension(entry.name) or has_video_extension(entry.name):
+                yield from walk(path, seen, rules, tally)
+        elif rules.takes(entry.name):
             yield Item(path)
+        elif tally is not None:
+            tally.unknown += 1
 
 
 def expand(paths: Sequence[str], read_stdin=None, null: bool = False, rules: Rules = Rules(),
-           empty: list | None = None) -> list[Item]:
+           empty: list | None = None, tally: Tally | None = None) -> list[Item]:
     """The PATHs in order, folders replaced by their images (as `rules` say),
     `-` by the list read from stdin (read_stdin() -> bytes), whose entries
     are PATHs too. Raises ListError. Named folders that give no image are
-    appended to `empty` when a list is given."""
+    appended to `empty` when a list is given; what the walks left out is
+    counted in `tally`. A PATH that is plainly no file (not_a_file_reason: a
+    URL, a Windows path, an unexpanded pattern) is an item with that error,
+    so that a video's name is never handed to a video decoder as a URL."""
     seen: set = {key for key in map(_folder_key, rules.skip) if key is not None}
     items: list[Item] = []
     for path in paths:
         if path == STDIN and read_stdin is not None:
             listed = parse_list(read_stdin(), null)
-            items.extend(expand([p for p in listed if p != STDIN], None, rules=rules, empty=empty))
+            items.extend(expand([p for p in listed if p != STDIN], None, rules=rules, empty=empty,
+                                tally=tally))
         elif os.path.isdir(path):
             walked_before = _folder_key(path) in seen
-            found = list(walk(path, seen, rules))
+            found = list(walk(path, seen, rules, tally))
             if not found and not walked_before and empty is not None:
                 empty.append(path)
             items.extend(found)
         else:
-            items.append(Item(path))
+            items.append(Item(path, not_a_file_reason(path)))
     return items
 
 
@@ -179,10 +233,15 @@ def safe_relative(path: str) -> str:
     return os.path.join(*parts) if parts else "_"
 
 
-def bbox_name(path: str) -> str:
-    """OpenFace's bounding-box file name for an image: the file name with its
-    extension replaced by .txt (FaceLandmarkImg -fdir DIR -bboxdir BOXES)."""
-    return os.path.splitext(os.path.basename(path))[0] + ".txt"
+def bbox_name(name: str) -> str:
+    """An image's box file inside the --bboxdir folder, from the name its
+    annotated copy gets inside --annotate's (safe_relative of the path as
+    given, or its path relative to --annotate-root): that name with its
+    extension replaced by .txt, OpenFace's <stem>.txt, in the image's
+    mirrored folder. So `x.jpg` gives `x.txt`, `a/x.jpg` and `b/x.jpg` give
+    `a/x.txt` and `b/x.txt`; only two images of one folder whose names
+    differ in their extension alone share a box file."""
+    return os.path.splitext(name)[0] + ".txt"
 
 
 def file_identity(path) -> tuple | None:

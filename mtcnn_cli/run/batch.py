@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..base import defaults
+from ..io.draw import PARTS as DRAW_PARTS
 from ..io.draw import annotate, encode
 from ..io.images import ImageError, read_image
 from ..io.records import Result
@@ -40,6 +41,7 @@ class Settings:
     t3: float = defaults.T3
     max_pixels: int = defaults.MAX_PIXELS
     landmarks: bool = True
+    draw: tuple = DRAW_PARTS  # what an annotated copy shows (--draw): never changes the records
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,10 +81,10 @@ def make_detector(settings: Settings):
                             t1=settings.t1, t2=settings.t2, t3=settings.t3)
 
 
-def _annotated_copy(image, faces, task: Task, landmarks: bool):
+def _annotated_copy(image, faces, task: Task, settings: Settings):
     """(bytes, None) or (None, reason)."""
     try:
-        return encode(annotate(image, faces, landmarks), task.annotate_as), None
+        return encode(annotate(image, faces, settings.landmarks, settings.draw), task.annotate_as), None
     except Exception as e:  # an encoder failure costs the copy, not the batch
         return None, f"cannot draw the annotated copy: {e}"
 
@@ -122,7 +124,7 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
         faces = [replace(face, landmarks=()) for face in faces]
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
-        annotated, annotate_error = _annotated_copy(image, faces, task, settings.landmarks)
+        annotated, annotate_error = _annotated_copy(image, faces, task, settings)
     result = Result(task.path, width, height, faces, None, **where)
     return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning)
 

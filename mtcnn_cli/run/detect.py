@@ -27,6 +27,7 @@ from ..base.signals import Interrupts
 from ..base.text import display, plural
 from ..io.records import bbox_text, make_format
 from ..io.sinks import open_records
+from ..detector.pyramid import pyramid_scales
 from . import batch
 from .batch import Settings, WorkerStartError, check_jobs, run_tasks
 from .plan import (DetectOptions, Plan, choose_format, expected_records, make_plan, make_tasks,
@@ -49,26 +50,34 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
         return problems
     target = plan.bbox_to.get(result.path)
     if target is not None:
-        try:
-            atomic.write_bytes(target, bbox_text(result.faces).encode("ascii"))
-        except OutputError as e:
-            problems.append(str(e))
+        problem = _write_mirrored(options.bboxdir, target, bbox_text(result.faces).encode("ascii"))
+        if problem:
+            problems.append(problem)
     target = plan.annotate_to.get(result.path)
     if target is not None:
         if outcome.annotate_error:
             problems.append(f"{display(target)}: {outcome.annotate_error}")
         else:
-            try:
-                if not _inside(options.annotate, target):  # before creating any folder
-                    raise OutputError(f"not writing {display(target)}: a symbolic link leads "
-                                      f"outside {display(options.annotate)}")
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                atomic.write_bytes(target, outcome.annotated)
-            except OSError as e:
-                problems.append(f"cannot write {display(target)}: {e.strerror or e}")
-            except OutputError as e:
-                problems.append(str(e))
+            problem = _write_mirrored(options.annotate, target, outcome.annotated)
+            if problem:
+                problems.append(problem)
     return problems
+
+
+def _write_mirrored(folder: str, target: str, data: bytes) -> str | None:
+    """Write a side output at its mirrored place inside folder (creating its
+    subfolders), atomically; the problem in one message, or None."""
+    try:
+        if not _inside(folder, target):  # before creating any folder
+            raise OutputError(f"not writing {display(target)}: a symbolic link leads "
+                              f"outside {display(folder)}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        atomic.write_bytes(target, data)
+    except OSError as e:
+        return f"cannot write {display(target)}: {e.strerror or e}"
+    except OutputError as e:
+        return str(e)
+    return None
 
 
 def load_detector(settings: Settings, reporter: Reporter):
@@ -165,6 +174,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     if not plan.has_videos:
         tasks = list(tasks)
     failures = 0  # this run's; the exit status also counts the resumed file's
+    searchable = SearchCount(options.settings.min_face)
     sink = None
     try:
         with interrupts.critical():
@@ -183,6 +193,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                     problems = write_side_outputs(plan, options, outcome)
                     sink.add(result)
                 failures += (result.error is not None) or bool(problems)
+                searchable.add(result)
                 reporter.image(result, outcome.seconds if outcome else 0.0, problems)
                 if outcome is not None and outcome.warning:
                     reporter.message(f"{display(result.path)}: {outcome.warning}")
@@ -207,5 +218,28 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         reporter.stop()
         if lock is not None and sink is None:
             lock.abandon()
-    reporter.summary(failures)
+    if searchable.none_searched():
+        reporter.message(f"--min-face {options.settings.min_face} is larger than every image: no faces can be found")
+    reporter.summary(failures, unknown_files=plan.unknown_files)
     return exits.SKIPPED if failures else exits.OK
+
+
+class SearchCount:
+    """How many of a run's images the pyramid could search at all: none of an
+    image whose shorter side is below --min-face (its first scale, 12/N,
+    already makes it smaller than PNet's 12-pixel window), which can then
+    give no face."""
+
+    def __init__(self, min_face: int):
+        self.min_face, self.images, self.searched, self.faces = min_face, 0, 0, 0
+
+    def add(self, result) -> None:
+        if result.error is None and result.width and result.height:
+            self.images += 1
+            self.searched += bool(pyramid_scales(result.height, result.width, self.min_face))
+            self.faces += len(result.faces)
+
+    def none_searched(self) -> bool:
+        """Images were read, not one of them could be searched (and so none
+        gave a face)."""
+        return self.images > 0 and self.searched == 0 and self.faces == 0

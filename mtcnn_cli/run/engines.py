@@ -50,7 +50,7 @@ def _run_to_dir(options: DetectOptions, read_stdin, reporter: Reporter, interrup
     finally:
         reporter.stop()
     failures = sum(part["failures"] for part in stats)
-    reporter.summary(failures)
+    reporter.summary(failures, unknown_files=run.unknown_files)
     if not reporter.quiet and todo:
         reporter.message(f"wrote {plural(len(stats), 'part')} to {display(options.out_dir)}; "
                          f"{plural(len(manifest.missing()), 'part')} of {manifest.shards} still missing")

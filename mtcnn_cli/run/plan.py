@@ -15,7 +15,6 @@ from ..base.errors import FileProblem, UsageProblem
 from ..base.text import display
 from ..io import inputs, video
 from ..io.draw import output_name
-from ..io.images import IMAGE_EXTENSIONS
 from .batch import Settings, Task
 
 
@@ -34,6 +33,7 @@ class DetectOptions:
     resume: bool = False
     recursive: bool = True
     exclude: tuple = ()  # shell patterns for folder walks (inputs.Rules)
+    ext: tuple = ()  # --ext values: extensions folder walks add, or (=LIST) take only (inputs.extension_set)
     every: int = 1  # video frames: every N-th, from frame 0
     out_dir: str | None = None  # --out-dir: part files and a manifest (run/shards.py)
     shard_size: int | None = None
@@ -53,6 +53,7 @@ class Plan:
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
+    unknown_files: int = 0  # files the folder walks skipped for their extension
     listed: int = 0  # the whole list's length, before --shard
     done: set = field(default_factory=set)  # --resume: normalised paths recorded without an error
     listed_paths: set | None = None  # --resume: the whole list's normalised paths, before --shard
@@ -117,7 +118,17 @@ def choose_format(fmt: str | None, output: str | None, resume: bool) -> str:
                        f".json, .jsonl, .ndjson or .csv, or give --format")
 
 
-def gather(options: DetectOptions, read_stdin) -> list:
+def walk_extensions(options: DetectOptions) -> frozenset:
+    """The extensions folder walks take (--ext). Raises UsageProblem."""
+    try:
+        return inputs.extension_set(options.ext)
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
+
+
+def gather(options: DetectOptions, read_stdin, tally: inputs.Tally | None = None) -> list:
+    """(items, empty folders) of the run; what the walks skipped for its
+    extension is counted in tally when given."""
     paths = list(options.paths)
     if not paths:
         raise UsageProblem("no PATH given: name image files or folders, or - to read a list from stdin")
@@ -132,10 +143,11 @@ def gather(options: DetectOptions, read_stdin) -> list:
                     and _identity(path) == _identity(folder):
                 raise UsageProblem(f"{display(path)} is this run's {name} folder: its files are "
                                    f"outputs, never inputs")
-    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs)
+    rules = inputs.Rules(recursive=options.recursive, exclude=tuple(options.exclude), skip=outputs,
+                         extensions=walk_extensions(options))
     empty: list = []
     try:
-        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty))
+        items = inputs.unique(inputs.expand(paths, read_stdin, options.null, rules, empty, tally))
     except inputs.ListError as e:
         raise UsageProblem(str(e)) from None
     if inputs.STDIN in paths and not items and len(paths) == 1:
@@ -149,7 +161,7 @@ def is_video(item) -> bool:
 
 def no_images_message(folder: str, options: DetectOptions) -> str:
     """What a named folder that gave no image says: where and what was looked for."""
-    looked = " ".join(sorted(IMAGE_EXTENSIONS | video.VIDEO_EXTENSIONS))
+    looked = " ".join(sorted(walk_extensions(options)))
     how = "in it and its subfolders" if options.recursive else "directly in it (--no-recursive)"
     skipped = "hidden entries" + (", --exclude matches" if options.exclude else "") \
         + (", this run's output folders" if options.annotate or options.bboxdir else "")
@@ -176,13 +188,15 @@ def annotate_name(path: str, root: str | None) -> str:
 
 def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None):
     """(annotate_to, bbox_to): where each image's annotated copy and box file
-    go. Raises UsageProblem when two images would share a file."""
+    go, both mirroring the image's path in the same way (annotate_name).
+    Raises UsageProblem when two images would share a file."""
     annotate_to, bbox_to, owner = {}, {}, {}
     for item in items:
         if item.error:
             continue
-        if annotate is not None:
+        if annotate is not None or bboxdir is not None:
             name = annotate_name(item.path, annotate_root)  # a video's: the frames' common start
+        if annotate is not None:
             target = os.path.join(annotate, name if is_video(item) else output_name(name))
             if target in owner:
                 raise UsageProblem(f"--annotate: {display(owner[target])} and {display(item.path)} "
@@ -190,12 +204,12 @@ def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root
             owner[target] = item.path
             annotate_to[item.path] = target
         if bboxdir is not None:
-            target = os.path.join(bboxdir, inputs.bbox_name(item.path))
+            target = os.path.join(bboxdir, inputs.bbox_name(name))
             if target in owner:
                 raise UsageProblem(
                     f"--bboxdir: {display(owner[target])} and {display(item.path)} have the same name "
-                    f"stem, so both would need {display(target)} (OpenFace looks boxes up by stem "
-                    f"in one folder): run them in separate batches")
+                    f"stem in one folder, so both would need {display(target)} (OpenFace looks boxes up "
+                    f"by stem): run them in separate batches")
             owner[target] = item.path
             bbox_to[item.path] = target
     return annotate_to, bbox_to
@@ -257,7 +271,8 @@ def refuse_overwriting_inputs(items, targets: dict, settings: Settings | None = 
 def make_plan(options: DetectOptions, read_stdin) -> Plan:
     """The run's images and side-output paths (for --resume, all of them:
     see resume_plan). Raises UsageProblem."""
-    items, empty = gather(options, read_stdin)
+    tally = inputs.Tally()
+    items, empty = gather(options, read_stdin, tally)
     for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
         if folder is not None:
             _check_folder_option(name, folder)
@@ -282,13 +297,15 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
         items = inputs.shard(items, *options.shard)
     places = {inputs.normalise(item.path): i for i, item in enumerate(items)}
     return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed,
-                listed_paths=listed_paths, has_videos=any(is_video(item) for item in items), places=places)
+                listed_paths=listed_paths, has_videos=any(is_video(item) for item in items), places=places,
+                unknown_files=tally.unknown)
 
 
 def frame_targets(plan: Plan, item, index: int) -> str | None:
     """A video frame's side outputs, registered in the plan: the annotated
     copy DIR/<video>#frame=N.png (PNG: exact pixels, one atomic file per
-    frame) and the box file BOXES/<video stem>#frame=N.txt."""
+    frame) and the box file BOXES/<video, without extension>#frame=N.txt,
+    both at the video's mirrored path."""
     path = video.frame_path(item.path, index)
     base = plan.annotate_to.get(item.path)
     if base is not None:

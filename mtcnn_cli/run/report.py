@@ -109,9 +109,11 @@ class Reporter:
             self.bar.stop()
             self.bar = None
 
-    def summary(self, failures: int) -> None:
+    def summary(self, failures: int, unknown_files: int = 0) -> None:
         """failures: this run's (images skipped, outputs not written); the
-        earlier runs' are in the parenthesis, with the images they did."""
+        earlier runs' are in the parenthesis, with the images they did.
+        unknown_files: files the folder search skipped for their extension,
+        said on a line of their own, before the totals, when there are any."""
         if self.quiet:
             return
         seconds = time.perf_counter() - self.started
@@ -119,5 +121,8 @@ class Reporter:
         parts = [f"{self.already_done} done before{before}"] if self.already_done else []
         parts += [f"{self.retried} retried"] if self.retried else []
         done = f" ({', '.join(parts)})" if parts else ""
+        if unknown_files:  # before the totals, which stay the last line
+            self._line(f"{PREFIX}skipped {plural(unknown_files, 'file')} of unknown type in the folders "
+                       f"searched (--ext adds extensions)")
         self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
                    f"{plural(failures, 'failure')}, {seconds_text(seconds)}")

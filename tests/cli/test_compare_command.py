@@ -3,6 +3,7 @@
 Tests marked `parity` run the real detector over the C++ reference sets (76 images
 each, 10-30 s per set); the others use a stand-in detector or no detector at all."""
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -439,21 +440,23 @@ def test_bbox_folder_round_trip(reference, corpus, openface_models, tmp_path):
     detected = CliRunner().invoke(main, ["detect", "--models", str(openface_models), "--bboxdir", str(boxes),
                                          "-o", str(tmp_path / "d.json"), "-q", *(str(corpus / n) for n in names)])
     assert detected.exit_code == 0, detected.stderr
-    assert sorted(p.name for p in boxes.iterdir()) == sorted(n.rsplit(".", 1)[0] + ".txt" for n in names)
+    written = sorted(boxes.rglob("*.txt"))  # mirrored: the corpus's own path inside boxes/
+    assert [p.relative_to(boxes) for p in written] == \
+        sorted(Path(str(corpus / n).lstrip("/")).with_suffix(".txt") for n in names)
 
     result = run("--cpp", boxes, "--images", corpus, "--models", openface_models)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("PASS: 3 images match")
     assert run("--cpp", boxes, tmp_path / "d.json").exit_code == 0
 
-    edited = next(p for p in sorted(boxes.iterdir()) if p.read_text().strip())
+    edited = next(p for p in written if p.read_text().strip())
     first, *rest = edited.read_text().splitlines()
     x, y, right, bottom = map(float, first.split())
     edited.write_text("\n".join([f"{x} {y} {right + 0.5} {bottom}", *rest]) + "\n")
     result = run("--cpp", boxes, tmp_path / "d.json", "--report", tmp_path / "r.json")
     assert fails(result)
     statuses = {i["path"]: i["status"] for i in json.loads((tmp_path / "r.json").read_text())["images"]}
-    assert statuses.pop(edited.stem) == "beyond tolerance"
+    assert statuses.pop(edited.relative_to(boxes).with_suffix("").as_posix()) == "beyond tolerance"
     assert set(statuses.values()) <= {"identical", "within tolerance"}
 
 

@@ -63,7 +63,8 @@ def test_json_to_a_file(photos, stand_in):
             f32([want.x, want.y, want.width, want.height, want.confidence])
         assert f32(np.ravel(got["landmarks"])) == f32(np.ravel(want.landmarks))
     summary = result.stderr.splitlines()
-    assert len(summary) == 1 and summary[0].startswith("mtcnn: 4 images, 6 faces, 0 failures, ")
+    assert len(summary) == 2 and summary[1].startswith("mtcnn: 4 images, 6 faces, 0 failures, ")
+    assert summary[0] == "mtcnn: skipped 1 file of unknown type in the folders searched (--ext adds extensions)"
 
 
 def test_parameters_reach_the_detector_and_the_output(photos, stand_in, monkeypatch):
@@ -200,7 +201,7 @@ def test_non_utf8_names_in_a_folder(tmp_path, stand_in, monkeypatch):
     result = detect("dir", "--format", "csv", "--bboxdir", "boxes", "--annotate", "drawn")
     assert result.exit_code == 0, result.stderr
     assert result.stdout_bytes.splitlines()[1].startswith(b"dir/\xff\xfe.jpg,0,")  # the name's own bytes
-    assert os.path.exists(b"boxes/\xff\xfe.txt") and os.path.exists(b"drawn/dir/\xff\xfe.jpg")
+    assert os.path.exists(b"boxes/dir/\xff\xfe.txt") and os.path.exists(b"drawn/dir/\xff\xfe.jpg")
     as_json = detect("dir", "--format", "json").stdout
     assert as_json.isascii() and "\\udcff\\udcfe.jpg" in as_json
 
@@ -343,7 +344,8 @@ def test_an_empty_folder_is_named_with_what_was_looked_for(tmp_path, stand_in, m
     assert [im["path"] for im in json.loads(result.stdout)["images"]] == ["full/a.png"]
     lines = result.stderr.splitlines()
     assert lines[0].startswith("mtcnn: no images in empty: looked in it and its subfolders for ")
-    assert ".bmp .flv .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .png .tif .tiff .ts .webm .webp .wmv files" in lines[0]
+    assert (".avi .avif .bmp .dib .flv .gif .hdr .jp2 .jpe .jpeg .jpg .m4v .mkv .mov .mp4 .mpeg .mpg .mts .pbm "
+            ".pfm .pgm .pic .png .pnm .ppm .pxm .ras .sr .tif .tiff .ts .webm .webp .wmv files") in lines[0]
     assert len(lines) == 2 and lines[1].startswith("mtcnn: 1 image, ")  # the repeat: one message
 
 
@@ -408,11 +410,13 @@ def test_the_runs_own_output_folders_are_never_inputs(cluttered, stand_in):
 # --- bbox files and annotated copies -------------------------------------------------------
 
 def test_bboxdir_files_for_openface(photos, stand_in):
+    """Named as --annotate names its copies: the paths as given, mirrored."""
     result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
     assert result.exit_code == 0
-    assert sorted(os.listdir("boxes")) == ["a.txt", "b.txt", "c.txt", "d.txt"]
-    assert open("boxes/b.txt").read() == ""  # no face: an empty file, as OpenFace expects one per image
-    lines = open("boxes/d.txt").read().splitlines()
+    found = sorted(os.path.relpath(os.path.join(d, f), "boxes") for d, _, fs in os.walk("boxes") for f in fs)
+    assert found == ["photos/a.txt", "photos/b.txt", "photos/sub/c.txt", "photos/sub/deeper/d.txt"]
+    assert open("boxes/photos/b.txt").read() == ""  # no face: an empty file, as OpenFace expects one per image
+    lines = open("boxes/photos/sub/deeper/d.txt").read().splitlines()
     assert len(lines) == 3
     for line, face in zip(lines, expected_faces(3)):
         min_x, min_y, max_x, max_y = map(np.float32, line.split())
@@ -420,11 +424,24 @@ def test_bboxdir_files_for_openface(photos, stand_in):
         assert np.isclose(max_x - min_x, face.width) and np.isclose(max_y - min_y, face.height)
 
 
-def test_bboxdir_refuses_two_images_with_one_stem(photos, stand_in):
+def test_bboxdir_keeps_one_stem_in_two_folders_apart(photos, stand_in):
     make_image("photos/sub/a.jpg", 1)
     result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
-    usage_error(result, "detect", "same name stem")
-    assert "photos/a.png" in result.stderr and "photos/sub/a.jpg" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert len(open("boxes/photos/a.txt").read().splitlines()) == 2
+    assert len(open("boxes/photos/sub/a.txt").read().splitlines()) == 1
+    plain = detect("photos/a.png", "--bboxdir", "flat", "-o", "one.json")  # a file in the folder named
+    assert plain.exit_code == 0 and os.listdir("flat") == ["photos"]
+    os.chdir("photos")
+    assert detect("a.png", "--bboxdir", "../here").exit_code == 0  # a file of this folder: BOXES/a.txt
+    assert os.listdir("../here") == ["a.txt"]
+
+
+def test_bboxdir_refuses_two_images_of_one_folder_with_one_stem(photos, stand_in):
+    make_image("photos/a.jpg", 1)
+    result = detect("photos", "--bboxdir", "boxes", "-o", "out.json")
+    usage_error(result, "detect", "same name stem in one folder")
+    assert "photos/a.png" in result.stderr and "photos/a.jpg" in result.stderr
     assert not os.path.exists("out.json") and not os.path.exists("boxes")
     assert stand_in.calls == []
 
@@ -434,7 +451,7 @@ def test_bboxdir_never_overwrites_an_input(photos, stand_in):
     make_image("photos/notes.png", 1)
     os.rename("photos/notes.png", "photos/notes.txt")  # an image with a .txt name, given explicitly
     before = open("photos/notes.txt", "rb").read()
-    result = detect("photos/notes.txt", "--bboxdir", "photos")
+    result = detect("photos/notes.txt", "--bboxdir", ".")  # its box file would be ./photos/notes.txt
     usage_error(result, "detect", "--bboxdir would overwrite the input image photos/notes.txt")
     assert open("photos/notes.txt", "rb").read() == before
 
@@ -508,7 +525,7 @@ def test_output_file_refuses_to_overwrite_an_input(photos, stand_in):
     assert open("photos/a.png", "rb").read() == before
 
 
-@pytest.mark.parametrize("option, name", [("--bboxdir", "a.txt"), ("--annotate", "photos/a.png")])
+@pytest.mark.parametrize("option, name", [("--bboxdir", "photos/a.txt"), ("--annotate", "photos/a.png")])
 def test_output_file_refuses_to_be_a_side_output(photos, stand_in, option, name):
     usage_error(detect("photos/a.png", option, "side", "-o", f"side/{name}", "--format", "json"),
                 "detect", "-o", option)
@@ -664,7 +681,7 @@ def test_interrupted_annotation_leaves_no_temporary_files(photos, stand_in, monk
     detect("photos", "--annotate", "drawn", "--bboxdir", "boxes", "-o", "out.json")
     found = [os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs if f.endswith(".tmp")]
     assert found == []
-    assert sorted(os.listdir("boxes")) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir("boxes/photos")) == ["a.txt", "b.txt"]
 
 
 def test_interrupted_before_the_models_load(photos, stand_in, monkeypatch):

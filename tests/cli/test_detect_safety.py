@@ -208,7 +208,8 @@ def test_an_output_over_a_model_file_is_refused(photos, stand_in, tmp_path, opti
     folder = _model_folder(tmp_path)
     target = ["-o", folder / "ONet.dat", "--format", "json"] if option == "-o" else ["--bboxdir", folder]
     if option == "--bboxdir":
-        (folder / "a.txt").symlink_to(folder / "ONet.dat")  # photos/a.png's box file
+        (folder / "photos").mkdir()
+        (folder / "photos" / "a.txt").symlink_to(folder / "ONet.dat")  # photos/a.png's box file
     result = detect("photos", "--models", folder, *target)
     line = result.stderr.strip()
     assert result.exit_code == 2 and "would overwrite the model file" in line and "ONet.dat" in line, line

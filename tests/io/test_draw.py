@@ -14,10 +14,10 @@ def face(x, y, size, confidence=0.99, points=None):
 
 def label_height(image, f):
     """Rows of the filled green label above the face's box (which is drawn
-    with the image's stroke centred on y): rows with green in the label's
+    with the face's stroke centred on y): rows with green in the label's
     first columns (the black text never covers a whole row of them)."""
     x = int(round(f.x))
-    rows = image[: int(f.y) - draw.line_width(*image.shape[:2]) // 2 - 1, x: x + 8]
+    rows = image[: int(f.y) - draw.line_width(*image.shape[:2], f.width) // 2 - 1, x: x + 8]
     return int(np.all(rows == draw.BOX_COLOUR, axis=2).any(axis=1).sum())
 
 
@@ -34,7 +34,7 @@ def test_points_keep_an_outline_on_their_own_colour():
         assert (np.all(ring == draw.POINT_COLOURS[0], axis=1)).any()
 
 
-def test_the_label_is_sized_by_its_face_not_by_the_image():
+def test_the_label_is_sized_by_its_face_above_the_images_floor():
     small, large = face(100, 300, 40), face(300, 300, 240)
     image = np.zeros((700, 700, 3), np.uint8)
     drawn = draw.annotate(image, [small, large], landmarks=False)

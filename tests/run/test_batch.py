@@ -103,9 +103,10 @@ def test_safe_relative_never_leaves_the_folder():
         assert joined.startswith("/out/")
 
 
-def test_bbox_name_is_openfaces():
-    assert inputs.bbox_name("a/b/photo.1.JPG") == "photo.1.txt"
+def test_bbox_name_is_openfaces_in_the_mirrored_folder():
+    assert inputs.bbox_name("a/b/photo.1.JPG") == "a/b/photo.1.txt"
     assert inputs.bbox_name("noext") == "noext.txt"
+    assert inputs.bbox_name(inputs.safe_relative("../x.jpg")) == "__/x.txt"
 
 
 # --- detect_images ---------------------------------------------------------------------

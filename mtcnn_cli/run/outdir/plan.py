@@ -65,13 +65,15 @@ class DirRun:
     detector: object
     mine: list
     todo: list
+    unknown_files: int = 0  # files the folder walks skipped for their extension
 
 
 def prepare_dir(options: DetectOptions, read_stdin, reporter: Reporter) -> DirRun:
     """The input list, the models, the folder (created or joined and checked)
     and the shards to run. Raises UsageProblem."""
     refuse_with_out_dir(options)
-    items, empty = gather(options, read_stdin)
+    tally = inputs.Tally()
+    items, empty = gather(options, read_stdin, tally)
     for folder in empty:
         reporter.message(no_images_message(folder, options))
     detector = load_detector(options.settings, reporter)
@@ -86,7 +88,7 @@ def prepare_dir(options: DetectOptions, read_stdin, reporter: Reporter) -> DirRu
                          f"for {count} shards")
     elif mine and not todo:
         reporter.message(f"all {plural(len(mine), 'part')} already done in {display(options.out_dir)}")
-    return DirRun(manifest, detector, mine, todo)
+    return DirRun(manifest, detector, mine, todo, tally.unknown)
 
 
 class Silent(Reporter):
