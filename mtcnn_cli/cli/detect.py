@@ -134,6 +134,24 @@ Exit status:
                    "are the same whatever is drawn (--no-landmarks, by contrast, leaves the points out "
                    "of the records).  [default: boxes,landmarks,index,scores]")
 @click.option("--no-landmarks", is_flag=True, help="Leave the five facial points out of the output.")
+@click.option("--annotate-video", metavar="OUT",
+              help="Draw the run's one video into OUT (.mp4, .m4v, .mov or .avi), a frame per "
+                   "record (--every N: every N-th frame, at 1/N of the rate), as --annotate draws; "
+                   "besides --annotate's per-frame PNGs when that is given too. A stopped run keeps "
+                   "the frames drawn so far as a video.")
+@click.option("--crops", metavar="DIR",
+              help="Write each face cut out as a PNG, DIR/<path as given, without its extension>_K.png "
+                   "(K: the face's number in its record, from 0; a video frame's: "
+                   "DIR/VIDEO#frame=N_K.png), mirroring the paths as --annotate does; each face's "
+                   "record then also holds its \"crop\" path and the 2 x 3 \"matrix\" (image to crop).")
+@click.option("--crop-style", type=click.Choice(["arcface", "box"]),
+              help="arcface: aligned by the five points onto ArcFace's 112 x 112 template (a "
+                   "least-squares similarity); box: the box squared about its centre.  [default: arcface]")
+@click.option("--crop-size", type=click.IntRange(min=1), metavar="N",
+              help="The crops' side in pixels (arcface: the template scaled by N/112).  [default: 112]")
+@click.option("--margin", type=click.FloatRange(min=0), metavar="F",
+              help="Show more around the face: F times the crop's side (box), or the template "
+                   "shrunk by 1/(1+F) (arcface). Outside the image is black.  [default: 0]")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Worker processes, each loading the models once; 0 = one per CPU; never more "
                    "than images; more than 4 per CPU is refused. The output is the same as with "
@@ -175,7 +193,7 @@ Exit status:
 @click.version_option(VERSION, "--version", prog_name="mtcnn")
 @click.pass_context
 def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t3, models, fmt, output, bboxdir, annotate,
-           annotate_root, draw, no_landmarks,
+           annotate_root, annotate_video, draw, no_landmarks, crops, crop_style, crop_size, margin,
            jobs, shard, out_dir, shard_size, distributor, scheduler, resume, quiet, verbose, max_pixels):
     """Detect faces with OpenFace 2.2's MTCNN.
 
@@ -233,8 +251,14 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     if scheduler is not None and distributor != "dask":
         usage_error("--scheduler is Dask's: give --distributor dask too")
 
-    if draw is not None and annotate is None:
+    if draw is not None and annotate is None and annotate_video is None:
         usage_error("--draw chooses what --annotate draws: give --annotate DIR too")
+    for name, value in (("--crop-style", crop_style), ("--crop-size", crop_size), ("--margin", margin)):
+        if value is not None and crops is None:
+            usage_error(f"{name} shapes the crops of --crops: give --crops DIR too")
+    crop = (crop_style or "arcface", crop_size or 112, float(margin or 0.0)) if crops is not None else None
+    if crop is not None and crop[0] == "arcface" and no_landmarks:
+        usage_error("--crop-style arcface aligns by the five points: drop --no-landmarks, or give --crop-style box")
     try:
         parts = Settings.draw if draw is None else parse_parts(draw)
     except ValueError as e:
@@ -243,10 +267,10 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     reporter = Reporter(quiet=quiet, verbose=verbose)
     reporter.verbose(f"imported numpy and OpenCV in {time.perf_counter() - started:.3f} s")
     settings = Settings(models=models, min_face=min_face, t1=t1, t2=t2, t3=t3,
-                        max_pixels=max_pixels, landmarks=not no_landmarks, draw=parts)
+                        max_pixels=max_pixels, landmarks=not no_landmarks, draw=parts, crop=crop)
     options = DetectOptions(
         settings, paths=tuple(paths), null=null, fmt=fmt, output=output, bboxdir=bboxdir,
-        annotate=annotate, annotate_root=annotate_root, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
+        annotate=annotate, annotate_root=annotate_root, annotate_video=annotate_video, crops=crops, jobs=jobs, shard=shard, resume=resume, recursive=recursive,
         exclude=exclude, ext=ext, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":

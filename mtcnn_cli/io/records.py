@@ -44,6 +44,7 @@ class Result:
     error: str | None
     frame: int | None = None  # a video frame's index (from 0) and time in seconds
     time: float | None = None
+    crops: tuple | None = None  # --crops: per face, (the crop's path or None, its 2 x 3 matrix)
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,29 @@ def _int_or_null(value) -> str:
     return "null" if value is None else str(int(value))
 
 
-def face_json(face, landmarks: bool = True) -> str:
+def matrix_json(matrix) -> str:
+    """A 2 x 3 crop matrix, each number the shortest decimal of its float64."""
+    return "[" + ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in matrix) + "]"
+
+
+def face_json(face, landmarks: bool = True, crop: tuple | None = None) -> str:
+    """crop: (path or None, matrix) of the face's crop (--crops)."""
     f = format_float
     text = (f'{{"x": {f(face.x)}, "y": {f(face.y)}, "width": {f(face.width)}, '
             f'"height": {f(face.height)}, "confidence": {f(face.confidence)}')
     if landmarks:
         points = ", ".join(f"[{f(x)}, {f(y)}]" for x, y in face.landmarks)
         text += f', "landmarks": [{points}]'
+    if crop is not None:
+        path, matrix = crop
+        text += f', "crop": {"null" if path is None else json_string(path)}, "matrix": {matrix_json(matrix)}'
     return text + "}"
+
+
+def face_crops(result) -> list:
+    """The crop of each face of a result, or None each (no --crops)."""
+    crops = getattr(result, "crops", None)
+    return list(crops) if crops is not None else [None] * len(result.faces or ())
 
 
 def record_json(result, landmarks: bool = True) -> str:
@@ -92,7 +108,7 @@ def record_json(result, landmarks: bool = True) -> str:
     head += f'"width": {_int_or_null(result.width)}, "height": {_int_or_null(result.height)}, '
     if result.error is not None:
         return head + f'"error": {json_string(result.error)}}}'
-    faces = ", ".join(face_json(face, landmarks) for face in result.faces)
+    faces = ", ".join(face_json(face, landmarks, crop) for face, crop in zip(result.faces, face_crops(result)))
     return head + f'"faces": [{faces}]}}'
 
 
@@ -144,17 +160,22 @@ class JsonlFormat:
         return ""
 
 
-def csv_header(landmarks: bool = True, frames: bool = False) -> list[str]:
-    """frames: the run has videos; their rows carry frame and time (empty for images)."""
+CROP_COLUMNS = ["crop", "m11", "m12", "m13", "m21", "m22", "m23"]  # --crops: the file, its 2 x 3 matrix
+
+
+def csv_header(landmarks: bool = True, frames: bool = False, crops: bool = False) -> list[str]:
+    """frames: the run has videos; their rows carry frame and time (empty for
+    images). crops: the run writes crops (--crops)."""
     points = [f"{axis}{i}" for i in range(1, 6) for axis in ("lx", "ly")] if landmarks else []
     where = ["frame", "time"] if frames else []
-    return ["path", *where, "face", "x", "y", "width", "height", "confidence", *points, "error"]
+    cropped = CROP_COLUMNS if crops else []
+    return ["path", *where, "face", "x", "y", "width", "height", "confidence", *points, *cropped, "error"]
 
 
-def csv_rows(result, landmarks: bool = True, frames: bool = False) -> list[list[str]]:
+def csv_rows(result, landmarks: bool = True, frames: bool = False, crops: bool = False) -> list[list[str]]:
     """One row per face (face numbered from 0); an image without faces, or
     skipped, gets one row with the face fields empty."""
-    width = len(csv_header(landmarks, frames))
+    width = len(csv_header(landmarks, frames, crops))
     head = [result.path]
     if frames:
         frame, at = getattr(result, "frame", None), getattr(result, "time", None)
@@ -163,11 +184,14 @@ def csv_rows(result, landmarks: bool = True, frames: bool = False) -> list[list[
         row = head + [""] * (width - len(head) - 1) + [result.error or ""]
         return [row]
     rows = []
-    for i, face in enumerate(result.faces):
+    for i, (face, crop) in enumerate(zip(result.faces, face_crops(result))):
         row = head + [str(i)] + [format_float(v) for v in
                                  (face.x, face.y, face.width, face.height, face.confidence)]
         if landmarks:
             row += [format_float(v) for point in face.landmarks for v in point]
+        if crops:
+            path, matrix = crop if crop is not None else (None, [[""] * 3] * 2)
+            row += [path or ""] + [v if v == "" else repr(float(v)) for line in matrix for v in line]
         rows.append(row + [""])
     return rows
 
@@ -181,25 +205,27 @@ def _csv_text(rows) -> str:
 class CsvFormat:
     name = "csv"
 
-    def __init__(self, params: dict, landmarks: bool = True, frames: bool = False):
-        self.landmarks, self.frames = landmarks, frames
+    def __init__(self, params: dict, landmarks: bool = True, frames: bool = False, crops: bool = False):
+        self.landmarks, self.frames, self.crops = landmarks, frames, crops
 
     def start(self) -> str:
-        return _csv_text([csv_header(self.landmarks, self.frames)])
+        return _csv_text([csv_header(self.landmarks, self.frames, self.crops)])
 
     def record(self, result) -> str:
-        return _csv_text(csv_rows(result, self.landmarks, self.frames))
+        return _csv_text(csv_rows(result, self.landmarks, self.frames, self.crops))
 
     def end(self) -> str:
         return ""
 
 
 def make_format(name: str, params: dict, landmarks: bool = True, frames: bool = False,
-                provenance: dict | None = None):
+                provenance: dict | None = None, crops: bool = False):
     """frames: the run has video frames (CSV then has frame and time columns);
-    provenance: what JSONL records carry of the run that made them."""
+    provenance: what JSONL records carry of the run that made them; crops:
+    the run writes crops (CSV then has their columns; JSON faces carry them
+    whenever a Result does)."""
     if name == "csv":
-        return CsvFormat(params, landmarks, frames)
+        return CsvFormat(params, landmarks, frames, crops)
     if name == "jsonl":
         return JsonlFormat(params, landmarks, provenance)
     return JsonFormat(params, landmarks)
@@ -218,7 +244,8 @@ def bbox_text(faces) -> str:
 
 # --- provenance: what a JSONL record says it was made with ----------------------------
 
-def provenance_of(params: dict, digests: dict, landmarks: bool = True, every: int = 1) -> dict:
+def provenance_of(params: dict, digests: dict, landmarks: bool = True, every: int = 1,
+                  crops: dict | None = None) -> dict:
     """The run's provenance from the parameters, the networks' {name: SHA-256}
     (combined as the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n"), and
     what else changes the records: "landmarks": false (--no-landmarks) and
@@ -232,6 +259,8 @@ def provenance_of(params: dict, digests: dict, landmarks: bool = True, every: in
         made["landmarks"] = False
     if every != 1:
         made["every"] = every
+    if crops is not None:
+        made["crops"] = crops
     return made
 
 
@@ -254,6 +283,8 @@ def provenance_difference(found, expected: dict) -> str | None:
                            f"there, {'on' if expected.get('landmarks', True) else 'off (--no-landmarks)'} now")
     if found.get("every", 1) != expected.get("every", 1):
         differences.append(f"--every {found.get('every', 1)} there, {expected.get('every', 1)} now")
+    if found.get("crops") != expected.get("crops"):
+        differences.append(f"crops {found.get('crops') or 'none'} there, {expected.get('crops') or 'none'} now")
     return "; ".join(differences) or None
 
 
@@ -335,11 +366,14 @@ def read_line(line: bytes, number: int) -> dict:
 def result_of(record: dict) -> Result:
     """A checked record as the Result that wrote it."""
     faces = record.get("faces")
+    crops = None
     if faces is not None:
+        if any("matrix" in f for f in faces):
+            crops = tuple((f.get("crop"), f.get("matrix")) for f in faces)
         faces = [RecordedFace(f["x"], f["y"], f["width"], f["height"], f["confidence"],
                               tuple(tuple(point) for point in f.get("landmarks", ()))) for f in faces]
     return Result(record["path"], record.get("width"), record.get("height"), faces, record.get("error"),
-                  record.get("frame"), record.get("time"))
+                  record.get("frame"), record.get("time"), crops)
 
 
 # --- reading sets of any origin (compare) ---------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..base.atomic import OutputError
 from .images import _silenced_stderr, os_reason
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
@@ -118,3 +119,51 @@ def frames(path: str, every: int = 1, max_pixels: int | None = None) -> Iterator
         yield Frame(index, _time(index, fps), None,
                     f"the video breaks at frame {index} of the {count} its container announces "
                     f"(truncated or corrupt); the frames before are kept")
+
+
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}  # what --annotate-video writes
+
+
+def video_rate(path: str) -> float:
+    """The container's frame rate (0.0 when unknown or unreadable)."""
+    try:
+        capture, fps, _ = open_video(path)
+    except ValueError:
+        return 0.0
+    capture.release()
+    return fps
+
+
+class AnnotatedVideo:
+    """A video written frame by frame (--annotate-video) to a temporary file
+    beside `path` (hidden, its extension kept for OpenCV's writer), renamed
+    to `path` when closed, also after a stop: what was written stays a
+    playable video. fps: frames per second of what is written."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps if fps > 0 else 25.0
+        folder, name = os.path.split(os.path.abspath(path))
+        self.temp = os.path.join(folder, f".{name[:60]}.writing{os.path.splitext(name)[1]}")
+        self.writer = None
+        self.frames = 0
+
+    def add(self, image: np.ndarray) -> None:
+        if self.writer is None:
+            codec = VIDEO_CODECS[os.path.splitext(self.path)[1].lower()]
+            height, width = image.shape[:2]
+            self.writer = cv2.VideoWriter(self.temp, cv2.VideoWriter_fourcc(*codec), self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise OutputError(f"cannot write {self.path}: OpenCV's video writer would not open it")
+            self.size = (height, width)
+        if image.shape[:2] != self.size:  # a video's frames keep one size: others are fitted to it
+            image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and put it in place (nothing when no frame came)."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        os.replace(self.temp, self.path)

@@ -21,9 +21,11 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
+import cv2
 import numpy as np
 
 from ..base import defaults
+from ..detector import align
 from ..io.draw import PARTS as DRAW_PARTS
 from ..io.draw import annotate, encode
 from ..io.images import ImageError, read_image
@@ -42,6 +44,7 @@ class Settings:
     max_pixels: int = defaults.MAX_PIXELS
     landmarks: bool = True
     draw: tuple = DRAW_PARTS  # what an annotated copy shows (--draw): never changes the records
+    crop: tuple | None = None  # --crops: (style, size, margin) of each face's crop
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +59,7 @@ class Task:
     frame: int | None = None
     time: float | None = None
     error: str | None = None
+    crop: bool = False  # cut each face out (Settings.crop)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Outcome:
     annotated: bytes | None = None
     annotate_error: str | None = None
     warning: str | None = None  # e.g. faces dropped for non-finite values
+    crops: tuple = ()  # per face: (PNG bytes or None, the 2 x 3 matrix, why not or None)
 
 
 def detector_class():
@@ -125,8 +130,22 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
         annotated, annotate_error = _annotated_copy(image, faces, task, settings)
+    crops = tuple(_face_crop(image, face, settings.crop) for face in faces) if task.crop and settings.crop else ()
     result = Result(task.path, width, height, faces, None, **where)
-    return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning)
+    return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning, crops)
+
+
+def _face_crop(image, face, crop: tuple):
+    """(PNG bytes, matrix, None) of one face's crop, or (None, matrix, why not)."""
+    style, size, margin = crop
+    matrix = align.face_matrix(face, size, style, margin)
+    try:
+        ok, png = cv2.imencode(".png", align.crop(image, matrix, size))
+        if not ok:
+            raise ValueError("OpenCV could not encode it")
+        return png.tobytes(), matrix.tolist(), None
+    except Exception as e:  # an encoder failure costs the crop, not the batch
+        return None, matrix.tolist(), f"cannot cut the crop: {e}"
 
 
 def _finite(face) -> bool:

@@ -18,13 +18,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+
+import cv2
+import numpy as np
 from contextlib import closing
+from dataclasses import replace
 
 from ..base import atomic, exits, signals
 from ..base.atomic import OutputError
 from ..base.errors import FileProblem, UsageProblem
 from ..base.signals import Interrupts
 from ..base.text import display, plural
+from ..io import video
 from ..io.records import bbox_text, make_format
 from ..io.sinks import open_records
 from ..detector.pyramid import pyramid_scales
@@ -62,6 +67,23 @@ def write_side_outputs(plan: Plan, options: DetectOptions, outcome) -> list:
             if problem:
                 problems.append(problem)
     return problems
+
+
+def write_crops(plan: Plan, options: DetectOptions, outcome):
+    """Write one processed image's face crops, atomically, as BASE_K.png;
+    returns (its Result, carrying each crop's path (None where it failed)
+    and matrix, the problems)."""
+    result, base = outcome.result, plan.crops_to.get(outcome.result.path)
+    if result.error is not None or base is None or not outcome.crops:
+        return result, []
+    crops, problems = [], []
+    for k, (png, matrix, why) in enumerate(outcome.crops):
+        target = f"{base}_{k}.png"
+        problem = f"{display(target)}: {why}" if png is None else _write_mirrored(options.crops, target, png)
+        if problem:
+            problems.append(problem)
+        crops.append((None if problem else target, matrix))
+    return replace(result, crops=tuple(crops)), problems
 
 
 def _write_mirrored(folder: str, target: str, data: bytes) -> str | None:
@@ -150,7 +172,7 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
                                  f"{plural(plan.listed, 'image')} for {count} shards")
             elif not plan.empty_folders:
                 reporter.message("no images to process")
-        for folder in (options.annotate, options.bboxdir):
+        for folder in (options.annotate, options.bboxdir, options.crops):
             if folder is not None:
                 try:
                     os.makedirs(folder, exist_ok=True)
@@ -166,7 +188,8 @@ def _prepare(options: DetectOptions, read_stdin, reporter: Reporter):
 def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Interrupts) -> int:
     stdout_kind, fmt_name, plan, detector, lock, made_with = _prepare(options, read_stdin, reporter)
     def document():  # a fresh format object: a JSON document counts its records
-        return make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos, made_with)
+        return make_format(fmt_name, options.params(), options.settings.landmarks, plan.has_videos, made_with,
+                           crops=options.crops is not None)
 
     fmt = document()
     line_format = make_format("jsonl", options.params(), options.settings.landmarks, provenance=made_with)
@@ -175,6 +198,9 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         tasks = list(tasks)
     failures = 0  # this run's; the exit status also counts the resumed file's
     searchable = SearchCount(options.settings.min_face)
+    drawn = None
+    if plan.drawn_video is not None:
+        drawn = video.AnnotatedVideo(options.annotate_video, video.video_rate(plan.drawn_video) / options.every)
     sink = None
     try:
         with interrupts.critical():
@@ -191,6 +217,10 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
                 result = outcome.result
                 with interrupts.critical():
                     problems = write_side_outputs(plan, options, outcome)
+                    result, cropped = write_crops(plan, options, outcome)
+                    problems += cropped
+                    if drawn is not None and outcome.annotated and result.frame is not None:
+                        drawn.add(cv2.imdecode(np.frombuffer(outcome.annotated, np.uint8), cv2.IMREAD_COLOR))
                     sink.add(result)
                 failures += (result.error is not None) or bool(problems)
                 searchable.add(result)
@@ -218,6 +248,12 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
         reporter.stop()
         if lock is not None and sink is None:
             lock.abandon()
+        if drawn is not None:
+            try:
+                drawn.close()  # also after a stop: the frames drawn so far stay a video
+            except OSError as e:
+                reporter.message(f"cannot write {display(options.annotate_video)}: {e.strerror or e}")
+                failures += 1
     if searchable.none_searched():
         reporter.message(f"--min-face {options.settings.min_face} is larger than every image: no faces can be found")
     reporter.summary(failures, unknown_files=plan.unknown_files)

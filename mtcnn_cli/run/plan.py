@@ -28,6 +28,8 @@ class DetectOptions:
     bboxdir: str | None = None
     annotate: str | None = None
     annotate_root: str | None = None  # --annotate mirrors paths relative to this folder
+    annotate_video: str | None = None  # --annotate-video OUT: the one video of the run, drawn
+    crops: str | None = None  # --crops DIR: one PNG per face (the style, size and margin: settings.crop)
     jobs: int = 1
     shard: tuple | None = None  # (I, N), I from 1
     resume: bool = False
@@ -52,6 +54,8 @@ class Plan:
     retried: int = 0  # --resume: images whose earlier records were errors, tried again
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
+    crops_to: dict = field(default_factory=dict)  # image path -> its crops' base path (+ _K.png)
+    drawn_video: str | None = None  # --annotate-video: the video whose frames are drawn into it
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
     unknown_files: int = 0  # files the folder walks skipped for their extension
     listed: int = 0  # the whole list's length, before --shard
@@ -136,9 +140,10 @@ def gather(options: DetectOptions, read_stdin, tally: inputs.Tally | None = None
         raise UsageProblem("- (the list on stdin) can be given only once")
     if options.null and inputs.STDIN not in paths:
         raise UsageProblem("-0/--null describes the list on stdin: give - as a PATH")
-    outputs = tuple(folder for folder in (options.annotate, options.bboxdir) if folder is not None)
+    outputs = tuple(folder for folder in (options.annotate, options.bboxdir, options.crops) if folder is not None)
     for path in paths:
-        for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
+        for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir),
+                             ("--crops", options.crops)):
             if folder is not None and path != inputs.STDIN and os.path.isdir(path) \
                     and _identity(path) == _identity(folder):
                 raise UsageProblem(f"{display(path)} is this run's {name} folder: its files are "
@@ -186,15 +191,16 @@ def annotate_name(path: str, root: str | None) -> str:
     return inputs.safe_relative(relative)
 
 
-def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None):
-    """(annotate_to, bbox_to): where each image's annotated copy and box file
-    go, both mirroring the image's path in the same way (annotate_name).
-    Raises UsageProblem when two images would share a file."""
-    annotate_to, bbox_to, owner = {}, {}, {}
+def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root: str | None = None,
+                 crops: str | None = None):
+    """(annotate_to, bbox_to, crops_to): where each image's annotated copy,
+    box file and crops go, all mirroring the image's path in the same way
+    (annotate_name). Raises UsageProblem when two images would share a file."""
+    annotate_to, bbox_to, crops_to, owner = {}, {}, {}, {}
     for item in items:
         if item.error:
             continue
-        if annotate is not None or bboxdir is not None:
+        if annotate is not None or bboxdir is not None or crops is not None:
             name = annotate_name(item.path, annotate_root)  # a video's: the frames' common start
         if annotate is not None:
             target = os.path.join(annotate, name if is_video(item) else output_name(name))
@@ -212,7 +218,15 @@ def side_targets(items, annotate: str | None, bboxdir: str | None, annotate_root
                     f"by stem): run them in separate batches")
             owner[target] = item.path
             bbox_to[item.path] = target
-    return annotate_to, bbox_to
+        if crops is not None:
+            base = os.path.join(crops, name if is_video(item) else os.path.splitext(name)[0])
+            if base in owner:
+                raise UsageProblem(f"--crops: {display(owner[base])} and {display(item.path)} have the same "
+                                   f"name stem in one folder, so both would need {display(base)}_0.png: "
+                                   f"run them in separate batches")
+            owner[base] = item.path
+            crops_to[item.path] = base
+    return annotate_to, bbox_to, crops_to
 
 
 def _identity(path):
@@ -273,7 +287,8 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     see resume_plan). Raises UsageProblem."""
     tally = inputs.Tally()
     items, empty = gather(options, read_stdin, tally)
-    for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir)):
+    for name, folder in (("--annotate", options.annotate), ("--bboxdir", options.bboxdir),
+                         ("--crops", options.crops)):
         if folder is not None:
             _check_folder_option(name, folder)
     if not to_stdout(options.output) and os.path.isdir(options.output):
@@ -283,10 +298,15 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
             raise UsageProblem("--annotate-root places --annotate's copies: give --annotate DIR too")
         if not os.path.isdir(options.annotate_root):
             raise FileProblem(f"--annotate-root {display(options.annotate_root)}: not a folder")
-    annotate_to, bbox_to = side_targets(items, options.annotate, options.bboxdir, options.annotate_root)
+    annotate_to, bbox_to, crops_to = side_targets(items, options.annotate, options.bboxdir, options.annotate_root,
+                                                  options.crops)
     videos = {item.path for item in items if is_video(item)}  # their targets are only the frames' stems
     targets = {t: "--annotate" for path, t in annotate_to.items() if path not in videos}
     targets.update({t: "--bboxdir" for path, t in bbox_to.items() if path not in videos})
+    drawn_video = None
+    if options.annotate_video is not None:
+        drawn_video = check_annotate_video(options, items)
+        targets[options.annotate_video] = "--annotate-video"
     if not to_stdout(options.output):
         refuse_colliding_output(options.output, targets)
         targets[options.output] = "-o"
@@ -296,9 +316,28 @@ def make_plan(options: DetectOptions, read_stdin) -> Plan:
     if options.shard:
         items = inputs.shard(items, *options.shard)
     places = {inputs.normalise(item.path): i for i, item in enumerate(items)}
-    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, empty_folders=empty, listed=listed,
+    return Plan(items, annotate_to=annotate_to, bbox_to=bbox_to, crops_to=crops_to, drawn_video=drawn_video,
+                empty_folders=empty,
+                listed=listed,
                 listed_paths=listed_paths, has_videos=any(is_video(item) for item in items), places=places,
                 unknown_files=tally.unknown)
+
+
+def check_annotate_video(options: DetectOptions, items) -> str:
+    """The one video --annotate-video draws. Raises UsageProblem."""
+    out = options.annotate_video
+    if os.path.splitext(out)[1].lower() not in video.VIDEO_CODECS:
+        raise UsageProblem(f"--annotate-video {display(out)}: end the name in "
+                           f"{', '.join(sorted(video.VIDEO_CODECS))}")
+    if options.resume:
+        raise UsageProblem("--annotate-video draws the whole video in one run: it cannot be resumed")
+    if os.path.isdir(out):
+        raise FileProblem(f"--annotate-video {display(out)}: is a folder")
+    videos = [item.path for item in items if is_video(item)]
+    if len(videos) != 1:
+        raise UsageProblem(f"--annotate-video writes one video: give exactly one video PATH "
+                           f"({len(videos)} among the inputs)")
+    return videos[0]
 
 
 def frame_targets(plan: Plan, item, index: int) -> str | None:
@@ -313,6 +352,9 @@ def frame_targets(plan: Plan, item, index: int) -> str | None:
     base = plan.bbox_to.get(item.path)
     if base is not None:
         plan.bbox_to[path] = f"{os.path.splitext(base)[0]}{video.FRAME_MARK}{index}.txt"
+    base = plan.crops_to.get(item.path)
+    if base is not None:
+        plan.crops_to[path] = f"{base}{video.FRAME_MARK}{index}"
     return plan.annotate_to.get(path)
 
 
@@ -324,7 +366,7 @@ def make_tasks(plan: Plan, options: DetectOptions):
         if item.error:
             yield Task(item.path, error=item.error)
         elif not is_video(item):
-            yield Task(item.path, plan.annotate_to.get(item.path))
+            yield Task(item.path, plan.annotate_to.get(item.path), crop=item.path in plan.crops_to)
         else:
             for frame in video.frames(item.path, options.every, options.settings.max_pixels):
                 if frame.index < 0:  # the video cannot be opened at all
@@ -334,8 +376,10 @@ def make_tasks(plan: Plan, options: DetectOptions):
                 if inputs.normalise(path) in plan.done:
                     continue
                 target = frame_targets(plan, item, frame.index)
+                if target is None and item.path == plan.drawn_video:
+                    target = "frame.png"  # drawn for --annotate-video only: PNG keeps its pixels
                 yield Task(path, target if frame.error is None else None, frame.image, frame.index,
-                           frame.time, frame.error)
+                           frame.time, frame.error, crop=path in plan.crops_to)
 
 
 def expected_records(plan: Plan, options: DetectOptions) -> int:

@@ -37,6 +37,7 @@ class Reporter:
         self.console = console
         self.bar = self.task = None
         self.images = self.faces = self.failed = 0
+        self.frames = 0  # of the images, how many were video frames
         self.already_done = self.retried = self.already_failed = 0
         self.started = time.perf_counter()
 
@@ -81,6 +82,7 @@ class Reporter:
 
     def image(self, result, seconds: float, problems=()) -> None:
         self.images += 1
+        self.frames += getattr(result, "frame", None) is not None
         self.failed += result.error is not None or bool(problems)
         if result.error is not None:
             self._line(f"{PREFIX}skipped {display(result.path)}: {result.error}")
@@ -124,5 +126,8 @@ class Reporter:
         if unknown_files:  # before the totals, which stay the last line
             self._line(f"{PREFIX}skipped {plural(unknown_files, 'file')} of unknown type in the folders "
                        f"searched (--ext adds extensions)")
-        self._line(f"{PREFIX}{plural(self.images, 'image')}{done}, {plural(self.faces, 'face')}, "
+        pictures = self.images - self.frames
+        counted = [plural(pictures, "image")] if pictures or not self.frames else []
+        counted += [plural(self.frames, "video frame")] if self.frames else []
+        self._line(f"{PREFIX}{' and '.join(counted)}{done}, {plural(self.faces, 'face')}, "
                    f"{plural(failures, 'failure')}, {seconds_text(seconds)}")

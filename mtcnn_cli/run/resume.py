@@ -118,7 +118,9 @@ def provenance(options: DetectOptions, detector) -> dict:
     detector's parameters, and one SHA-256 over the three networks' own
     (the SHA-256 of "PNet <hex>\\nRNet <hex>\\nONet <hex>\\n")."""
     digests = getattr(getattr(detector, "models", None), "sha256", None) or {}
-    return records.provenance_of(options.params(), digests, options.settings.landmarks, options.every)
+    crop = options.settings.crop if options.crops is not None else None
+    crops = None if crop is None else {"style": crop[0], "size": crop[1], "margin": crop[2]}
+    return records.provenance_of(options.params(), digests, options.settings.landmarks, options.every, crops)
 
 
 def hold_output(options: DetectOptions, reporter: Reporter, fmt_name: str = "jsonl") -> OutputLock | None:

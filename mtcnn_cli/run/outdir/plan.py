@@ -52,7 +52,8 @@ def assigned(shards: int, shard) -> list[int]:
 
 def refuse_with_out_dir(options: DetectOptions) -> None:
     for name, value in (("-o", options.output), ("--format", options.fmt), ("--annotate", options.annotate),
-                        ("--bboxdir", options.bboxdir), ("--annotate-root", options.annotate_root)):
+                        ("--bboxdir", options.bboxdir), ("--annotate-root", options.annotate_root),
+                        ("--crops", options.crops), ("--annotate-video", options.annotate_video)):
         if value is not None:
             raise UsageProblem(f"{name} and --out-dir exclude each other: --out-dir writes JSONL "
                                f"parts; join them with mtcnn merge DIR -o FILE")
