@@ -90,12 +90,13 @@ class AtomicFile:
     """
 
     def __init__(self, path, mode: str = "wb", encoding: str | None = None,
-                 errors: str | None = None):
+                 errors: str | None = None, durable: bool = True):
         if mode not in ("wb", "w"):
             raise ValueError(f"AtomicFile mode must be 'wb' or 'w', got {mode!r}")
         self.path = os.fspath(path)
         self.target, self.in_place = write_target(self.path)
         self.done = False
+        self.durable = durable  # fsync file and folder (against power loss, not only kills)
         text = {"encoding": encoding, "errors": errors} if mode == "w" else {}
         if self.in_place:
             self.temp_path = None
@@ -150,14 +151,16 @@ class AtomicFile:
             except OSError:
                 mode = _default_mode()
             os.fchmod(self.file.fileno(), mode)
-            os.fsync(self.file.fileno())
+            if self.durable:
+                os.fsync(self.file.fileno())
             self.file.close()
             os.replace(self.temp_path, self.target)
         except OSError as e:
             self.discard()
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.done = True
-        _fsync_folder(self.folder)
+        if self.durable:
+            _fsync_folder(self.folder)
 
     def discard(self) -> None:
         """Close and remove the temporary file; the target is left as it was."""
@@ -185,9 +188,11 @@ class AtomicFile:
             self.discard()
 
 
-def write_bytes(path, data: bytes) -> None:
-    """Replace `path` with `data`, atomically."""
-    with AtomicFile(path, "wb") as f:
+def write_bytes(path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data`, atomically; durable=False leaves out the
+    fsyncs: still whole or absent after a kill, for many small files whose
+    loss to a power cut costs only a re-run (face crops)."""
+    with AtomicFile(path, "wb", durable=durable) as f:
         f.write(data)
 
 

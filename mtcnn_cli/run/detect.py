@@ -79,14 +79,15 @@ def write_crops(plan: Plan, options: DetectOptions, outcome):
     crops, problems = [], []
     for k, (png, matrix, why) in enumerate(outcome.crops):
         target = f"{base}_{k}.png"
-        problem = f"{display(target)}: {why}" if png is None else _write_mirrored(options.crops, target, png)
+        problem = f"{display(target)}: {why}" if png is None else _write_mirrored(options.crops, target, png,
+                                                                                  durable=False)
         if problem:
             problems.append(problem)
         crops.append((None if problem else target, matrix))
     return replace(result, crops=tuple(crops)), problems
 
 
-def _write_mirrored(folder: str, target: str, data: bytes) -> str | None:
+def _write_mirrored(folder: str, target: str, data: bytes, durable: bool = True) -> str | None:
     """Write a side output at its mirrored place inside folder (creating its
     subfolders), atomically; the problem in one message, or None."""
     try:
@@ -94,7 +95,7 @@ def _write_mirrored(folder: str, target: str, data: bytes) -> str | None:
             raise OutputError(f"not writing {display(target)}: a symbolic link leads "
                               f"outside {display(folder)}")
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        atomic.write_bytes(target, data)
+        atomic.write_bytes(target, data, durable)
     except OSError as e:
         return f"cannot write {display(target)}: {e.strerror or e}"
     except OutputError as e:

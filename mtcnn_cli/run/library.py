@@ -319,6 +319,10 @@ class Detector(PortDetector):
         check_crop(size, style, margin)
         if isinstance(image, (str, os.PathLike)):
             image = self._read(image, channels, "crops()")
+        elif isinstance(image, FILE_BYTES):
+            if channels is not None:
+                raise ValueError("channels describes an array: a file's bytes are read in their own colours")
+            image = read_image_bytes(image, self.max_pixels)
         elif is_pil_image(image):
             image, channels = pil_rgb(image, channels), "rgb"
         faces = self.detect(image, channels)

@@ -215,7 +215,7 @@ def test_on_a_photo_the_crop_puts_the_face_on_the_template(detector, corpus):
 
 @pytest.mark.parametrize("name", [PHOTO, TWO_FACES])
 @pytest.mark.parametrize("style, margin", [("arcface", 0.0), ("box", 0.25)])
-def test_crops_are_the_same_from_a_path_an_array_and_a_pil_image(detector, corpus, name, style, margin):
+def test_crops_are_the_same_from_a_path_its_bytes_an_array_and_a_pil_image(detector, corpus, name, style, margin):
     from PIL import Image
 
     path = corpus / name
@@ -225,7 +225,10 @@ def test_crops_are_the_same_from_a_path_an_array_and_a_pil_image(detector, corpu
     with Image.open(path) as pil:
         from_pil = detector.crops(pil, style=style, margin=margin)
     from_rgb = detector.crops(np.ascontiguousarray(bgr[:, :, ::-1]), channels="rgb", style=style, margin=margin)
+    from_bytes = detector.crops(path.read_bytes(), style=style, margin=margin)
     assert len(from_path) >= 1
+    for (face, crop), (bytes_face, bytes_crop) in zip(from_path, from_bytes):
+        assert face == bytes_face and np.array_equal(crop, bytes_crop)
     for runs in zip(from_path, from_array, from_pil, from_rgb):
         faces, crops = zip(*runs)
         assert len(set(faces)) == 1
