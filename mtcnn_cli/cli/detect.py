@@ -193,10 +193,8 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
     try:
         # numpy, OpenCV and the detector's code: slow, so imported only here (timed for -v)
         from ..base.errors import FileProblem, UsageProblem
-        from ..run import engines
         from ..run.batch import Settings
         from ..run.detect import run_detect
-        from ..run.outdir.plan import slurm_shard
         from ..run.plan import DetectOptions
         from ..run.report import Reporter
     except KeyboardInterrupt:
@@ -218,6 +216,8 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         exclude=exclude, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":
+            from ..run.outdir.plan import slurm_shard  # the output folders' code: only when asked for
+
             options.shard = slurm_shard()
         if distributor == "dask":
             from ..run.dask_cluster import distributed_module  # Dask: an optional extra
@@ -226,6 +226,8 @@ def detect(ctx, paths, null, exclude, recursive, every, min_face, t1, t2, t3, mo
         if out_dir is None:
             status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
         else:
+            from ..run import engines  # the output folders' code (manifests, parts): only with --out-dir
+
             status = engines.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
                                        distributor, scheduler or "local")
     except FileProblem as e:
