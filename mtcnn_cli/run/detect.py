@@ -81,7 +81,8 @@ def load_detector(settings: Settings, reporter: Reporter):
 
     imported = time.perf_counter()
     try:
-        kernels = native.library()
+        kernels = native.library(lambda: reporter.working(
+            f"compiling the detector's kernels for this CPU, once (about {native.COMPILE_SECONDS} s)"))
     except RuntimeError as e:
         raise FileProblem(str(e)) from None
     ready = time.perf_counter()
