@@ -78,28 +78,38 @@ def load_detector(settings: Settings, reporter: Reporter):
     start = time.perf_counter()
     batch.detector_class()
     from ..detector import native  # the compiled kernels: loaded (or compiled) here, timed for -v
+    from ..detector.models import load_models  # the models: checked before a compile
+
+    def compiling():
+        """Before a compile: the models checked, so that a folder that cannot be
+        used is said at once (not after seconds of compiling), then the wait said."""
+        try:
+            load_models(settings.models)
+        except (ModelError, ValueError, OSError) as e:
+            raise FileProblem(f"cannot load the models: {e}") from None
+        return reporter.working(f"compiling the detector's kernels for this CPU, once "
+                                f"(about {native.COMPILE_SECONDS} s)")
 
     imported = time.perf_counter()
-    try:  # the models first: a model folder that cannot be used is said before any compile
+    try:
+        kernels = native.library(compiling)
+    except RuntimeError as e:
+        raise FileProblem(str(e)) from None
+    ready = time.perf_counter()
+    try:
         detector = batch.make_detector(settings)
     except (ModelError, ValueError, OSError) as e:
         raise FileProblem(f"cannot load the models: {e}") from None
     loaded = time.perf_counter()
-    try:
-        kernels = native.library(lambda: reporter.working(
-            f"compiling the detector's kernels for this CPU, once (about {native.COMPILE_SECONDS} s)"))
-    except RuntimeError as e:
-        raise FileProblem(str(e)) from None
-    ready = time.perf_counter()
     source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
     reporter.verbose(f"imported the detector in {imported - start:.3f} s")
-    reporter.verbose(f"loaded the models ({display(source)}) in {loaded - imported:.3f} s")
     how = ("compiled them for this machine: once per install and CPU kind"
            if kernels.source == "compiled" else "read from the cache")
-    reporter.verbose(f"readied the compiled kernels in {ready - loaded:.3f} s ({how})")
+    reporter.verbose(f"readied the compiled kernels in {ready - imported:.3f} s ({how})")
     if kernels.problem:
         reporter.message(f"the compiled kernels were not cached ({kernels.problem}): every run compiles "
-                         f"them again, {ready - loaded:.0f} s; set MTCNN_CACHE_DIR to a folder of yours")
+                         f"them again, {ready - imported:.0f} s; set MTCNN_CACHE_DIR to a folder of yours")
+    reporter.verbose(f"loaded the models ({display(source)}) in {loaded - ready:.3f} s")
     return detector
 
 
