@@ -315,9 +315,19 @@ def _start_helper(names):
         return None
 
 
+HELPER_TIMEOUT_S = 600  # far beyond any compile: a helper stuck this long is given up
+
+
 def _helper_ir(helper, names) -> dict:
     """What the helper compiled: its {name: (symbol, IR)}, or {} when it failed."""
-    out, _ = helper.communicate()  # its stderr read and dropped: the parent does its share again
+    import subprocess  # only to compile
+
+    try:  # its stderr read and dropped: when it fails, this process compiles its share
+        out, _ = helper.communicate(timeout=HELPER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.communicate()
+        return {}
     if helper.returncode != 0:
         return {}
     try:
