@@ -318,6 +318,19 @@ def _start_helper(names):
 HELPER_TIMEOUT_S = 600  # far beyond any compile: a helper stuck this long is given up
 
 
+def _numba_bytecode_cached() -> bool:
+    """Whether numba's modules have their bytecode cached (as an install
+    leaves them); else the helper would compile them from source beside this
+    process, twice the work: then numba is imported here before it starts."""
+    import importlib.util  # only to compile
+
+    spec = importlib.util.find_spec("numba")
+    try:
+        return spec is not None and os.path.exists(importlib.util.cache_from_source(spec.origin))
+    except (TypeError, ValueError, NotImplementedError):
+        return True
+
+
 def _helper_ir(helper, names) -> dict:
     """What the helper compiled: its {name: (symbol, IR)}, or {} when it failed."""
     import subprocess  # only to compile
@@ -341,7 +354,11 @@ def _compile(llvm, cpu: str, features: str):
     """(header, object code) for this machine: numba compiles kernels.ENTRY_POINTS
     (a share of them in a helper process when a second core is there), the
     modules are linked into one and emitted as an object file."""
-    helper = _start_helper(HELPER_SHARE) if _usable_cpus() > 1 else None
+    helper = None
+    if _usable_cpus() > 1:
+        if not _numba_bytecode_cached() and not sys.dont_write_bytecode:
+            from . import kernels  # noqa: F401 (numba imported first: its bytecode compiled once, for both)
+        helper = _start_helper(HELPER_SHARE)
     try:
         ir = _numba_ir([name for name in _PROTOTYPES if helper is None or name not in HELPER_SHARE])
         if helper is not None:
