@@ -2,14 +2,21 @@
 
 Prints, per image, its size, faces and milliseconds (median of repeats; and
 "cold", with what is kept per image size dropped before each run) next to the
-C++'s time from the reference timing file; per stage, milliseconds and share;
-the effective arithmetic rate; peak memory; totals; a 12-megapixel image's time
-and memory; the gain of batching RNet/ONet over a per-crop path of our own,
-measured in the same run; and images per second of whole `mtcnn detect` runs
-over the corpus 8 times with --jobs 1 and one worker per CPU, next to the
-time of a run on two small images (about the start-up). It asserts nothing.
+C++'s; per stage, milliseconds and share; the effective arithmetic rate; peak
+memory; totals; a 12-megapixel image's time and memory; the gain of batching
+RNet/ONet over a per-crop path of our own, measured in the same run; and
+images per second of whole `mtcnn detect` runs over the corpus 8 times with
+--jobs 1 and one worker per CPU, next to the time of a run on two small
+images (about the start-up). It asserts nothing.
 
-Usage: python benchmarks/bench.py [--shared DIR] [--repeat N] [--quick]
+The C++ is OpenFace's own detector, the oracle of ../shared/tools/oracle, run
+side by side when it is built ($ORACLE_BUILD, else ${TMPDIR:-/tmp}/openface-oracle):
+per image in alternated rounds, whole processes in interleaved rounds with
+per-round ratios (benchmarks/against.py). Without it, the ratio is to the
+stored C++ times, from another machine: not comparable. Then the speed
+targets, each beside its measurement (PASS or MISS).
+
+Usage: python benchmarks/bench.py [--shared DIR] [--repeat N] [--rounds N] [--quick] [--only SECTIONS]
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import against
 
 STAGES = ("pnet", "rnet", "onet", "boxes")
 
@@ -242,24 +251,34 @@ def timed_detect(arguments, args, label: str) -> float:
 
 
 def measure_jobs(args) -> dict:
-    """Whole `mtcnn detect` runs, --jobs 1 and one worker per CPU: seconds over the
-    corpus PASSES times (links to its images in PASSES folders), and seconds for
-    two small images alone, about the start-up (interpreter start, imports, model
-    loading, workers)."""
+    """Whole `mtcnn detect` runs, --jobs 1 and one worker per CPU, in
+    JOBS_ROUNDS alternated rounds: seconds over the corpus PASSES times (links
+    to its images in PASSES folders; the fastest round counts, and each
+    round's own speed-up is kept), and seconds for two small images alone,
+    about the start-up (interpreter start, imports, model loading, workers)."""
     import tempfile
 
     shared = shared_dir(args.shared)
     items = load_corpus(shared, args.quick)
-    out = {"images": PASSES * len(items), "batch": {}, "start": {}}
+    out = {"images": PASSES * len(items), "batch": {}, "start": {}, "round_speedups": []}
+    cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
         link_corpus(Path(tmp, "batch"), shared, items, PASSES)
-        for jobs in sorted({1, os.cpu_count() or 1}):
-            small = sorted(items, key=lambda item: item["width"] * item["height"])[:2]
-            for kind, inputs in (("start", [str(shared / item["path"]) for item in small]),
-                                 ("batch", [str(Path(tmp, "batch"))])):
-                out[kind][jobs] = timed_detect([*inputs, "--format", "jsonl", "-o", str(Path(tmp, f"{kind}{jobs}.jsonl")),
-                                                "--jobs", str(jobs)], args, f"--jobs {jobs}")
+        small = sorted(items, key=lambda item: item["width"] * item["height"])[:2]
+        for _ in range(JOBS_ROUNDS):
+            this_round = {}
+            for jobs in sorted({1, cpus}):
+                for kind, inputs in (("start", [str(shared / item["path"]) for item in small]),
+                                     ("batch", [str(Path(tmp, "batch"))])):
+                    seconds = timed_detect([*inputs, "--format", "jsonl", "-o", str(Path(tmp, f"{kind}{jobs}.jsonl")),
+                                            "--jobs", str(jobs)], args, f"--jobs {jobs}")
+                    out[kind][jobs] = min(seconds, out[kind].get(jobs, seconds))
+                    this_round[kind, jobs] = seconds
+            out["round_speedups"].append(this_round["batch", 1] / this_round["batch", cpus])
     return out
+
+
+JOBS_ROUNDS = 2
 
 
 DISTRIBUTE_PASSES = 14  # the 76 reference images this many times: about 1,000 images
@@ -316,9 +335,22 @@ def in_subprocess(mode: str, args, threads: int) -> dict:
     return json.loads(done.stdout)
 
 
-def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
+def report(one: dict | None, large: dict | None, jobs: dict | None, threads: int) -> None:
+    """What was measured (a section not run is None)."""
+    if one:
+        report_corpus(one)
+    if large:
+        report_large(large)
+    if jobs:
+        report_jobs(jobs, threads)
+
+
+def report_corpus(one: dict) -> None:
     rows = one["rows"]
     print("ms: median of the runs; cold: the same, each run after dropping what is kept per image size\n")
+    label = one.get("cpp_label") or (f"C++: the stored times ({timing_file()}), FROM ANOTHER MACHINE, NOT COMPARABLE "
+                                      f"(build the C++ to compare: {against.BUILD_HINT})")
+    print(label)
     print(f"{'image':48} {'size':>10} {'faces':>5} {'ms':>8} {'cold':>8} {'C++ ms':>8} {'ratio':>6}")
     slower, slower_cold = [], []
     for r in rows:
@@ -344,7 +376,8 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
         print(f"  {name:26} {seconds * 1000:8.1f} ms {macs / 1e9:7.3f} GMAC {2 * macs / seconds / 1e9:6.1f} GFLOP/s")
     print(f"model loading: {one['load_s'] * 1000:.1f} ms")
     print(f"peak memory (corpus run): {one['peak_rss_mb']:.0f} MiB")
-    print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ ({timing_file()}, 1 thread) {cpp:9.1f} ms   "
+    where = "this machine" if one.get("cpp_label") else f"{timing_file()}, another machine: not comparable"
+    print(f"\ntotal, 1 thread:  {ours:9.1f} ms   C++ ({where}, 1 thread) {cpp:9.1f} ms   "
           f"ratio {ours / cpp:.2f}")
     for label, names in (("", slower), (", cold", slower_cold)):
         listed = f" ({', '.join(Path(p).name for p in names)})" if names else ""
@@ -353,20 +386,28 @@ def report(one: dict, large: dict, jobs: dict | None, threads: int) -> None:
     print(f"total, cold: {cold:9.1f} ms   ratio {cold / cpp:.2f}")
     print(f"\nbatching: RNet/ONet over all crops {one['batched_s'] * 1000:.1f} ms vs one crop at a time "
           f"{one['unbatched_s'] * 1000:.1f} ms: {one['unbatched_s'] / max(one['batched_s'], 1e-9):.2f}x")
+
+
+def report_large(large: dict) -> None:
     sizes = [k for k in large if "x" in k]
     print("\nlarge images (1 thread): " + ", ".join(f"{k} {large[k]:.0f} ms" for k in sizes))
     mp = {k: int(k.split("x")[0]) * int(k.split("x")[1]) / 1e6 for k in sizes}
     print("  ms per megapixel: " + ", ".join(f"{k} {large[k] / mp[k]:.1f}" for k in sizes))
     print(f"  peak memory with the 4000x3000 image: {large['peak_rss_mb']:.0f} MiB")
-    if jobs:
-        n = jobs["images"]
-        print(f"\nall threads: whole `mtcnn detect` runs over the corpus {PASSES} times ({n} images; start-up,")
-        print("imports, decoding and writing included). Each detector call runs on one thread,")
-        print("as the C++ did, so more cores mean more worker processes:")
-        for k in ("1", str(threads)):
-            print(f"  --jobs {k}: {n / jobs['batch'][k]:.1f} images/s, total {jobs['batch'][k] * 1000:.0f} ms; "
-                  f"two small images alone {jobs['start'][k] * 1000:.0f} ms")
-        print(f"  speed-up {jobs['batch']['1'] / jobs['batch'][str(threads)]:.2f}x")
+
+
+def report_jobs(jobs: dict, threads: int) -> None:
+    n = jobs["images"]
+    print(f"\nall threads: whole `mtcnn detect` runs over the corpus {PASSES} times ({n} images; start-up,")
+    print("imports, decoding and writing included; the fastest of the rounds). Each detector call runs")
+    print("on one thread, as the C++ did, so more cores mean more worker processes:")
+    for k in ("1", str(threads)):
+        print(f"  --jobs {k}: {n / jobs['batch'][k]:.1f} images/s, total {jobs['batch'][k] * 1000:.0f} ms; "
+              f"two small images alone {jobs['start'][k] * 1000:.0f} ms")
+    print(f"  speed-up {jobs['batch']['1'] / jobs['batch'][str(threads)]:.2f}x")
+
+
+SECTIONS = ("corpus", "large", "jobs", "distribute", "whole", "startup", "first", "memory")
 
 
 def main(argv=None) -> None:
@@ -375,7 +416,10 @@ def main(argv=None) -> None:
     parser.add_argument("--models", help="model folder (default: $MTCNN_MODELS, then the bundled weights)")
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs per image (the C++ reference took the median of 5); the median counts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="side-by-side rounds: per image (x1), whole processes (x2), start-up (x5)")
     parser.add_argument("--quick", action="store_true", help="every 8th image only")
+    parser.add_argument("--only", help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -383,21 +427,58 @@ def main(argv=None) -> None:
               "distribute": measure_distributors}[args.child]
         json.dump(fn(args), sys.stdout)
         return
+    wanted = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if wanted - set(SECTIONS):
+        parser.error(f"--only: unknown sections {', '.join(sorted(wanted - set(SECTIONS)))}")
     threads = os.cpu_count() or 1
-    print(f"mtcnn-cli benchmark: {len(load_corpus(shared_dir(args.shared), args.quick))} images, "
-          f"median of {args.repeat} runs each", file=sys.stderr)
-    one = in_subprocess("corpus", args, 1)
-    large = in_subprocess("large", args, 1)
-    try:
-        jobs = in_subprocess("jobs", args, 1)
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
-        jobs = None
-    report(one, large, jobs, threads)
-    try:
-        report_distributors(in_subprocess("distribute", args, 1))
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
+    shared = shared_dir(args.shared).resolve()
+    items = load_corpus(shared, args.quick)
+    oracle = against.oracle_build()
+    print(f"mtcnn-cli benchmark: {len(items)} images, median of {args.repeat} runs each; "
+          + (f"the C++ oracle side by side ({oracle})" if oracle else
+             f"no C++ oracle built (build it in one command: {against.BUILD_HINT})"), file=sys.stderr)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
+        runner = against.Runner(shared, Path(tmp), oracle)
+        images = [item["path"] for item in items]
+        one = large = jobs = None
+        if "corpus" in wanted:
+            if oracle:
+                one = against.per_image(runner, images, lambda: in_subprocess("corpus", args, 1), args.rounds,
+                                        args.repeat)
+            else:
+                one = in_subprocess("corpus", args, 1)
+        if "large" in wanted:
+            large = in_subprocess("large", args, 1)
+        if "jobs" in wanted:
+            try:
+                jobs = in_subprocess("jobs", args, 1)
+            except SystemExit as exc:
+                print(exc, file=sys.stderr)
+        report(one, large, jobs, threads)
+        if "distribute" in wanted:
+            try:
+                report_distributors(in_subprocess("distribute", args, 1))
+            except SystemExit as exc:
+                print(exc, file=sys.stderr)
+        if "whole" in wanted:
+            if oracle:
+                against.whole_process(runner, images, 2 * args.rounds)
+                if "large" in wanted:
+                    against.big_side_by_side(runner, args.rounds)
+            else:
+                print(f"\nwhole process against the C++: not measured, no oracle built "
+                      f"(build it in one command: {against.BUILD_HINT})")
+        print("\n--- the speed targets, side by side on this machine (measured, not asserted) ---")
+        if "startup" in wanted:
+            against.target_startup(runner, 5 * args.rounds)
+        if "first" in wanted:
+            against.target_first_run(runner)
+        if "jobs" in wanted:
+            against.target_jobs(jobs, threads)
+        if "memory" in wanted:
+            against.target_memory(runner)
 
 
 if __name__ == "__main__":

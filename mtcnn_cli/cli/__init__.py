@@ -1,7 +1,15 @@
 """The `mtcnn` command: one module per subcommand."""
 import _signal  # the C module: importing it imports nothing, so the handler is in place at once
+import atexit as _atexit
+import gc as _gc
 import os as _os
 import sys as _sys
+
+# At exit the interpreter collects every object numpy, OpenCV and the detector
+# made (about 40 ms of a warm one-image run); nothing the program leaves needs
+# it: outputs are closed and renamed by then, and later exit handlers (run
+# before this one) still run. Frozen objects are left to the process's end.
+_atexit.register(_gc.freeze)
 
 
 def _starting(signum, frame):

@@ -235,11 +235,9 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     try:
         # numpy, OpenCV and the detector's code: slow, so imported only here (timed for -v)
         from ..base.errors import FileProblem, UsageProblem
-        from ..run import engines
         from ..io.draw import parse_parts
         from ..run.batch import Settings
         from ..run.detect import run_detect
-        from ..run.outdir.plan import slurm_shard
         from ..run.plan import DetectOptions
         from ..run.report import Reporter
     except KeyboardInterrupt:
@@ -274,6 +272,8 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
         exclude=exclude, ext=ext, every=every, out_dir=out_dir, shard_size=shard_size)
     try:
         if shard == "slurm":
+            from ..run.outdir.plan import slurm_shard  # the output folders' code: only when asked for
+
             options.shard = slurm_shard()
         if distributor == "dask":
             from ..run.dask_cluster import distributed_module  # Dask: an optional extra
@@ -282,6 +282,8 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
         if out_dir is None:
             status = run_detect(options, lambda: sys.stdin.buffer.read(), reporter)
         else:
+            from ..run import engines  # the output folders' code (manifests, parts): only with --out-dir
+
             status = engines.run_to_dir(options, lambda: sys.stdin.buffer.read(), reporter,
                                        distributor, scheduler or "local")
     except FileProblem as e:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 
 import click
 
@@ -41,6 +40,8 @@ class PixelCount(click.ParamType):
             found = _PIXELS.fullmatch(str(value))
             if not found:
                 self.fail(f"{value!r} is not a pixel count (e.g. 1000000, 1e6, 10M)", param, ctx)
+            from fractions import Fraction  # it imports decimal (2 ms): only for a count typed out
+
             exact = Fraction(found.group(1)) * _SCALE[found.group(2).lower()]
             if exact.denominator != 1:
                 self.fail(f"{value} is not a whole number of pixels", param, ctx)

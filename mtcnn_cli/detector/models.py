@@ -396,10 +396,15 @@ class PackageWeights:
     version: str
 
 
-def package_weights() -> PackageWeights:
+def package_weights(check: bool = True) -> PackageWeights:
     """The installed mtcnn package's weight files, found without importing the
     package (it imports TensorFlow). Each file must match the hash the
-    package's install record lists for it (when it lists one)."""
+    package's install record lists for it (when it lists one).
+
+    check=False: the digests the record lists are taken as they are, without
+    reading the files (what looking up the cache of their conversion needs:
+    nothing is unpickled then); a file the record lists no digest for is
+    still read and hashed."""
     spec = importlib.util.find_spec("mtcnn")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the bundled weights need the mtcnn package (pip install mtcnn); "
@@ -409,6 +414,15 @@ def package_weights() -> PackageWeights:
     version, recorded = _install_record(package)
     digests = {}
     for name, path in files.items():
+        listed = recorded.get(path.relative_to(package.parent).as_posix(), "")
+        if not check and listed.startswith("sha256="):
+            try:
+                digest = base64.urlsafe_b64decode(listed[7:] + "=" * (-len(listed[7:]) % 4))
+            except ValueError:
+                digest = b""  # a record we cannot read: the file is hashed below
+            if len(digest) == 32:
+                digests[name] = digest
+                continue
         try:
             digests[name] = hashlib.sha256(path.read_bytes()).digest()
         except OSError as e:
@@ -567,11 +581,15 @@ def bundled_models() -> MTCNNModels:
     """OpenFace's three networks rebuilt from the mtcnn package's weights: from
     the user's cache when it holds them intact, else converted (and cached).
     Once per process; treat the result as read-only."""
-    weights = package_weights()
+    # looked up by the digests the install record lists (2 MB not read and
+    # hashed per process): a hit unpickles nothing, and holds OpenFace's exact files
+    weights = package_weights(check=False)
     entry = _cache_entry(weights)
     cached = _read_cache(entry, bundled_source(weights.version)) if entry else None
     if cached is not None:
         return cached
+    weights = package_weights()  # checked against the record before anything is unpickled
+    entry = _cache_entry(weights)
     models = convert_package(weights)
     if entry is not None:
         _write_cache(entry, models)

@@ -24,6 +24,7 @@ to load, the kernels are compiled again and the entry replaced.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -37,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from . import elfload
 
 MAGIC = b"mtcnn-cli kernels v1\n"
 # Positions computed together in one tile: a chain block's inputs for a tile,
@@ -69,12 +72,14 @@ class _Library:
     """The loaded machine code: the entry points as ctypes functions. The
     execution engine owns the code and lives as long as this object."""
 
-    def __init__(self, engine, functions: dict, source: str, seconds: float, problem: str | None):
+    def __init__(self, engine, functions: dict, source: str, seconds: float, problem: str | None,
+                 loader: str = "llvmlite"):
         self.engine = engine
         self.functions = functions
         self.source = source  # "cache" or "compiled"
         self.seconds = seconds
         self.problem = problem  # why compiled code could not be cached, if it could not
+        self.loader = loader  # "elf" (elfload.py, no llvmlite) or "llvmlite"
 
 
 _lock = threading.Lock()
@@ -105,6 +110,36 @@ def _package_versions() -> str:
         site = Path(list(spec.submodule_search_locations)[0]).parent
         names += sorted(p.name for p in site.glob(f"{package}-*.dist-info"))
     return " ".join(names)
+
+
+def cpuinfo_machine() -> tuple[str, str] | None:
+    """This CPU as the kernel describes it, for the cache key without llvmlite:
+    the first processor of /proc/cpuinfo (vendor, family, model, stepping, name;
+    its flags as the features). The flags come from the same CPUID bits, masked
+    by what the OS enables, that LLVM reads for the host's CPU and features, so
+    one description names one compiled object. None where the object cannot be
+    loaded without llvmlite anyway (elfload.supported), or the file says less."""
+    if not elfload.supported():
+        return None
+    try:
+        with open("/proc/cpuinfo", "rb") as f:  # the first processor only: a big machine lists hundreds
+            text = b""
+            while b"\n\n" not in text and len(text) < 1 << 20:
+                chunk = f.read(8192)
+                if not chunk:
+                    break
+                text += chunk
+    except OSError:
+        return None
+    fields = {}
+    for line in text.split(b"\n\n")[0].decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    if not fields.get("flags") or not fields.get("vendor_id"):
+        return None
+    described = "; ".join(f"{k}={fields.get(k, '')}" for k in ("vendor_id", "cpu family", "model", "model name",
+                                                                "stepping"))
+    return f"cpuinfo {described}", fields["flags"]
 
 
 def cache_key(cpu: str, features: str) -> str:
@@ -227,16 +262,118 @@ def _remove_stale_temporaries(folder: Path, age: float = 3600.0) -> None:
 
 # --- compiling (numba) and loading (llvmlite) ------------------------------------------
 
-def _compile(llvm, cpu: str, features: str):
-    """(header, object code) for this machine: numba compiles kernels.ENTRY_POINTS,
-    the modules are linked into one and emitted as an object file."""
+# The entry points a helper process compiles while this one compiles the rest,
+# on a machine with a second core: about half of numba's work each (measured:
+# conv_chains alone is a third of it; numba's first compile of a process costs
+# a fixed 0.5 s on both sides).
+COMPILE_SECONDS = 4  # what a first run says it will take (docs/performance.md: 3-4 s on 2 cores)
+HELPER_SHARE = ("gemv_lanes", "sums_double", "max_pool", "crop_linear")
+_HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
+           "from mtcnn_cli.detector import native; native.helper_main(sys.argv[2:])")
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _numba_ir(names) -> dict:
+    """{name: (symbol, LLVM IR)} of the entry points named, compiled by numba
+    here (kernels.compile_entry_points over those names alone)."""
     from . import kernels  # numba: slow to import, and needed only when compiling
 
-    entries = kernels.compile_entry_points()
+    every = kernels.ENTRY_POINTS
+    kernels.ENTRY_POINTS = {name: every[name] for name in every if name in names}
+    try:
+        entries = kernels.compile_entry_points()
+    finally:
+        kernels.ENTRY_POINTS = every
+    return {name: (entry.native_name, entry.inspect_llvm()) for name, entry in entries.items()}
+
+
+def helper_main(names) -> None:
+    """The helper process: compile the entry points named, write
+    {name: [symbol, IR]} as JSON on stdout. A Ctrl-C meant for the program
+    ends it at once, quietly (the parent compiles what it did not give)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    json.dump(_numba_ir(names), sys.stdout)
+
+
+def _start_helper(names):
+    """The helper process, or None when it cannot start."""
+    import subprocess  # only to compile
+
+    package_parent = str(Path(__file__).resolve().parent.parent.parent)
+    try:
+        return subprocess.Popen([sys.executable, "-c", _HELPER, package_parent, *names], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError:
+        return None
+
+
+HELPER_TIMEOUT_S = 600  # far beyond any compile: a helper stuck this long is given up
+
+
+def _numba_bytecode_cached() -> bool:
+    """Whether numba's modules have their bytecode cached (as an install
+    leaves them); else the helper would compile them from source beside this
+    process, twice the work: then numba is imported here before it starts."""
+    import importlib.util  # only to compile
+
+    spec = importlib.util.find_spec("numba")
+    try:
+        return spec is not None and os.path.exists(importlib.util.cache_from_source(spec.origin))
+    except (TypeError, ValueError, NotImplementedError):
+        return True
+
+
+def _helper_ir(helper, names) -> dict:
+    """What the helper compiled: its {name: (symbol, IR)}, or {} when it failed."""
+    import subprocess  # only to compile
+
+    try:  # its stderr read and dropped: when it fails, this process compiles its share
+        out, _ = helper.communicate(timeout=HELPER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.communicate()
+        return {}
+    if helper.returncode != 0:
+        return {}
+    try:
+        found = json.loads(out)
+        return {name: (str(found[name][0]), str(found[name][1])) for name in names}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}
+
+
+def _compile(llvm, cpu: str, features: str):
+    """(header, object code) for this machine: numba compiles kernels.ENTRY_POINTS
+    (a share of them in a helper process when a second core is there), the
+    modules are linked into one and emitted as an object file."""
+    helper = None
+    if _usable_cpus() > 1:
+        if not _numba_bytecode_cached() and not sys.dont_write_bytecode:
+            from . import kernels  # noqa: F401 (numba imported first: its bytecode compiled once, for both)
+        helper = _start_helper(HELPER_SHARE)
+    try:
+        ir = _numba_ir([name for name in _PROTOTYPES if helper is None or name not in HELPER_SHARE])
+        if helper is not None:
+            ir.update(_helper_ir(helper, HELPER_SHARE))
+    finally:
+        if helper is not None and helper.poll() is None:  # stopped here (Ctrl-C): the helper goes too
+            helper.kill()
+            helper.communicate()
+    missing = [name for name in _PROTOTYPES if name not in ir]
+    if missing:  # the helper failed: compile its share here
+        ir.update(_numba_ir(missing))
     context = llvm.create_context()  # not LLVM's global one, which numba uses under its own lock
     module = None
-    for entry in entries.values():
-        part = llvm.parse_assembly(entry.inspect_llvm(), context=context)
+    for name in _PROTOTYPES:
+        part = llvm.parse_assembly(ir[name][1], context=context)
         if module is None:
             module = part
         else:
@@ -250,9 +387,9 @@ def _compile(llvm, cpu: str, features: str):
     code = machine.emit_object(module)
     undefined = sorted({f.name for f in module.functions if f.is_declaration and not f.name.startswith("llvm.")}
                        | {g.name for g in module.global_variables if g.is_declaration})
-    header = {"symbols": {name: entry.native_name for name, entry in entries.items()},
+    header = {"symbols": {name: ir[name][0] for name in _PROTOTYPES},
               "undefined": undefined, "size": len(code), "sha256": hashlib.sha256(code).hexdigest(),
-              "cpu": cpu}
+              "cpu": cpu, "features": features}
     return header, code
 
 
@@ -289,31 +426,74 @@ def _load(llvm, cpu: str, features: str, header: dict, code: bytes):
     return engine, functions
 
 
-def library() -> _Library:
+def _process_symbol(name: str) -> int:
+    """The address of a symbol of this process (the C library's, Python's), or
+    abort()'s for one it lacks (numba's runtime helpers: see _resolve)."""
+    process = ctypes.CDLL(None)
+    try:
+        return ctypes.cast(getattr(process, name), ctypes.c_void_p).value
+    except AttributeError:
+        return ctypes.cast(process.abort, ctypes.c_void_p).value
+
+
+def _load_elf(header: dict, code: bytes):
+    """(image, functions), placed by elfload without llvmlite. Raises
+    elfload.Unloadable for an object it does not take."""
+    image = elfload.load(code, _process_symbol)
+    functions = {}
+    for name, argtypes in _PROTOTYPES.items():
+        address = image.address(header["symbols"][name])
+        if not address:
+            raise elfload.Unloadable(f"the compiled kernels lack {name}")
+        functions[name] = ctypes.CFUNCTYPE(None, *argtypes)(address)
+    return image, functions
+
+
+def _load_any(llvm, header: dict, code: bytes):
+    """(engine, functions, loader): by elfload where it takes the object, else
+    by llvmlite (imported then). Raises what _load raises."""
+    if elfload.supported():
+        try:
+            return (*_load_elf(header, code), "elf")
+        except (elfload.Unloadable, KeyError, TypeError):
+            pass
+    llvm = llvm or _llvm()
+    return (*_load(llvm, llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), header, code),
+            "llvmlite")
+
+
+def library(while_compiling=None) -> _Library:
     """The kernels, ready to call: loaded from the cache, else compiled (and
-    cached). Once per process; the first call also runs the FMA self-check."""
+    cached). Once per process; the first call also runs the FMA self-check.
+    while_compiling: a context manager factory entered around a compile (the
+    command line says so on stderr)."""
     global _library
     if _library is not None:
         return _library
     with _lock:
         if _library is None:
             start = time.perf_counter()
-            llvm = _llvm()
-            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-            path = _cache_file(cache_key(cpu, features))
+            llvm, machine = None, cpuinfo_machine()
+            if machine is None:
+                llvm = _llvm()
+                machine = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+            path = _cache_file(cache_key(*machine))
             entry = _read_entry(path) if path is not None else None
             source, problem, loaded = "cache", None, None
             if entry is not None:
                 try:
-                    loaded = _load(llvm, cpu, features, *entry)
+                    loaded = _load_any(llvm, *entry)
                 except (KernelError, KeyError, TypeError, ValueError, RuntimeError):
                     loaded = None  # a damaged header: compile again
             if loaded is None:
-                entry, source = _compile(llvm, cpu, features), "compiled"
+                llvm = llvm or _llvm()
+                cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+                with (while_compiling or contextlib.nullcontext)():
+                    entry, source = _compile(llvm, cpu, features), "compiled"
                 problem = _write_entry(path, *entry) if path is not None else "MTCNN_CACHE_DIR is empty"
-                loaded = _load(llvm, cpu, features, *entry)
-            engine, functions = loaded
-            loaded = _Library(engine, functions, source, time.perf_counter() - start, problem)
+                loaded = _load_any(llvm, *entry)
+            engine, functions, loader = loaded
+            loaded = _Library(engine, functions, source, time.perf_counter() - start, problem, loader)
             _check_fma(loaded)
             _library = loaded
     return _library

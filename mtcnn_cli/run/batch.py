@@ -7,16 +7,11 @@ cores, and they ignore Ctrl-C: the parent decides when to stop them.
 """
 from __future__ import annotations
 
-import multiprocessing
-from multiprocessing import resource_tracker
 import os
 import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as ResultNotReady  # not the builtin before 3.11
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
@@ -30,7 +25,6 @@ from ..io.draw import PARTS as DRAW_PARTS
 from ..io.draw import annotate, encode
 from ..io.images import ImageError, read_image
 from ..io.records import Result
-
 
 
 @dataclass(frozen=True)
@@ -310,6 +304,11 @@ class _Workers:
     thread limits apply before numpy loads) and stoppable at once."""
 
     def __init__(self, processes: int, initializer, initargs):
+        # the pool's machinery (about 10 ms of imports): only when worker processes are started
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import resource_tracker
+
         context = multiprocessing.get_context("spawn")
         self.executor = None
         # multiprocessing's resource tracker, when it starts, unblocks SIGINT: start it first
@@ -334,6 +333,8 @@ class _Workers:
     def result(future):
         """The future's result; a stop meanwhile is handled within
         RESULT_WAIT_SECONDS, outside the pool's code."""
+        from concurrent.futures import TimeoutError as ResultNotReady  # not the builtin before 3.11; see __init__
+
         while True:
             with _stops_put_off():
                 try:
@@ -399,6 +400,8 @@ def pool_outcomes(tasks: Sequence[Task], settings: Settings, processes: int,
     a time in a new pool; the one whose worker dies then gets an error
     Result, and the batch goes on. A worker that cannot start (its
     initializer failed) raises WorkerStartError. work/initializer: for tests."""
+    from concurrent.futures.process import BrokenProcessPool  # the pool's: see _Workers
+
     work = work or _work
     tasks = TaskStream(tasks)
 

@@ -110,10 +110,21 @@ def load_detector(settings: Settings, reporter: Reporter):
     start = time.perf_counter()
     batch.detector_class()
     from ..detector import native  # the compiled kernels: loaded (or compiled) here, timed for -v
+    from ..detector.models import load_models  # the models: checked before a compile
+
+    def compiling():
+        """Before a compile: the models checked, so that a folder that cannot be
+        used is said at once (not after seconds of compiling), then the wait said."""
+        try:
+            load_models(settings.models)
+        except (ModelError, ValueError, OSError) as e:
+            raise FileProblem(f"cannot load the models: {e}") from None
+        return reporter.working(f"compiling the detector's kernels for this CPU, once "
+                                f"(about {native.COMPILE_SECONDS} s)")
 
     imported = time.perf_counter()
     try:
-        kernels = native.library()
+        kernels = native.library(compiling)
     except RuntimeError as e:
         raise FileProblem(str(e)) from None
     ready = time.perf_counter()

@@ -5,7 +5,9 @@ summary. Never stdout."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 from ..base.text import PREFIX, display, plural, seconds_text
 
@@ -24,6 +26,22 @@ def _progress(console, total: int):
                     TextColumn("{task.fields[faces]} faces"), TextColumn("{task.fields[failed]} failed"),
                     Rate(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or replaced by something else
+        return False
+
+
+def _write(text: str) -> None:
+    """To stderr at once; lost, not fatal, when stderr cannot be written."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class Reporter:
@@ -61,6 +79,34 @@ class Reporter:
     def message(self, message: str) -> None:
         """A warning, or why the run ended early (interrupted, stdout closed)."""
         self._line(PREFIX + message)
+
+    @contextmanager
+    def working(self, message: str):
+        """A long wait said before it starts: `mtcnn: MESSAGE` on stderr, with a
+        spinner after it while the block runs when stderr is a terminal (and
+        not --quiet; the line itself is said even then)."""
+        spin = not self.quiet and _isatty(sys.stderr)
+        if not spin:
+            self._line(PREFIX + message)
+            yield
+            return
+        done = threading.Event()
+
+        def turn():
+            frames, i = "|/-\\", 0
+            while not done.wait(0.1):
+                _write(f"\b{frames[i % 4]}")
+                i += 1
+
+        _write(f"{PREFIX}{message}  ")
+        spinner = threading.Thread(target=turn, name="spinner", daemon=True)
+        spinner.start()
+        try:
+            yield
+        finally:
+            done.set()
+            spinner.join()
+            _write("\b \n")
 
     def start(self, total: int, already_done: int = 0, retried: int = 0, already_failed: int = 0) -> None:
         """already_done: images done before (a resumed file, finished parts);

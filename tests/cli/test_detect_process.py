@@ -129,6 +129,22 @@ def test_the_first_command_a_user_types(tmp_path, corpus):
     assert done.stderr.decode().startswith("mtcnn: 1 image, 1 face, 0 failures, ")
 
 
+def test_a_first_run_says_it_compiles_the_kernels_and_a_warm_run_does_not(tmp_path, corpus):
+    """An empty cache folder (a machine that never ran the detector): one line
+    on stderr before the compile, even with --quiet; the next run reads the
+    cache and says nothing of it."""
+    photo = str(corpus / "dlib__000179_02159509.jpg")
+    env = dict(environment(), MTCNN_CACHE_DIR=str(tmp_path / "cache"))
+    said = []
+    for _ in range(2):
+        done = subprocess.run(command(photo, "--quiet", "-o", tmp_path / "out.json"), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        said.append(done.stderr)
+    assert said[0] == "mtcnn: compiling the detector's kernels for this CPU, once (about 4 s)\n"
+    assert said[1] == ""
+
+
 def test_jobs_2_equals_jobs_1(batch_folder, tmp_path):
     one = run(batch_folder, "--format", "jsonl", "--jobs", 1, cwd=tmp_path)
     two = run(batch_folder, "--format", "jsonl", "--jobs", 2, cwd=tmp_path)

@@ -16,16 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtcnn_cli.detector import native
+from mtcnn_cli.detector import elfload, native
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ("import sys, json; from mtcnn_cli.detector import native; lib = native.library(); "
          "print(json.dumps({'source': lib.source, 'numba': 'numba' in sys.modules}))")
+LOADER_PROBE = ("import sys, json; from mtcnn_cli.detector import native; lib = native.library(); "
+                "print(json.dumps({'loader': lib.loader, 'llvmlite': 'llvmlite' in sys.modules}))")
+ELF = elfload.supported()
 
 
-def probe(cache_dir) -> dict:
+def probe(cache_dir, program=PROBE) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), MTCNN_CACHE_DIR=str(cache_dir))
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -53,6 +56,74 @@ def copy_of(warm_cache: Path, tmp_path: Path) -> Path:
 def test_a_warm_process_loads_the_cache_without_numba(warm_cache, tmp_path):
     folder = copy_of(warm_cache, tmp_path)
     assert probe(folder) == {"source": "cache", "numba": False}
+
+
+@pytest.mark.skipif(not ELF, reason="the object is placed without llvmlite on Linux x86-64 only")
+def test_a_warm_process_loads_the_cache_without_llvmlite_either(warm_cache, tmp_path):
+    folder = copy_of(warm_cache, tmp_path)
+    assert probe(folder, LOADER_PROBE) == {"loader": "elf", "llvmlite": False}
+
+
+def both_loaders(warm_cache):
+    """The warm entry's kernels placed by elfload and by llvmlite: (owner of the
+    code, its function table) twice; the code lives as long as its owner."""
+    header, code = native._read_entry(entries(warm_cache)[0])
+    llvm = native._llvm()
+    return [native._load_elf(header, code),
+            native._load(llvm, llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), header, code)]
+
+
+@pytest.mark.skipif(not ELF, reason="the object is placed without llvmlite on Linux x86-64 only")
+def test_the_two_loaders_run_the_same_code(warm_cache):
+    rng = np.random.default_rng(7)
+    results, loaded = [], both_loaders(warm_cache)
+    for _, functions in loaded:
+        a, b, c = (rng.standard_normal(1001).astype(np.float32) for _ in range(3))
+        fused = np.zeros(1001, np.float32)
+        functions["fma_many"](a.ctypes.data, b.ctypes.data, c.ctypes.data, fused.ctypes.data, 1001)
+        columns = rng.standard_normal((40, 7)).astype(np.float32)
+        weights = rng.standard_normal((40, 5))
+        sums = np.zeros((5, 7))
+        functions["sums_double"](columns.ctypes.data, 40, 7, weights.ctypes.data, 5, sums.ctypes.data)
+        results.append((fused.tobytes(), sums.tobytes()))
+        rng = np.random.default_rng(7)
+    assert results[0] == results[1]
+    assert results[0][0] == np.float32(np.float64(a) * b + c).tobytes()  # one rounding: fused
+
+
+def test_the_object_loader_refuses_what_it_does_not_take(warm_cache):
+    header, code = native._read_entry(entries(warm_cache)[0])
+    for bad in (b"", b"\x7fELF" + bytes(60), code[:200], b"MZ" + code[2:]):
+        with pytest.raises(elfload.Unloadable):
+            elfload.load(bad, native._process_symbol)
+    if ELF:  # a relocation of a kind it does not handle
+        import struct
+
+        shoff, shnum = struct.unpack_from("<Q", code, 40)[0], struct.unpack_from("<H", code, 60)[0]
+        for i in range(shnum):
+            kind, offset = struct.unpack_from("<I", code, shoff + 64 * i + 4)[0], \
+                struct.unpack_from("<Q", code, shoff + 64 * i + 24)[0]
+            if kind == 4:  # SHT_RELA: its first entry's kind becomes 37 (R_X86_64_IRELATIVE)
+                bad = bytearray(code)
+                bad[offset + 8:offset + 12] = (37).to_bytes(4, "little")
+                with pytest.raises(elfload.Unloadable):
+                    elfload.load(bytes(bad), native._process_symbol)
+                break
+        else:
+            pytest.fail("no relocation section in the object")
+
+
+@pytest.mark.skipif(not ELF, reason="the key is read from /proc/cpuinfo on Linux x86-64 only")
+def test_the_key_without_llvmlite_names_this_cpu_and_its_flags():
+    cpu, features = native.cpuinfo_machine()
+    assert cpu.startswith("cpuinfo vendor_id=") and "model name=" in cpu
+    assert "sse2" in features.split()
+
+
+def test_a_helper_that_fails_gives_nothing_and_is_made_up_for(monkeypatch):
+    monkeypatch.setattr(native, "_HELPER", "import sys; sys.stderr.write('boom'); sys.exit(3)")
+    helper = native._start_helper(native.HELPER_SHARE)
+    assert native._helper_ir(helper, native.HELPER_SHARE) == {}
 
 
 def test_the_entry_is_private_to_its_owner(warm_cache):
