@@ -29,7 +29,8 @@ ALIGN = 2
 
 def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
     """Scales 12/min_face * 0.709^i, as many as keep the shorter side >= 12 px.
-    Empty when the image is smaller than about 0.709 * min_face."""
+    Empty when the image's shorter side is below min_face (the first scale would already
+    make it smaller than PNet's 12-pixel window)."""
     min_dim = min(height, width)
     n = math.floor(math.log(min_face / min_dim) / math.log(PYRAMID_FACTOR)) + 1
     return [(12.0 / min_face) * math.pow(PYRAMID_FACTOR, i) for i in range(max(n, 0))]
