@@ -41,7 +41,8 @@ _UNSAFE_FOLDERS = (os.sep + "llvmlite" + os.sep, os.sep + "numba" + os.sep, os.s
 
 def _in_finalizer(frame) -> bool:
     """Whether the signal landed where an exception raised would be lost or
-    garbled: a __del__ method (Python ignores it: "Exception ignored in ..."),
+    garbled: a __del__ method or the import system's module-lock callback
+    (Python ignores both: "Exception ignored in ..."),
     or numba's and llvmlite's machinery (ctypes callbacks ignore it too, a
     compiled function's dispatcher turns it into a SystemError). The stop is
     then delivered again a moment later."""
@@ -50,6 +51,8 @@ def _in_finalizer(frame) -> bool:
         code = frame.f_code
         if code.co_name == "__del__" or any(folder in code.co_filename for folder in _UNSAFE_FOLDERS):
             return True
+        if code.co_name == "cb" and "importlib._bootstrap" in code.co_filename:
+            return True  # the import system's weakref callback for a module lock: Python ignores what it raises
         frame, depth = frame.f_back, depth + 1
     return False
 

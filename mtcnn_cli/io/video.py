@@ -76,14 +76,20 @@ def open_video(path: str):
     return capture, (fps if fps and fps > 0 else 0.0), (int(count) if count and count > 0 else 0)
 
 
+def container_info(path: str) -> tuple[float, int]:
+    """(frame rate, frame count) as the container announces them; 0 each
+    when unknown or unreadable."""
+    try:
+        capture, fps, count = open_video(path)
+    except ValueError:
+        return 0.0, 0
+    capture.release()
+    return fps, count
+
+
 def frame_count(path: str) -> int:
     """The frame count the container announces (0 when unknown or unreadable)."""
-    try:
-        capture, _, count = open_video(path)
-    except ValueError:
-        return 0
-    capture.release()
-    return count
+    return container_info(path)[1]
 
 
 def frames(path: str, every: int = 1, max_pixels: int | None = None) -> Iterator[Frame]:
@@ -122,16 +128,6 @@ def frames(path: str, every: int = 1, max_pixels: int | None = None) -> Iterator
 
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}  # what --annotate-video writes
-
-
-def video_rate(path: str) -> float:
-    """The container's frame rate (0.0 when unknown or unreadable)."""
-    try:
-        capture, fps, _ = open_video(path)
-    except ValueError:
-        return 0.0
-    capture.release()
-    return fps
 
 
 class AnnotatedVideo:

@@ -212,7 +212,7 @@ def _run(options: DetectOptions, read_stdin, reporter: Reporter, interrupts: Int
     searchable = SearchCount(options.settings.min_face)
     drawn = None
     if plan.drawn_video is not None:
-        drawn = video.AnnotatedVideo(options.annotate_video, video.video_rate(plan.drawn_video) / options.every)
+        drawn = video.AnnotatedVideo(options.annotate_video, video.container_info(plan.drawn_video)[0] / options.every)
     sink = None
     try:
         with interrupts.critical():
