@@ -95,8 +95,7 @@ def face_json(face, landmarks: bool = True, crop: tuple | None = None) -> str:
 
 def face_crops(result) -> list:
     """The crop of each face of a result, or None each (no --crops)."""
-    crops = getattr(result, "crops", None)
-    return list(crops) if crops is not None else [None] * len(result.faces or ())
+    return list(result.crops) if result.crops is not None else [None] * len(result.faces or ())
 
 
 def record_json(result, landmarks: bool = True) -> str:

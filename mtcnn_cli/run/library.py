@@ -291,23 +291,25 @@ class Detector(PortDetector):
         """See the class: image an array (BGR, or channels="rgb"), a PIL image,
         a path or a file's bytes. timings (keyword only), if given, accumulates seconds per
         stage."""
-        if isinstance(image, (str, os.PathLike)):
-            image = self._read(image, channels, "detect()")
-        elif isinstance(image, FILE_BYTES):
-            if channels is not None:
-                raise ValueError("channels describes an array: a file's bytes are read in their own colours")
-            image = read_image_bytes(image, self.max_pixels)
+        image = self._read(image, channels, "detect()")
         return super().detect(to_bgr(image, channels), timings=timings)
 
-    def _read(self, path, channels, what: str) -> np.ndarray:
-        """An image file as `mtcnn detect` reads it (uint8 BGR); ValueError for
-        channels given or a video, ImageError when it cannot be used."""
-        if channels is not None:
-            raise ValueError("channels describes an array: a file is read in its own colours")
-        if video.has_video_extension(os.fspath(path)):
-            raise ValueError(f"{os.fspath(path)} is a video: {what} takes one image; "
-                             f"detect_video() gives a Result per frame")
-        return read_image(path, self.max_pixels)
+    def _read(self, image, channels, what: str):
+        """A path or a file's bytes read as `mtcnn detect` reads the file
+        (uint8 BGR); anything else as it is. ValueError for channels given
+        with a file, or a video; ImageError when the file cannot be used."""
+        if isinstance(image, (str, os.PathLike)):
+            if channels is not None:
+                raise ValueError("channels describes an array: a file is read in its own colours")
+            if video.has_video_extension(os.fspath(image)):
+                raise ValueError(f"{os.fspath(image)} is a video: {what} takes one image; "
+                                 f"detect_video() gives a Result per frame")
+            return read_image(image, self.max_pixels)
+        if isinstance(image, FILE_BYTES):
+            if channels is not None:
+                raise ValueError("channels describes an array: a file's bytes are read in their own colours")
+            return read_image_bytes(image, self.max_pixels)
+        return image
 
     def crops(self, image, channels: str | None = None, size: int = 112, style: str = "arcface",
               margin: float = 0.0) -> list:
@@ -317,13 +319,8 @@ class Detector(PortDetector):
         channel order: an array's own (BGR, or RGB with channels="rgb"; grey
         gives grey), a PIL image's RGB, a file's BGR as cv2.imread reads it."""
         check_crop(size, style, margin)
-        if isinstance(image, (str, os.PathLike)):
-            image = self._read(image, channels, "crops()")
-        elif isinstance(image, FILE_BYTES):
-            if channels is not None:
-                raise ValueError("channels describes an array: a file's bytes are read in their own colours")
-            image = read_image_bytes(image, self.max_pixels)
-        elif is_pil_image(image):
+        image = self._read(image, channels, "crops()")
+        if is_pil_image(image):
             image, channels = pil_rgb(image, channels), "rgb"
         faces = self.detect(image, channels)
         return [(face, face.crop(image, size, style, margin)) for face in faces]

@@ -162,6 +162,16 @@ def _start(args, cwd, marker):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _stopped(args, cwd, marker, sig, count):
+    """A run sent `sig` once `count` images are reported (or when it ends
+    first): the finished process and its stderr."""
+    process = _start(args, cwd, marker)
+    _wait_for_images(process, count)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    return process, err
+
+
 def _wait_for_images(process, count):
     """Read the -v lines on stderr until the models are loaded and `count`
     images more are reported (or the process ends)."""
@@ -191,10 +201,7 @@ def test_killed_batches_resume_to_exactly_one_record_per_image(batch_folder, tmp
     expected = records(reference)
     landed = []
     for sig, count in stops:
-        process = _start(args, tmp_path, marker)
-        _wait_for_images(process, count)
-        process.send_signal(sig)
-        _, err = process.communicate(timeout=120)
+        process, err = _stopped(args, tmp_path, marker, sig, count)
         if sig == signal.SIGKILL:
             assert process.returncode in (-9, 0, 1)
         else:
@@ -227,10 +234,7 @@ def test_killed_documents_resume_to_the_bytes_of_a_whole_run(batch_folder, tmp_p
     stops = [(signal.SIGINT, 1), (signal.SIGKILL, 2), (signal.SIGTERM, 1), (signal.SIGKILL, 1)]
     landed = []
     for sig, count in stops:
-        process = _start(args, tmp_path, marker)
-        _wait_for_images(process, count)
-        process.send_signal(sig)
-        _, err = process.communicate(timeout=120)
+        process, err = _stopped(args, tmp_path, marker, sig, count)
         assert b"Traceback" not in err
         if process.returncode in (130, 143):  # a stop: the file is a valid document of what was done
             text = out.read_text()

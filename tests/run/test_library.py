@@ -18,16 +18,6 @@ SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_faces.png
 PHOTOS = ["openface__sample1.jpg", "facerec__obama_small.jpg", "opencv__lena.jpg", "insightface__no_face.png"]
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-
-
 def same_faces(a, b):
     return [(f.box, f.confidence, f.landmarks) for f in a] == [(f.box, f.confidence, f.landmarks) for f in b]
 

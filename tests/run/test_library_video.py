@@ -12,18 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from mtcnn_cli import Detector, ImageError
+from mtcnn_cli import ImageError
 from mtcnn_cli.io.records import record_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "fixtures" / "synthetic_faces.png"
 FPS = 8
 FRAMES = 7
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
 
 
 @pytest.fixture(scope="module")

@@ -29,16 +29,6 @@ FACE_CENTRES = [(150, 180), (350, 175)]  # where make_synthetic_faces.py draws t
 ORIENTATION = 0x0112
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-
-
 def cli_faces(path):
     """The faces `mtcnn detect FILE` writes, from a real process."""
     done = subprocess.run([str(MTCNN), "detect", str(path), "-q"], capture_output=True, timeout=300)
