@@ -126,6 +126,10 @@ def test_a_helper_that_fails_gives_nothing_and_is_made_up_for(monkeypatch):
     assert native._helper_ir(helper, native.HELPER_SHARE) == {}
 
 
+def test_the_helpers_share_names_entry_points_and_leaves_some_here():
+    assert set(native.HELPER_SHARE) < set(native._PROTOTYPES)
+
+
 def test_the_entry_is_private_to_its_owner(warm_cache):
     mode = entries(warm_cache)[0].stat().st_mode
     assert not mode & 0o022
