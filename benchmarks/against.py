@@ -31,6 +31,7 @@ STARTUP_OVER_IMPORT_S = 0.05  # `mtcnn detect one.jpg` over `python -c "import n
 FIRST_COMPILE_S = 4.0  # compiling the kernels on a machine that never ran the detector
 JOBS_SPEEDUP = 1.85  # --jobs 2 over --jobs 1 (on 2 cores)
 BIG_PEAK_MIB = 300  # peak RSS of `mtcnn detect` on the 12 MP photo
+CROPS_OVERHEAD = 0.05  # `mtcnn detect --crops DIR` over the same run without, 76 images, --jobs 1
 
 
 def oracle_build() -> Path | None:
@@ -191,6 +192,35 @@ def target_jobs(jobs: dict | None, threads: int) -> None:
     print(f"\nTARGET --jobs {threads} over --jobs 1 ({jobs['images']} images, whole runs, per round): "
           f"{spread(ratios)}; target at least {JOBS_SPEEDUP:.2f}x on 2 cores: "
           + (verdict(best >= JOBS_SPEEDUP) if threads == 2 else f"not applicable ({threads} CPUs)"))
+
+
+def target_crops(runner: Runner, images: list[str], rounds: int, threads: int) -> None:
+    """Whole `mtcnn detect` runs over the images with and without `--crops
+    DIR` (arcface, the default; each crops run into a new folder, as a first
+    run writes them), --jobs 1 and one worker per CPU, in interleaved rounds;
+    the per-round ratio of each pair is the figure."""
+    arguments = " ".join(map(shlex.quote, images))
+    out = runner.tmp / "crops"
+    out.mkdir(exist_ok=True)
+    commands = {}
+    for jobs in sorted({1, threads}):
+        for name, crops in ((f"plain{jobs}", ""), (f"crops{jobs}", "--crops \"$d/crops\"")):
+            # both make a fresh folder, so that they differ by --crops alone
+            commands[name] = (f"d=$(mktemp -d {shlex.quote(str(out))}/runXXXXXX) && "
+                              + runner.ours(f"detect --format jsonl -o \"$d/faces.jsonl\" --jobs {jobs} "
+                                            f"{crops} {arguments}"))
+    print(f"\n--crops: whole `mtcnn detect` runs over the {len(images)} images with and without `--crops DIR`, "
+          f"{rounds} rounds + 1 warm-up:")
+    walls = runner.side_by_side("crops", commands, rounds, 1, "plain1")["wall_s"]
+    for jobs in sorted({1, threads}):
+        added = [ratio - 1 for ratio in per_round(walls, f"crops{jobs}", f"plain{jobs}")]
+        median = statistics.median(added)
+        line = (f"crops add, --jobs {jobs}, per round {100 * min(added):+.1f}%..{100 * max(added):+.1f}% "
+                f"(median {100 * median:+.1f}%)")
+        if jobs == 1:
+            print(f"TARGET {line}; target at most {100 * CROPS_OVERHEAD:.0f}%: {verdict(median <= CROPS_OVERHEAD)}")
+        else:
+            print(f"  {line} (the target is for --jobs 1)")
 
 
 def target_memory(runner: Runner, runs: int = 2) -> None:

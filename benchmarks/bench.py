@@ -407,7 +407,7 @@ def report_jobs(jobs: dict, threads: int) -> None:
     print(f"  speed-up {jobs['batch']['1'] / jobs['batch'][str(threads)]:.2f}x")
 
 
-SECTIONS = ("corpus", "large", "jobs", "distribute", "whole", "startup", "first", "memory")
+SECTIONS = ("corpus", "large", "jobs", "distribute", "whole", "startup", "first", "crops", "memory")
 
 
 def main(argv=None) -> None:
@@ -477,6 +477,8 @@ def main(argv=None) -> None:
             against.target_first_run(runner)
         if "jobs" in wanted:
             against.target_jobs(jobs, threads)
+        if "crops" in wanted:
+            against.target_crops(runner, images, 2 * args.rounds, threads)
         if "memory" in wanted:
             against.target_memory(runner)
 
