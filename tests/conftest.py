@@ -43,6 +43,27 @@ def corpus(shared) -> Path:
     return _require(shared / "corpus")
 
 
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_faces.png"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    """The library's Detector with the bundled weights, one per test module."""
+    from mtcnn_cli import Detector  # the detector's imports only for the tests that use it
+
+    return Detector()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """The bundled sample as cv2.imread reads it."""
+    import cv2  # likewise
+
+    image = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
 def pytest_terminal_summary(terminalreporter):
     from .parity_report import RESULTS
 

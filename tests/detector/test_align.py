@@ -7,18 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from mtcnn_cli import Detector, Face
+from mtcnn_cli import Face
 from mtcnn_cli.detector import align
 
 PHOTO = "skimage__astronaut.png"  # one clear frontal face; a PNG, so that Pillow and OpenCV decode it alike
 TWO_FACES = "facerec__lin-manuel-miranda.png"
 AT_THE_EDGE = "insightface__Tom_Hanks_54745.png"  # 112 x 112, the face's box reaches past the bottom edge
 SWAP_LEFT_RIGHT = [1, 0, 2, 4, 3]
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
 
 
 def lstsq_similarity(src, dst):

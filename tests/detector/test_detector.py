@@ -1,26 +1,10 @@
 """The Python API: inputs it takes and refuses, edge sizes, parameters, landmarks."""
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
 from mtcnn_cli import Detector, Face
 from mtcnn_cli.detector.cascade import pyramid_scales
-
-SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_faces.png"
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
-
-
-@pytest.fixture(scope="module")
-def sample():
-    img = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-    assert img is not None
-    return img
 
 
 def test_finds_both_drawn_faces_with_landmarks_inside(detector, sample):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mtcnn_cli import Detector
 from mtcnn_cli.cli import main
 
 SOURCES = ["facerec__obama_small.jpg", "openface__sample1.jpg", "insightface__no_face.png",
@@ -56,11 +55,6 @@ def videos(sources, tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     return {"ffv1": write_video(folder / "clip.mkv", sources, "FFV1"),
             "mjpg": write_video(folder / "clip.avi", sources, "MJPG")}
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return Detector()
 
 
 def as_f32(faces):
