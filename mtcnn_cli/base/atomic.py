@@ -4,7 +4,9 @@ A whole file (an exported or cached model, a JSON report, an annotated image)
 is written to a temporary file in the target's own folder, flushed to disk,
 then renamed over the target with os.replace (`AtomicFile`, `write_bytes`,
 `write_text`): readers see the old file or the new one, never a mixture, and
-an interrupted write leaves the target untouched.
+an interrupted write leaves the target untouched. Many small files a kill
+must not tear but a power cut may cost (face crops) take `write_small`: the
+same, without the fsyncs and with fewer system calls.
 
 Only a regular file (or a new one) is replaced that way. A symbolic link is
 followed, and the file it names is replaced (the link stays a link). A target
@@ -194,6 +196,55 @@ def write_bytes(path, data: bytes, durable: bool = True) -> None:
     loss to a power cut costs only a re-run (face crops)."""
     with AtomicFile(path, "wb", durable=durable) as f:
         f.write(data)
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def write_small(path: str, data: bytes) -> None:
+    """write_bytes(path, data, durable=False) for one of many small files in a
+    folder the caller has made (face crops), in a few system calls: a new
+    name or a regular file is written to `.NAME.XXXXXXXX.tmp` beside it, then
+    renamed over it. A new file gets the umask's permission bits from the
+    kernel itself, a replaced one keeps its own. A symbolic link or a special
+    file, or anything under /dev or /proc, goes through write_bytes. Raises
+    OutputError."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    if (info is not None and not stat.S_ISREG(info.st_mode)) or os.path.abspath(path).startswith(IN_PLACE_ROOTS):
+        return write_bytes(path, data, durable=False)
+    folder, name = os.path.split(path)
+    for _ in range(100):  # a name taken (by another run's temporary file): another one
+        temp = os.path.join(folder, f".{name[:60]}.{os.urandom(5).hex()[:8]}.tmp")
+        try:
+            fd = os.open(temp, _NEW, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    else:
+        raise OutputError(f"cannot write {path}: no free temporary name beside it")
+    try:
+        try:
+            if info is not None:
+                os.fchmod(fd, info.st_mode & 0o7777)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as e:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def write_text(path, text: str, encoding: str = "utf-8", errors: str = "strict") -> None:

@@ -5,6 +5,13 @@ import gc as _gc
 import os as _os
 import sys as _sys
 
+# The detector never calls BLAS (its kernels are its own), but numpy's OpenBLAS
+# starts a thread per CPU when numpy is imported, and they spin for about
+# 0.1 s: 0.12-0.2 s of another core's time in every process (the workers of
+# --jobs N too, which inherit this), measured with 2 CPUs. A user's own
+# setting is kept.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 # At exit the interpreter collects every object numpy, OpenCV and the detector
 # made (about 40 ms of a warm one-image run); nothing the program leaves needs
 # it: outputs are closed and renamed by then, and later exit handlers (run

@@ -58,23 +58,29 @@ def _matrix(matrix) -> np.ndarray:
 def similarity(src, dst) -> np.ndarray:
     """src (n, 2), dst (n, 2), n >= 2 -> (2, 3) float64 [s R | t]: the rotation
     R (no reflection), scale s > 0 and translation t minimising
-    sum_i |s R src_i + t - dst_i|^2 (Umeyama 1991: the SVD of the points'
-    cross-covariance). Raises ValueError when src's points all coincide."""
+    sum_i |s R src_i + t - dst_i|^2 (Umeyama 1991). In two dimensions his SVD
+    solution has a closed form: with both point sets centred on their means
+    (p_i, q_i), s R = [[a, -b], [b, a]] where a = sum p_i . q_i / sum |p_i|^2
+    and b = sum p_i x q_i / sum |p_i|^2 (x: the 2-D cross product); then t
+    maps src's mean onto dst's. Raises ValueError when src's points all
+    coincide."""
     src, dst = _points(src, "src"), _points(dst, "dst")
     if src.shape != dst.shape:
         raise ValueError(f"src and dst must have as many points, got {len(src)} and {len(dst)}")
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = np.mean(np.sum(src_c * src_c, axis=1))
-    if not src_var > 0:
+    n = len(src)
+    src, dst = src.tolist(), dst.tolist()  # a few points: plain floats are faster than numpy's calls
+    sx, sy = sum(p[0] for p in src) / n, sum(p[1] for p in src) / n
+    dx, dy = sum(q[0] for q in dst) / n, sum(q[1] for q in dst) / n
+    spread = dot = cross = 0.0
+    for (px, py), (qx, qy) in zip(src, dst):
+        px, py, qx, qy = px - sx, py - sy, qx - dx, qy - dy
+        spread += px * px + py * py
+        dot += px * qx + py * qy
+        cross += px * qy - py * qx
+    if not spread > 0:
         raise ValueError("src's points all coincide: no similarity is defined")
-    covariance = dst_c.T @ src_c / len(src)  # (2, 2)
-    u, sigma, vt = np.linalg.svd(covariance)
-    signs = np.array([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) >= 0 else -1.0])
-    rotation = u @ np.diag(signs) @ vt
-    scale = float(sigma @ signs) / src_var
-    linear = scale * rotation
-    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
+    a, b = dot / spread, cross / spread
+    return np.array([[a, -b, dx - (a * sx - b * sy)], [b, a, dy - (b * sx + a * sy)]])
 
 
 def transform(matrix, points) -> np.ndarray:

@@ -39,6 +39,7 @@ class Settings:
     landmarks: bool = True
     draw: tuple = DRAW_PARTS  # what an annotated copy shows (--draw): never changes the records
     crop: tuple | None = None  # --crops: (style, size, margin) of each face's crop
+    crop_compression: int = 0  # --crop-compression: the crops' PNG deflate level, 0 (stored) to 9
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,27 +125,25 @@ def process_one(detector, settings: Settings, task: Task) -> Outcome:
     annotated, annotate_error = None, None
     if task.annotate_as is not None:
         annotated, annotate_error = _annotated_copy(image, faces, task, settings)
-    crops = tuple(_face_crop(image, face, settings.crop) for face in faces) if task.crop and settings.crop else ()
+    crops = ()
+    if task.crop and settings.crop:
+        crops = tuple(_face_crop(image, face, settings.crop, settings.crop_compression) for face in faces)
     result = Result(task.path, width, height, faces, None, **where)
     return Outcome(result, time.perf_counter() - start, annotated, annotate_error, warning, crops)
 
 
-def _png_options() -> list:
-    """cv2.imencode's options for a crop: every row Paeth-filtered where this
-    OpenCV takes a filter (4.10 on), which encodes a 112-pixel face in about
-    half the time of the default, and smaller (measured with 5.1: 0.28 against
-    0.47-0.59 ms, 18.0 against 20.1 KB). Lossless either way."""
-    if hasattr(cv2, "IMWRITE_PNG_FILTER") and hasattr(cv2, "IMWRITE_PNG_FILTER_PAETH"):
-        return [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
-    return []
-
-
-def _face_crop(image, face, crop: tuple):
-    """(PNG bytes, matrix, None) of one face's crop, or (None, matrix, why not)."""
+def _face_crop(image, face, crop: tuple, level: int):
+    """(PNG bytes, matrix, None) of one face's crop, or (None, matrix, why not).
+    Level 0 stores the pixels with no filter and no deflate: measured with
+    OpenCV 5.1 on the 169 faces of the 76 public images, 0.06 ms a face and
+    37.0 KiB (112 px), against 0.52 ms and 23.3 KiB at OpenCV's default."""
     style, size, margin = crop
     matrix = align.face_matrix(face, size, style, margin)
+    options = [cv2.IMWRITE_PNG_COMPRESSION, level]
+    if level == 0 and hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        options += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]  # a filter only costs, when nothing deflates
     try:
-        ok, png = cv2.imencode(".png", align.crop(image, matrix, size), _png_options())
+        ok, png = cv2.imencode(".png", align.crop(image, matrix, size), options)
         if not ok:
             raise ValueError("OpenCV could not encode it")
         return png.tobytes(), matrix.tolist(), None

@@ -55,6 +55,7 @@ class Plan:
     annotate_to: dict = field(default_factory=dict)  # image path -> annotated copy path
     bbox_to: dict = field(default_factory=dict)  # image path -> OpenFace box file path
     crops_to: dict = field(default_factory=dict)  # image path -> its crops' base path (+ _K.png)
+    crop_folders: set = field(default_factory=set)  # the crops' folders this run has checked and made
     drawn_video: str | None = None  # --annotate-video: the video whose frames are drawn into it
     empty_folders: list = field(default_factory=list)  # named folders that gave no image
     unknown_files: int = 0  # files the folder walks skipped for their extension

@@ -97,6 +97,40 @@ def test_box_crops_are_the_square_box_grown_by_the_margin(tree):
         assert cv2.imread(str(tree / cell["crop"])).shape == (64, 64, 3)
 
 
+def test_crop_compression_changes_the_files_size_and_never_the_pixels(tree):
+    sizes, pixels = {}, {}
+    for level in (None, "0", "1", "9"):
+        out = f"crops{level}"
+        done = run("a/x.png", "--crops", out, *(["--crop-compression", level] if level else []), cwd=tree)
+        assert done.returncode == 0, done.stderr
+        files = sorted((tree / out).rglob("*.png"))
+        assert len(files) == 2
+        sizes[level] = [f.stat().st_size for f in files]
+        pixels[level] = [cv2.imread(str(f), cv2.IMREAD_UNCHANGED) for f in files]
+    for level in ("0", "1", "9"):
+        assert all(np.array_equal(a, b) for a, b in zip(pixels[level], pixels[None]))
+    assert sizes[None] == sizes["0"]  # the default: stored, every pixel's bytes in the file
+    assert all(size >= 112 * 112 * 3 for size in sizes["0"])
+    assert all(small < stored for small, stored in zip(sizes["1"], sizes["0"]))
+    assert all(smaller <= small for smaller, small in zip(sizes["9"], sizes["1"]))
+
+
+def test_crops_written_again_replace_the_files_keep_their_bits_and_follow_links(tree):
+    assert run("a/x.png", "--crops", "crops", cwd=tree).returncode == 0
+    first, second = tree / "crops" / "a" / "x_0.png", tree / "crops" / "a" / "x_1.png"
+    first.write_bytes(b"stale")
+    first.chmod(0o600)
+    kept = tree / "kept.png"
+    second.rename(kept)
+    second.symlink_to(kept)
+    kept.write_bytes(b"stale")
+    done = run("a/x.png", "--crops", "crops", cwd=tree)
+    assert done.returncode == 0, done.stderr
+    assert cv2.imread(str(first)).shape == (112, 112, 3) and (first.stat().st_mode & 0o777) == 0o600
+    assert second.is_symlink() and cv2.imread(str(kept)).shape == (112, 112, 3)
+    assert [p.name for p in (tree / "crops" / "a").iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_a_video_frames_crops_are_named_after_the_frame(tmp_path):
     frame = cv2.imread(str(SAMPLE))
     writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5,
@@ -113,6 +147,8 @@ def test_a_video_frames_crops_are_named_after_the_frame(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["a/x.png", "--crop-size", "64"], "give --crops DIR too"),
+    (["a/x.png", "--crop-compression", "1"], "give --crops DIR too"),
+    (["a/x.png", "--crops", "c", "--crop-compression", "10"], "0<=x<=9"),
     (["a/x.png", "--crops", "c", "--no-landmarks"], "drop --no-landmarks, or give --crop-style box"),
     (["a/x.png", "a/x.jpg", "--crops", "c"], "same name stem in one folder"),
     (["a/x.png", "--crops", "c", "--out-dir", "parts"], "--crops and --out-dir exclude each other"),

@@ -441,3 +441,22 @@ def test_model_folders(tmp_path, corpus, openface_models):
     refused = subprocess.run(command(photo), cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert refused.returncode == 2 and b"cannot load the models" in refused.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+@pytest.mark.parametrize("setting", [None, "2"])
+def test_the_program_starts_no_blas_threads_unless_the_user_asks(setting):
+    # numpy's OpenBLAS starts a thread per CPU at import, and they spin on another core
+    # for a while: the program, which never calls BLAS, sets one thread, unless told otherwise
+    env = environment()
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    if setting:
+        env["OPENBLAS_NUM_THREADS"] = setting
+    probe = ("import mtcnn_cli.cli, numpy, os; "
+             "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, kept = done.stdout.split()
+    assert kept == (setting or "1")
+    if setting is None:
+        assert count == "1"  # the main thread alone
