@@ -197,26 +197,28 @@ def target_jobs(jobs: dict | None, threads: int) -> None:
 def target_crops(runner: Runner, images: list[str], rounds: int, threads: int) -> None:
     """Whole `mtcnn detect` runs over the images with and without `--crops
     DIR` (arcface, the default; each crops run into a new folder, as a first
-    run writes them), --jobs 1 and one worker per CPU, in interleaved rounds;
-    the per-round ratio of each pair is the figure."""
+    run writes them), in interleaved rounds of the pair alone (the two runs
+    of a round seconds apart, so that the machine's drift between them is
+    small), --jobs 1, then one worker per CPU; the per-round ratio of each
+    pair is the figure, its CPU time's beside it."""
     arguments = " ".join(map(shlex.quote, images))
     out = runner.tmp / "crops"
     out.mkdir(exist_ok=True)
-    commands = {}
+    print(f"\n--crops: whole `mtcnn detect` runs over the {len(images)} images with and without `--crops DIR`, "
+          f"{rounds} rounds + 1 warm-up for each --jobs:")
     for jobs in sorted({1, threads}):
+        commands = {}
         for name, crops in ((f"plain{jobs}", ""), (f"crops{jobs}", "--crops \"$d/crops\"")):
             # both make a fresh folder, so that they differ by --crops alone
             commands[name] = (f"d=$(mktemp -d {shlex.quote(str(out))}/runXXXXXX) && "
                               + runner.ours(f"detect --format jsonl -o \"$d/faces.jsonl\" --jobs {jobs} "
                                             f"{crops} {arguments}"))
-    print(f"\n--crops: whole `mtcnn detect` runs over the {len(images)} images with and without `--crops DIR`, "
-          f"{rounds} rounds + 1 warm-up:")
-    walls = runner.side_by_side("crops", commands, rounds, 1, "plain1")["wall_s"]
-    for jobs in sorted({1, threads}):
-        added = [ratio - 1 for ratio in per_round(walls, f"crops{jobs}", f"plain{jobs}")]
+        measured = runner.side_by_side(f"crops{jobs}", commands, rounds, 1, f"plain{jobs}")
+        added = [ratio - 1 for ratio in per_round(measured["wall_s"], f"crops{jobs}", f"plain{jobs}")]
+        cpu = [ratio - 1 for ratio in per_round(measured["cpu_s"], f"crops{jobs}", f"plain{jobs}")]
         median = statistics.median(added)
         line = (f"crops add, --jobs {jobs}, per round {100 * min(added):+.1f}%..{100 * max(added):+.1f}% "
-                f"(median {100 * median:+.1f}%)")
+                f"(median {100 * median:+.1f}%; CPU time: median {100 * statistics.median(cpu):+.1f}%)")
         if jobs == 1:
             print(f"TARGET {line}; target at most {100 * CROPS_OVERHEAD:.0f}%: {verdict(median <= CROPS_OVERHEAD)}")
         else:
