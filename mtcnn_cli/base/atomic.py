@@ -219,7 +219,7 @@ def write_small(path: str, data: bytes) -> None:
         return write_bytes(path, data, durable=False)
     folder, name = os.path.split(path)
     for _ in range(100):  # a name taken (by another run's temporary file): another one
-        temp = os.path.join(folder, f".{name[:60]}.{os.urandom(5).hex()[:8]}.tmp")
+        temp = os.path.join(folder, f".{name[:60]}.{os.urandom(4).hex()}.tmp")
         try:
             fd = os.open(temp, _NEW, 0o666)
             break

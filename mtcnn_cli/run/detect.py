@@ -155,9 +155,8 @@ def load_detector(settings: Settings, reporter: Reporter):
     except RuntimeError as e:
         raise FileProblem(str(e)) from None
     ready = time.perf_counter()
-    # one OpenCV thread, as in the workers: the crops' and annotations' calls are small, and
-    # its pool's threads cost more CPU time spinning than they save (measured: about 8% more
-    # CPU time for a run over 76 images with --crops, at 2 threads)
+    # one OpenCV thread, as the workers have (_init_worker): the crops' and annotations'
+    # calls are small, and a run is one thread, as the C++
     cv2.setNumThreads(1)
     try:
         detector = batch.make_detector(settings)

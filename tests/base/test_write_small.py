@@ -75,7 +75,7 @@ def test_a_missing_folder_is_one_error_and_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_the_temporary_names_are_the_ones_a_resume_cleans_up(tmp_path, monkeypatch):
+def test_the_temporary_names_are_the_ones_stale_temps_recognises(tmp_path, monkeypatch):
     seen = []
     real_replace = os.replace
 
@@ -85,6 +85,6 @@ def test_the_temporary_names_are_the_ones_a_resume_cleans_up(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", replace)
     atomic.write_small(str(tmp_path / "a.png"), b"crop")
-    # a killed run's leftover of this name is what stale_temps finds beside the target
+    # a killed write's leftover of this name is what stale_temps finds beside the target
     (tmp_path / seen[0]).write_bytes(b"half")
     assert atomic.stale_temps(str(tmp_path / "a.png")) == [str(tmp_path / seen[0])]
