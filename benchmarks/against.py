@@ -82,10 +82,6 @@ class Runner:
         return json.loads(out.read_text())
 
 
-def per_round(walls: dict, name: str, base: str) -> list[float]:
-    return [a / b for a, b in zip(walls[name], walls[base])]
-
-
 def spread(values) -> str:
     return f"{min(values):.3f}..{max(values):.3f} (median {statistics.median(values):.3f})"
 
@@ -196,33 +192,53 @@ def target_jobs(jobs: dict | None, threads: int) -> None:
 
 def target_crops(runner: Runner, images: list[str], rounds: int, threads: int) -> None:
     """Whole `mtcnn detect` runs over the images with and without `--crops
-    DIR` (arcface, the default; each crops run into a new folder, as a first
-    run writes them), in interleaved rounds of the pair alone (the two runs
-    of a round seconds apart, so that the machine's drift between them is
-    small), --jobs 1, then one worker per CPU; the per-round ratio of each
-    pair is the figure, its CPU time's beside it."""
+    DIR` (arcface, the default; each run into a new folder, as a first run
+    writes them), in interleaved rounds (the runs of a round seconds apart,
+    so that the machine's drift between them is small).
+
+    --jobs 1, the target's: 8 x rounds rounds of three runs, the plain run
+    twice. The figure is each round's crops run over the mean of its two
+    plain runs, and its median over the rounds; the second plain run over the
+    first is a control, printed beside it: the same command, so its spread is
+    this machine's noise, and its median how far a figure here can be off
+    with no difference at all. Then one worker per CPU, 2 x rounds rounds of
+    the pair, for information. CPU times' ratios beside the wall times'."""
     arguments = " ".join(map(shlex.quote, images))
     out = runner.tmp / "crops"
     out.mkdir(exist_ok=True)
-    print(f"\n--crops: whole `mtcnn detect` runs over the {len(images)} images with and without `--crops DIR`, "
-          f"{rounds} rounds + 1 warm-up for each --jobs:")
+
+    def command(jobs: int, crops: bool) -> str:  # each run makes a fresh folder, so that they differ by --crops alone
+        return (f"d=$(mktemp -d {shlex.quote(str(out))}/runXXXXXX) && "
+                + runner.ours(f"detect --format jsonl -o \"$d/faces.jsonl\" --jobs {jobs} "
+                              + ("--crops \"$d/crops\" " if crops else "") + arguments))
+
     for jobs in sorted({1, threads}):
-        commands = {}
-        for name, crops in ((f"plain{jobs}", ""), (f"crops{jobs}", "--crops \"$d/crops\"")):
-            # both make a fresh folder, so that they differ by --crops alone
-            commands[name] = (f"d=$(mktemp -d {shlex.quote(str(out))}/runXXXXXX) && "
-                              + runner.ours(f"detect --format jsonl -o \"$d/faces.jsonl\" --jobs {jobs} "
-                                            f"{crops} {arguments}"))
-        measured = runner.side_by_side(f"crops{jobs}", commands, rounds, 1, f"plain{jobs}")
-        added = [ratio - 1 for ratio in per_round(measured["wall_s"], f"crops{jobs}", f"plain{jobs}")]
-        cpu = [ratio - 1 for ratio in per_round(measured["cpu_s"], f"crops{jobs}", f"plain{jobs}")]
+        count = 8 * rounds if jobs == 1 else 2 * rounds
+        commands = {f"plain{jobs}": command(jobs, False), f"crops{jobs}": command(jobs, True)}
+        if jobs == 1:
+            commands["again1"] = command(1, False)
+        print(f"\n--crops, --jobs {jobs}: whole `mtcnn detect` runs over the {len(images)} images with and without "
+              f"`--crops DIR`{' (the plain run twice)' if jobs == 1 else ''}, {count} rounds + 1 warm-up:")
+        measured = runner.side_by_side(f"crops{jobs}", commands, count, 1, f"plain{jobs}")
+        walls, cpus = measured["wall_s"], measured["cpu_s"]
+        plains = [f"plain{jobs}"] + (["again1"] if jobs == 1 else [])
+        added = _added(walls, f"crops{jobs}", plains)
         median = statistics.median(added)
         line = (f"crops add, --jobs {jobs}, per round {100 * min(added):+.1f}%..{100 * max(added):+.1f}% "
-                f"(median {100 * median:+.1f}%; CPU time: median {100 * statistics.median(cpu):+.1f}%)")
+                f"(median {100 * median:+.1f}%; CPU time: median "
+                f"{100 * statistics.median(_added(cpus, f'crops{jobs}', plains)):+.1f}%)")
         if jobs == 1:
+            control = _added(walls, "again1", ["plain1"])
+            print(f"  control, the plain run again over the plain run, per round {100 * min(control):+.1f}%.."
+                  f"{100 * max(control):+.1f}% (median {100 * statistics.median(control):+.1f}%): this machine's noise")
             print(f"TARGET {line}; target at most {100 * CROPS_OVERHEAD:.0f}%: {verdict(median <= CROPS_OVERHEAD)}")
         else:
             print(f"  {line} (the target is for --jobs 1)")
+
+
+def _added(times: dict, name: str, bases: list[str]) -> list[float]:
+    """Per round: name's time over the mean of the bases' times, less 1."""
+    return [t / (sum(b) / len(b)) - 1 for t, *b in zip(times[name], *(times[base] for base in bases))]
 
 
 def target_memory(runner: Runner, runs: int = 2) -> None:

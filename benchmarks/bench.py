@@ -417,7 +417,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs per image (the C++ reference took the median of 5); the median counts")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="side-by-side rounds: per image (x1), whole processes (x2), start-up (x5)")
+                        help="side-by-side rounds: per image (x1), whole processes (x2), start-up (x5), "
+                             "crops (x8 at --jobs 1)")
     parser.add_argument("--quick", action="store_true", help="every 8th image only")
     parser.add_argument("--only", help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -478,7 +479,7 @@ def main(argv=None) -> None:
         if "jobs" in wanted:
             against.target_jobs(jobs, threads)
         if "crops" in wanted:
-            against.target_crops(runner, images, 2 * args.rounds, threads)
+            against.target_crops(runner, images, args.rounds, threads)
         if "memory" in wanted:
             against.target_memory(runner)
 
