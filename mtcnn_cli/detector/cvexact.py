@@ -21,6 +21,7 @@ Public functions:
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -381,14 +382,28 @@ _EXP_A4 = F32(1.000000000000002438532970795181890933776 / _EXP_C0)
 _EXP_VECTOR_MIN = 16  # arrays shorter than this take OpenCV's scalar code
 
 
-def _exp_table() -> np.ndarray:
-    """T[j] = float32(double(2^(j/64)) * c0), j = 0..63, derived with 40-digit decimals."""
-    from decimal import Decimal, localcontext
+def _powers_of_two(n: int) -> list[float]:
+    """double(2^(j/n)), correctly rounded, j = 0..n-1, n a power of two, in
+    integers alone (so the same on every machine, whatever its libm):
+    2^(1/n) to 128 bits is the n-th root of 2^(1 + 128 n), taken as log2(n)
+    integer square roots (isqrt of isqrt of m is floor(m^(1/4)), exactly),
+    then its powers by integer products, each floored. Each product can lose
+    one unit of 2^-128, so a value is off by less than n units; int -> float
+    rounds the rest correctly. Checked against 40-digit decimals (test)."""
+    bits = 128
+    root = 1 << (1 + bits * n)
+    for _ in range(n.bit_length() - 1):
+        root = math.isqrt(root)
+    powers, x = [], 1 << bits
+    for _ in range(n):
+        powers.append(math.ldexp(float(x), -bits))
+        x = (x * root) >> bits
+    return powers
 
-    with localcontext() as ctx:
-        ctx.prec = 40
-        powers = [float(Decimal(2) ** (Decimal(j) / Decimal(64))) for j in range(64)]
-    return (np.array(powers, dtype=np.float64) * _EXP_C0).astype(F32)
+
+def _exp_table() -> np.ndarray:
+    """T[j] = float32(double(2^(j/64)) * c0), j = 0..63."""
+    return (np.array(_powers_of_two(64), dtype=np.float64) * _EXP_C0).astype(F32)
 
 
 _EXP_TABLE = _exp_table()
@@ -455,13 +470,8 @@ _EXPF_SMALLEST = np.array(1, dtype=np.uint32).view(F32)[()]
 
 
 def _expf_table() -> np.ndarray:
-    """Bits of double(2^(j/32)) minus j << 47, j = 0..31 (uint64), via 40-digit decimals."""
-    from decimal import Decimal, localcontext
-
-    with localcontext() as ctx:
-        ctx.prec = 40
-        powers = [float(Decimal(2) ** (Decimal(j) / Decimal(_EXPF_N))) for j in range(_EXPF_N)]
-    bits = np.array(powers, dtype=np.float64).view(np.uint64)
+    """Bits of double(2^(j/32)) minus j << 47, j = 0..31 (uint64)."""
+    bits = np.array(_powers_of_two(_EXPF_N), dtype=np.float64).view(np.uint64)
     return bits - (np.arange(_EXPF_N, dtype=np.uint64) << np.uint64(47))
 
 

@@ -5,6 +5,7 @@ build the C++ reference used) and by glibc's expf, not by this package; see
 fixtures/cvexact/README.md.
 """
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from mtcnn_cli.detector.cvexact import (
-    _EXPF_TABLE, _expf_fused, _fma64, crop_and_resize, exp, expf, normalise, resize_bilinear,
+    _EXPF_TABLE, _expf_fused, _fma64, _powers_of_two, crop_and_resize, exp, expf, normalise, resize_bilinear,
     resize_bilinear_mosaic)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cvexact"
@@ -144,6 +145,18 @@ def test_expf_table_matches_glibc_published_constants():
     assert int(_EXPF_TABLE[1]) == 0x3FEFD9B0D3158574
     assert int(_EXPF_TABLE[16]) == 0x3FEEA09E667F3BCD
     assert int(_EXPF_TABLE[31]) == 0x3FEFD0765B6E4540
+
+
+@pytest.mark.parametrize("n", [32, 64])
+def test_powers_of_two_are_correctly_rounded_doubles(n):
+    # the tables' 2^(j/n), derived another way: 40-digit decimal powers, rounded once to a double
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 40
+        expected = [float(Decimal(2) ** (Decimal(j) / Decimal(n))) for j in range(n)]
+    assert _powers_of_two(n) == expected
+    assert _powers_of_two(n)[0] == 1.0 and _powers_of_two(n)[n // 2] == math.sqrt(2.0)
 
 
 def test_fma64_is_correctly_rounded():
