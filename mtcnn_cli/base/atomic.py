@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 
 IN_PLACE_ROOTS = ("/dev/", "/proc/")  # special file systems: written in place, never replaced
 
@@ -109,10 +108,8 @@ class AtomicFile:
             return
         folder, name = os.path.split(os.path.abspath(self.target))
         self.folder = folder
-        # keep the temporary name short enough for a 255-byte name limit
-        prefix = "." + name[:60] + "."
-        try:
-            fd, self.temp_path = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        try:  # the temporary name keeps 60 characters of the name: short enough for a 255-byte limit
+            fd, self.temp_path = temp_file(folder, name)
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.file = os.fdopen(fd, mode, **text)
@@ -201,6 +198,22 @@ def write_bytes(path, data: bytes, durable: bool = True) -> None:
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
+def temp_file(folder: str, name: str, mode: int = 0o600) -> tuple[int, str]:
+    """(descriptor, path) of a new temporary file `.NAME.XXXXXXXX.tmp` in
+    folder (NAME cut to 60 characters, XXXXXXXX random hex), opened for
+    writing, created with `mode` less the umask (0o600: the user's alone, as
+    tempfile.mkstemp makes them; tempfile itself, with shutil and random
+    behind it, costs a few milliseconds of every run's start). Raises
+    OSError (FileExistsError when 100 random names were all taken)."""
+    for _ in range(100):
+        temp = os.path.join(folder, f".{name[:60]}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(temp, _NEW, mode), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {name} in {folder}")
+
+
 def write_small(path: str, data: bytes) -> None:
     """write_bytes(path, data, durable=False) for one of many small files in a
     folder the caller has made (face crops), in a few system calls: a new
@@ -218,17 +231,10 @@ def write_small(path: str, data: bytes) -> None:
     if (info is not None and not stat.S_ISREG(info.st_mode)) or os.path.abspath(path).startswith(IN_PLACE_ROOTS):
         return write_bytes(path, data, durable=False)
     folder, name = os.path.split(path)
-    for _ in range(100):  # a name taken (by another run's temporary file): another one
-        temp = os.path.join(folder, f".{name[:60]}.{os.urandom(4).hex()}.tmp")
-        try:
-            fd = os.open(temp, _NEW, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    else:
-        raise OutputError(f"cannot write {path}: no free temporary name beside it")
+    try:
+        fd, temp = temp_file(folder, name, 0o666)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         try:
             if info is not None:
@@ -388,7 +394,7 @@ class OutputLock:
         """Replace the output's content with `data`, atomically (a locked
         temporary file renamed over it), keeping the lock."""
         folder, name = os.path.split(os.path.abspath(self.target))
-        fd, temp = tempfile.mkstemp(prefix="." + name[:60] + ".", suffix=".tmp", dir=folder)
+        fd, temp = temp_file(folder, name)
         try:
             lock_exclusive(fd)
             view = memoryview(data)

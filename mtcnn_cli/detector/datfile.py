@@ -365,7 +365,9 @@ def _read_bytes(path: Path, limit: int, kind: str) -> bytes:
             raise ModelError(f"{path}: {info.st_size} bytes, more than any {kind} (limit {limit})")
         parts, size = [], 0
         while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            # the whole file in one read (one buffer, not 1 MiB ones joined: fresh memory
+            # costs its page faults, 1.3 ms of the 1.7 MB ONet), then 1 MiB at a time if it grew
+            chunk = os.read(fd, min(info.st_size + 1 if not parts else 1 << 20, limit + 1 - size))
             if not chunk:
                 break
             parts.append(chunk)

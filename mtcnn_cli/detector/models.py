@@ -26,9 +26,7 @@ import functools
 import hashlib
 import importlib.util
 import os
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -549,6 +547,9 @@ def _write_cache(entry: Path, models: MTCNNModels) -> None:
     """Best effort: a complete entry appears at once (a folder renamed into
     place), or none; another process may win the race. A damaged entry of
     ours is replaced; only OpenFace 2.2.0's exact files are ever cached."""
+    import shutil  # only on a cache miss: with tempfile, a few ms of every start
+    import tempfile
+
     if any(models.sha256.get(name) != OPENFACE_SHA256[name] for name in NETWORK_NAMES):
         return
     temp = None

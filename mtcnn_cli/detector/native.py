@@ -32,7 +32,6 @@ import operator
 import os
 import stat
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -218,6 +217,8 @@ def _write_entry(path: Path, header: dict, code: bytes) -> str | None:
     """Best effort (the cache is an optimisation): the entry appears whole or not
     at all, readable and writable by its owner alone, in a folder only its owner
     may write. Returns why it could not be written, or None."""
+    import tempfile  # only after a compile: its import (shutil, random) is a few ms of every start
+
     temp = folder = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
