@@ -37,7 +37,10 @@ _before = {} if _WORKER else {sig: _signal.signal(sig, _starting) for sig in (_s
 try:
     import contextlib
 
+    from ..base import collector as _collector
     from ..base import signals
+
+    _collector.defer()  # the garbage collector, until the start is over (load_detector): base/collector.py
 
     # then the program's own handler, also while importing
     _importing = contextlib.nullcontext() if _WORKER else signals.program_signals()
@@ -57,19 +60,8 @@ try:
     def main():
         """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
 
-    def _register():
-        # the subcommands (each imports only click and the ground layer at first)
-        from .compare import compare
-        from .detect import detect
-        from .merge import merge
-        from .models import models
-
-        main.add_command(detect)
-        main.add_command(compare)
-        main.add_command(merge)
-        main.add_command(models)
-
-    _register()
+    # the subcommands, each imported when it is run or listed (see Program.get_command)
+    main.lazy_commands.update({name: name for name in ("compare", "detect", "merge", "models")})
 finally:
     _importing.__exit__(None, None, None)  # Program.main installs them again for the run
     for _sig, _handler in _before.items():

@@ -16,6 +16,7 @@ second form.
 """
 from __future__ import annotations
 
+import importlib
 from typing import NoReturn
 
 import click
@@ -101,6 +102,23 @@ class Program(Group):
     (see base/signals.py), every interruption ends with `mtcnn: interrupted`
     and 128 + the signal, closed standard streams are reopened on /dev/null,
     and a reader that closes our stdout (`| head`) ends us quietly with 141."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # subcommand name -> the module of this package that defines it (under that name),
+        # imported when the subcommand is run or listed: a run builds its own options alone
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx, name):
+        # an unknown name loads them all: click suggests the nearest among the loaded ones
+        for wanted in [name] if name in self.lazy_commands else list(self.lazy_commands):
+            if wanted not in self.commands:
+                module = importlib.import_module(f"{__package__}.{self.lazy_commands[wanted]}")
+                self.add_command(getattr(module, wanted))
+        return super().get_command(ctx, name)
 
     def main(self, *args, **kwargs):
         with signals.program_signals():

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from ..base import defaults
+from ..base import collector, defaults
 from ..detector import align
 from ..io.draw import PARTS as DRAW_PARTS
 from ..io.draw import annotate, encode
@@ -182,6 +182,7 @@ def _init_worker(settings: Settings, parent: int) -> None:
     cv2.setNumThreads(1)
     global _worker_state
     _worker_state = (make_detector(settings), settings)
+    collector.resume()  # a worker's start is over too (it ran the program's module: base/collector.py)
 
 
 class WorkerStartError(Exception):

@@ -24,7 +24,7 @@ import numpy as np
 from contextlib import closing
 from dataclasses import replace
 
-from ..base import atomic, exits, signals
+from ..base import atomic, collector, exits, signals
 from ..base.atomic import OutputError
 from ..base.errors import FileProblem, UsageProblem
 from ..base.signals import Interrupts
@@ -163,6 +163,7 @@ def load_detector(settings: Settings, reporter: Reporter):
     except (ModelError, ValueError, OSError) as e:
         raise FileProblem(f"cannot load the models: {e}") from None
     loaded = time.perf_counter()
+    collector.resume()  # the start's long-lived objects all exist now
     source = settings.models or os.environ.get("MTCNN_MODELS") or "bundled weights"
     reporter.verbose(f"imported the detector in {imported - start:.3f} s")
     how = ("compiled them for this machine: once per install and CPU kind"

@@ -460,3 +460,19 @@ def test_the_program_starts_no_blas_threads_unless_the_user_asks(setting):
     assert kept == (setting or "1")
     if setting is None:
         assert count == "1"  # the main thread alone
+
+
+@pytest.mark.parametrize("user", [None, (500, 5, 5)])
+def test_a_run_gives_the_garbage_collector_back_as_it_found_it(tmp_path, corpus, user):
+    # the program defers the collector through its start (base/collector.py), then restores
+    # the thresholds it found and freezes what the start made; checked at the process's exit
+    photo = corpus / "dlib__000179_02159509.jpg"
+    probe = ("import atexit, gc, sys\n"
+             + (f"gc.set_threshold(*{user!r})\n" if user else "")
+             + "atexit.register(lambda: print(gc.get_threshold(), gc.isenabled(), gc.get_freeze_count() > 0))\n"
+             + PROGRAM)
+    done = subprocess.run([sys.executable, "-c", probe, "detect", str(photo), "-q", "-o", str(tmp_path / "f.json")],
+                          cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{user or (700, 10, 10)} True True"
+    assert json.loads((tmp_path / "f.json").read_text())["images"][0]["faces"]
