@@ -8,7 +8,7 @@ A module imports only from its own layer or one below, never up; detector/
 and io/ are side by side (neither imports the other). The module graph has
 no cycle, a function-local import of the package carries its reason, nothing
 below cli/ imports click, and every module imports on its own. The package
-root holds __version__ (from base/) and hands the public names on lazily."""
+root imports nothing and hands __version__ and the public names on lazily."""
 import ast
 import re
 import subprocess
@@ -202,11 +202,13 @@ def test_nothing_below_the_command_line_imports_click():
     assert found == []
 
 
-def test_the_package_root_imports_only_the_version_when_loaded():
-    """What lets `import mtcnn_cli` stay light: its body imports the version
-    from base/; Detector, Face and the rest come lazily."""
+def test_the_package_root_imports_nothing_when_loaded():
+    """What lets `import mtcnn_cli` stay light, and leaves a signal no import
+    of ours to land in before the program's handler: its body imports
+    nothing; __version__, Detector, Face and the rest come lazily."""
     source = (SOURCE / "__init__.py").read_text(encoding="utf-8")
-    assert package_imports(PACKAGE, source, is_package=True, top_level_only=True) == [f"{PACKAGE}.base.defaults"]
+    assert package_imports(PACKAGE, source, is_package=True, top_level_only=True) == []
+    assert not [node for node in ast.parse(source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
 
 
 def test_the_real_imports_are_seen():
