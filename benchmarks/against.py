@@ -32,6 +32,9 @@ FIRST_COMPILE_S = 4.0  # compiling the kernels on a machine that never ran the d
 JOBS_SPEEDUP = 1.85  # --jobs 2 over --jobs 1 (on 2 cores)
 BIG_PEAK_MIB = 300  # peak RSS of `mtcnn detect` on the 12 MP photo
 CROPS_OVERHEAD = 0.05  # `mtcnn detect --crops DIR` over the same run without, 76 images, --jobs 1
+PEER_DETECTION_LEAD = 2.5  # pymtcnn on ONNX Runtime (one thread) over ours: detection alone, summed over images
+PEER_WHOLE_LEAD = 2.0  # the same, whole processes over the 76 images
+PEER_HINT = "benchmarks/peer_setup.sh"  # from the project's folder: sets up the peer, once
 
 
 def oracle_build() -> Path | None:
@@ -39,6 +42,13 @@ def oracle_build() -> Path | None:
     else ${TMPDIR:-/tmp}/openface-oracle (where build.sh puts it)."""
     folder = Path(os.environ.get("ORACLE_BUILD") or Path(os.environ.get("TMPDIR") or "/tmp", "openface-oracle"))
     return folder if os.access(folder / "bin" / "oracle", os.X_OK) else None
+
+
+def peer_folder() -> Path | None:
+    """The peer's folder when peer_setup.sh has set it up: $MTCNN_PEER, else
+    ${TMPDIR:-/tmp}/pymtcnn-peer (a venv with pymtcnn[onnx], its models in models/)."""
+    folder = Path(os.environ.get("MTCNN_PEER") or Path(os.environ.get("TMPDIR") or "/tmp", "pymtcnn-peer"))
+    return folder if os.access(folder / "bin" / "python", os.X_OK) and (folder / "models").is_dir() else None
 
 
 def verdict(ok: bool) -> str:
@@ -51,8 +61,8 @@ class Runner:
     install's is (PYTHONDONTWRITEBYTECODE dropped, a cache folder of the
     bench's own), one BLAS thread; the C++ with one BLAS and one OpenCV thread."""
 
-    def __init__(self, shared: Path, tmp: Path, oracle: Path | None):
-        self.shared, self.tmp, self.oracle = shared, tmp, oracle
+    def __init__(self, shared: Path, tmp: Path, oracle: Path | None, peer: Path | None = None):
+        self.shared, self.tmp, self.oracle, self.peer = shared, tmp, oracle, peer
         self.tools = shared / "tools" / "oracle"
         script = Path(sys.executable).with_name("mtcnn")
         self.mtcnn = shlex.quote(str(script)) if script.exists() else \
@@ -67,6 +77,13 @@ class Runner:
     def cpp(self, arguments: str) -> str:
         return (f"OPENBLAS_NUM_THREADS=1 {shlex.quote(str(self.oracle / 'bin' / 'oracle'))} --quiet "
                 f"--cv-threads 1 --model {MODEL} {arguments}")
+
+    def peer_detect(self, arguments: str) -> str:
+        """pymtcnn timed by the oracle's peer_detect.py: ONNX Runtime on one thread
+        (OpenCV's own threads left as pymtcnn leaves them), one BLAS thread."""
+        return (f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENFACE_MODELS_DIR={shlex.quote(str(self.peer / 'models'))} "
+                f"{shlex.quote(str(self.peer / 'bin' / 'python'))} {shlex.quote(str(self.tools / 'peer_detect.py'))} "
+                f"--threads 1 {arguments}")
 
     def side_by_side(self, name: str, commands: dict, rounds: int, warmup: int, baseline: str) -> dict:
         """sidebyside.py over the commands; its table printed; returns its JSON
@@ -89,33 +106,49 @@ def spread(values) -> str:
 # --- detection alone, per image ---------------------------------------------------------
 
 def per_image(runner: Runner, images: list[str], ours_child, rounds: int, repeat: int) -> dict:
-    """Rounds of our per-image measurement (`bench.py --child corpus`) and the
-    oracle's --repeat, alternated; per_image.py's table printed. Returns the
-    first of our rounds (stages, GFLOP/s, memory: bench.report prints them)
-    with the C++ times of this machine ("cpp_ms": the minimum of its rounds)."""
-    ours_files, cpp_files, first = [], [], None
+    """Rounds of our per-image measurement (`bench.py --child corpus`), the
+    oracle's --repeat and the peer's (whichever are set up), alternated;
+    per_image.py's table printed. Returns the first of our rounds (stages,
+    GFLOP/s, memory: bench.report prints them) with the C++ times of this
+    machine ("cpp_ms": the minimum of its rounds) when the oracle ran."""
+    ours_files, cpp_files, peer_files, first = [], [], [], None
+    quoted = " ".join(map(shlex.quote, images))
     for r in range(rounds):
         result = ours_child()
         first = first or result
         path = runner.tmp / f"ours{r}.json"
         path.write_text(json.dumps(result))
         ours_files.append(str(path))
-        out = runner.tmp / f"cpp{r}.json"
-        cmd = runner.cpp(f"--repeat {repeat} --out {shlex.quote(str(out))} " + " ".join(map(shlex.quote, images)))
-        done = subprocess.run(["bash", "-c", cmd], cwd=runner.shared, capture_output=True, text=True, check=False)
-        if done.returncode not in (0, 3):  # 3: an image the C++ could not take, written as an error
-            raise SystemExit(f"bench: the oracle failed:\n{done.stderr[-2000:]}")
-        cpp_files.append(str(out))
+        if runner.oracle:
+            out = runner.tmp / f"cpp{r}.json"
+            _run_timer(runner, runner.cpp(f"--repeat {repeat} --out {shlex.quote(str(out))} {quoted}"), "the oracle")
+            cpp_files.append(str(out))
+        if runner.peer:
+            out = runner.tmp / f"peer{r}.json"
+            _run_timer(runner, runner.peer_detect(f"--repeat {repeat} --out {shlex.quote(str(out))} {quoted}"),
+                       "the peer (pymtcnn)")
+            peer_files.append(str(out))
+    against = "cpp" if runner.oracle else "peer"
     print(f"\ndetection alone, per image, side by side ({rounds} alternated rounds; ours: median of "
-          f"{repeat} runs per image, the C++: --repeat {repeat}):")
-    table = subprocess.run([sys.executable, str(runner.tools / "per_image.py"), "--ours", "ours", "--against", "cpp",
-                            "ours=" + ",".join(ours_files), "cpp=" + ",".join(cpp_files)],
-                           capture_output=True, text=True, check=False)
+          f"{repeat} runs per image" + (f", the C++: --repeat {repeat}" if runner.oracle else "")
+          + (f", pymtcnn: --repeat {repeat}" if runner.peer else "") + "):")
+    sources = ["ours=" + ",".join(ours_files)] + (["cpp=" + ",".join(cpp_files)] if cpp_files else []) \
+        + (["peer=" + ",".join(peer_files)] if peer_files else [])
+    table = subprocess.run([sys.executable, str(runner.tools / "per_image.py"), "--ours", "ours", "--against",
+                            against, *sources], capture_output=True, text=True, check=False)
     text = table.stdout if table.returncode == 0 else f"(per_image.py failed: {table.stderr[-500:]})"
     print(text[text.find("totals"):].rstrip())  # its table is the one bench.report prints, with faces
     ours_sums = [sum(row["ms"] for row in json.loads(Path(f).read_text())["rows"]) for f in ours_files]
-    cpp_runs = [{im["path"]: im["ms_median"] for im in json.loads(Path(f).read_text())["images"] if "ms_median" in im}
-                for f in cpp_files]
+    if peer_files:
+        peer_sums = [sum(_medians(f).values()) for f in peer_files]
+        leads = [p / o for p, o in zip(peer_sums, ours_sums)]
+        best = statistics.median(leads)
+        print(f"TARGET detection alone against pymtcnn on ONNX Runtime (one thread), per-round ratio of the sums, "
+              f"pymtcnn / ours: {spread(leads)}; target at least {PEER_DETECTION_LEAD:.1f}x: "
+              f"{verdict(best >= PEER_DETECTION_LEAD)}")
+    if not cpp_files:
+        return first
+    cpp_runs = [_medians(f) for f in cpp_files]
     ratios = [o / sum(c.values()) for o, c in zip(ours_sums, cpp_runs)]
     print(f"per-round ratio of the sums, ours / C++: {spread(ratios)}")
     for row in first["rows"]:
@@ -126,14 +159,39 @@ def per_image(runner: Runner, images: list[str], ours_child, rounds: int, repeat
     return first
 
 
+def _medians(path: str) -> dict:
+    """{image: ms_median} of an oracle or peer_detect.py JSON."""
+    return {im["path"]: im["ms_median"] for im in json.loads(Path(path).read_text())["images"] if "ms_median" in im}
+
+
+def _run_timer(runner: Runner, command: str, what: str) -> None:
+    done = subprocess.run(["bash", "-c", command], cwd=runner.shared, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 3):  # 3: an image the C++ could not take, written as an error
+        raise SystemExit(f"bench: {what} failed:\n{done.stderr[-2000:]}")
+
+
 # --- whole commands -----------------------------------------------------------------
 
 def whole_process(runner: Runner, images: list[str], rounds: int) -> dict:
+    """Whole commands side by side: ours, the C++ and pymtcnn (peer_detect.py,
+    one run per image), whichever are set up; the target against the peer."""
     arguments = " ".join(map(shlex.quote, images))
-    print(f"\nwhole process, {len(images)} images, one thread, {rounds} rounds + 1 warm-up (ratios to the C++):")
-    return runner.side_by_side("whole", {
-        "ours": runner.ours(f"detect --format json -o {runner.tmp / 'whole_ours.json'} {arguments}"),
-        "cpp": runner.cpp(f"--out {runner.tmp / 'whole_cpp.json'} {arguments}")}, rounds, 1, "cpp")
+    commands = {"ours": runner.ours(f"detect --format json -o {runner.tmp / 'whole_ours.json'} {arguments}")}
+    if runner.oracle:
+        commands["cpp"] = runner.cpp(f"--out {runner.tmp / 'whole_cpp.json'} {arguments}")
+    if runner.peer:
+        commands["peer"] = runner.peer_detect(f"--out {runner.tmp / 'whole_peer.json'} {arguments}")
+    base = "cpp" if runner.oracle else "ours"
+    print(f"\nwhole process, {len(images)} images, one thread, {rounds} rounds + 1 warm-up (ratios to the "
+          f"{'C++' if runner.oracle else 'ours'}" + ("; pymtcnn: peer_detect.py" if runner.peer else "") + "):")
+    measured = runner.side_by_side("whole", commands, rounds, 1, base)
+    if runner.peer:
+        walls = measured["wall_s"]
+        leads = [p / o for p, o in zip(walls["peer"], walls["ours"])]
+        best = statistics.median(leads)
+        print(f"TARGET whole process against pymtcnn, per round pymtcnn / ours: {spread(leads)}; target at least "
+              f"{PEER_WHOLE_LEAD:.1f}x: {verdict(best >= PEER_WHOLE_LEAD)}")
+    return measured
 
 
 def target_startup(runner: Runner, rounds: int) -> None:

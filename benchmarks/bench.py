@@ -13,7 +13,9 @@ The C++ is OpenFace's own detector, the oracle of ../shared/tools/oracle, run
 side by side when it is built ($ORACLE_BUILD, else ${TMPDIR:-/tmp}/openface-oracle):
 per image in alternated rounds, whole processes in interleaved rounds with
 per-round ratios (benchmarks/against.py). Without it, the ratio is to the
-stored C++ times, from another machine: not comparable. Then the speed
+stored C++ times, from another machine: not comparable. pymtcnn on ONNX
+Runtime, the peer, is timed the same way when benchmarks/peer_setup.sh has
+set it up ($MTCNN_PEER, else ${TMPDIR:-/tmp}/pymtcnn-peer). Then the speed
 targets, each beside its measurement (PASS or MISS).
 
 Usage: python benchmarks/bench.py [--shared DIR] [--repeat N] [--rounds N] [--quick] [--only SECTIONS]
@@ -434,18 +436,20 @@ def main(argv=None) -> None:
     threads = os.cpu_count() or 1
     shared = shared_dir(args.shared).resolve()
     items = load_corpus(shared, args.quick)
-    oracle = against.oracle_build()
+    oracle, peer = against.oracle_build(), against.peer_folder()
     print(f"mtcnn-cli benchmark: {len(items)} images, median of {args.repeat} runs each; "
           + (f"the C++ oracle side by side ({oracle})" if oracle else
-             f"no C++ oracle built (build it in one command: {against.BUILD_HINT})"), file=sys.stderr)
+             f"no C++ oracle built (build it in one command: {against.BUILD_HINT})")
+          + (f"; pymtcnn side by side ({peer})" if peer else
+             f"; no pymtcnn set up (set it up in one command: {against.PEER_HINT})"), file=sys.stderr)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mtcnn-bench-") as tmp:
-        runner = against.Runner(shared, Path(tmp), oracle)
+        runner = against.Runner(shared, Path(tmp), oracle, peer)
         images = [item["path"] for item in items]
         one = large = jobs = None
         if "corpus" in wanted:
-            if oracle:
+            if oracle or peer:
                 one = against.per_image(runner, images, lambda: in_subprocess("corpus", args, 1), args.rounds,
                                         args.repeat)
             else:
@@ -464,11 +468,11 @@ def main(argv=None) -> None:
             except SystemExit as exc:
                 print(exc, file=sys.stderr)
         if "whole" in wanted:
-            if oracle:
+            if oracle or peer:
                 against.whole_process(runner, images, 2 * args.rounds)
-                if "large" in wanted:
-                    against.big_side_by_side(runner, args.rounds)
-            else:
+            if oracle and "large" in wanted:
+                against.big_side_by_side(runner, args.rounds)
+            if not oracle:
                 print(f"\nwhole process against the C++: not measured, no oracle built "
                       f"(build it in one command: {against.BUILD_HINT})")
         print("\n--- the speed targets, side by side on this machine (measured, not asserted) ---")
