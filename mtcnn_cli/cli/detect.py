@@ -241,7 +241,7 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     try:
         # numpy, OpenCV and the detector's code: slow, so imported only here (timed for -v)
         from ..base.errors import FileProblem, UsageProblem
-        from ..io.draw import parse_parts
+        from ..io.draw import PARTS, parse_parts
         from ..run.batch import Settings
         from ..run.detect import run_detect
         from ..run.plan import DetectOptions
@@ -265,7 +265,7 @@ def detect(ctx, paths, null, exclude, ext, recursive, every, min_face, t1, t2, t
     if crop is not None and crop[0] == "arcface" and no_landmarks:
         usage_error("--crop-style arcface aligns by the five points: drop --no-landmarks, or give --crop-style box")
     try:
-        parts = Settings.draw if draw is None else parse_parts(draw)
+        parts = PARTS if draw is None else parse_parts(draw)
     except ValueError as e:
         usage_error(str(e))
 

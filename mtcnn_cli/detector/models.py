@@ -28,6 +28,7 @@ import importlib.util
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,7 @@ class MTCNNModels:
 
 # --- shapes through a network -----------------------------------------------------------
 
-@dataclass(frozen=True)
-class Maps:
+class Maps(NamedTuple):
     """count feature maps of height x width."""
     count: int
     height: int
@@ -93,8 +93,7 @@ class Maps:
         return f"{self.count} maps of {self.height}x{self.width}"
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """A column of values, what a flattening fully connected layer gives."""
     length: int
 
@@ -385,8 +384,7 @@ def network_from_package(arrays, name: str, source: str) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-@dataclass(frozen=True)
-class PackageWeights:
+class PackageWeights(NamedTuple):
     """The installed mtcnn package's weight files, checked against its install
     record: files {"PNet": .../pnet.lz4, ...}, their SHA-256 digests, version."""
     files: dict[str, Path]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -36,8 +35,7 @@ def pyramid_scales(height: int, width: int, min_face: int) -> list[float]:
     return [(12.0 / min_face) * math.pow(PYRAMID_FACTOR, i) for i in range(max(n, 0))]
 
 
-@dataclass(frozen=True)
-class Level:
+class Level(NamedTuple):
     """One pyramid level: the scale, its size (h, w), and where it sits in the
     mosaic (y, x), or (0, 0) for a level that runs alone."""
     scale: float

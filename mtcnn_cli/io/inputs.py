@@ -23,7 +23,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from .images import IMAGE_EXTENSIONS, not_a_file_reason, os_reason
 from .video import VIDEO_EXTENSIONS
@@ -33,8 +33,7 @@ DEFAULT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS  # what a folder search
 STDIN = "-"
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One entry of the batch: an image path (as given, or as found under a
     folder), or a folder that could not be read (error set)."""
     path: str
@@ -94,8 +93,7 @@ class Tally:
     unknown: int = 0
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(NamedTuple):
     """What a folder walk takes. exclude: shell patterns (fnmatch, case-
     sensitive); one without a `/` is matched against each entry's name, one
     with a `/` against its whole path as found (`photos/raw/*`). skip: folders

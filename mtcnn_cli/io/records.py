@@ -23,6 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,8 +48,7 @@ class Result:
     crops: tuple | None = None  # --crops: per face, (the crop's path or None, its 2 x 3 matrix)
 
 
-@dataclass(frozen=True)
-class RecordedFace:
+class RecordedFace(NamedTuple):
     """A face as a record holds it (read back from a file)."""
     x: float
     y: float

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -40,8 +39,7 @@ def video_of(path: str) -> str | None:
     return video if mark and index.isdigit() else None
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """One frame: its index (from 0), its time in seconds (or None), and the
     image (uint8 BGR), or None and an error when the video cannot be used
     from this frame on."""

@@ -13,8 +13,8 @@ import threading
 import time
 from collections import deque
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
+from dataclasses import replace
+from typing import Iterator, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -27,8 +27,7 @@ from ..io.images import ImageError, read_image
 from ..io.records import Result
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What every worker needs to process an image."""
     models: str | None = None
     min_face: int = defaults.MIN_FACE
@@ -42,8 +41,7 @@ class Settings:
     crop_compression: int = 0  # --crop-compression: the crops' PNG deflate level, 0 (stored) to 9
 
 
-@dataclass(frozen=True, eq=False)
-class Task:
+class Task(NamedTuple):
     """One image to process; annotate_as, when set, asks for an annotated
     copy encoded in the format of that file name's extension. A video frame
     comes decoded (image, frame, time); an input already known to be
@@ -57,8 +55,7 @@ class Task:
     crop: bool = False  # cut each face out (Settings.crop)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     result: Result
     seconds: float
     annotated: bytes | None = None
