@@ -61,7 +61,7 @@ try:
         """OpenFace 2.2's MTCNN face detector, bit for bit, in numpy."""
 
     # the subcommands, each imported when it is run or listed (see Program.get_command)
-    main.lazy_commands.update({name: name for name in ("compare", "detect", "merge", "models")})
+    main.lazy_commands.update(("compare", "detect", "merge", "models"))
 finally:
     _importing.__exit__(None, None, None)  # Program.main installs them again for the run
     for _sig, _handler in _before.items():

@@ -105,19 +105,18 @@ class Program(Group):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # subcommand name -> the module of this package that defines it (under that name),
-        # imported when the subcommand is run or listed: a run builds its own options alone
-        self.lazy_commands: dict[str, str] = {}
+        # subcommands imported when run or listed, each from the module of this package of its
+        # own name: a run builds its own options alone
+        self.lazy_commands: set[str] = set()
 
     def list_commands(self, ctx):
         return sorted({*self.commands, *self.lazy_commands})
 
     def get_command(self, ctx, name):
         # an unknown name loads them all: click suggests the nearest among the loaded ones
-        for wanted in [name] if name in self.lazy_commands else list(self.lazy_commands):
+        for wanted in {name} & self.lazy_commands or self.lazy_commands - set(self.commands):
             if wanted not in self.commands:
-                module = importlib.import_module(f"{__package__}.{self.lazy_commands[wanted]}")
-                self.add_command(getattr(module, wanted))
+                self.add_command(getattr(importlib.import_module(f"{__package__}.{wanted}"), wanted))
         return super().get_command(ctx, name)
 
     def main(self, *args, **kwargs):
