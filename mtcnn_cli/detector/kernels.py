@@ -131,14 +131,15 @@ def fma8(typingctx, a, b, c):
 # --- the kernels ------------------------------------------------------------------------
 
 @njit(nogil=True, error_model="numpy")
-def chains16x4(xs, x, weights, w, count, acc, row, row_step):
-    """16 positions x 4 outputs, each one chain from +0 over `count` columns in
-    order: acc = fma(x_k, w_k, acc). Column k's inputs are xs[x + 16k:][:16],
-    its weights for the 4 outputs weights[w + 4k:][:4]; output j's chains go
-    to acc[row + j*row_step:][:16]."""
+def chains16x4(planes, offsets, k0, end, base, weights, w, acc):
+    """16 positions x 4 outputs, each one chain from +0 over the columns k0 .. end - 1
+    in order: acc = fma(x_k, w_k, acc). Column k's inputs are
+    planes[offsets[k] + base:][:16], its weights for the 4 outputs
+    weights[w + 4(k - k0):][:4]; output j's chains go to acc[16j:][:16]."""
     a0 = a1 = b0 = b1 = c0 = c1 = d0 = d1 = zeros8()
-    for _ in range(count):
-        lo, hi = load8(xs, x), load8(xs, x + 8)
+    for k in range(k0, end):
+        x = item(offsets, k) + base
+        lo, hi = load8(planes, x), load8(planes, x + 8)
         f = fill8(weights, w)
         a0, a1 = fma8(lo, f, a0), fma8(hi, f, a1)
         f = fill8(weights, w + 1)
@@ -147,20 +148,19 @@ def chains16x4(xs, x, weights, w, count, acc, row, row_step):
         c0, c1 = fma8(lo, f, c0), fma8(hi, f, c1)
         f = fill8(weights, w + 3)
         d0, d1 = fma8(lo, f, d0), fma8(hi, f, d1)
-        x += 16
         w += 4
-    store8(acc, row, a0)
-    store8(acc, row + 8, a1)
-    store8(acc, row + row_step, b0)
-    store8(acc, row + row_step + 8, b1)
-    store8(acc, row + 2 * row_step, c0)
-    store8(acc, row + 2 * row_step + 8, c1)
-    store8(acc, row + 3 * row_step, d0)
-    store8(acc, row + 3 * row_step + 8, d1)
+    store8(acc, 0, a0)
+    store8(acc, 8, a1)
+    store8(acc, 16, b0)
+    store8(acc, 24, b1)
+    store8(acc, 32, c0)
+    store8(acc, 40, c1)
+    store8(acc, 48, d0)
+    store8(acc, 56, d1)
 
 
 @njit(nogil=True, error_model="numpy")
-def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc, total, xs):
+def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc):
     """A convolution as the C++'s sgemm computes it, one chain per output.
 
     planes (C*L,): the input maps, flattened (map c at c*L). weights (G, K, 4):
@@ -170,54 +170,46 @@ def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc, total
     column k reads, relative to a window's top-left input: c*L + ky*W + kx.
     blocks: the column indices where chains start and end, [0, ..., K].
     slopes (O,) or (0,): a PReLU applied to each result, v if v >= 0 else
-    v * slope (exact per element), or none. out (O, span): out[o, p] for the
-    window at flat position p (positions whose window wraps past a row or an
-    image are computed too, and ignored by the caller). Scratch: acc (4G,
-    tile), total (O, tile), xs (tile * (K - 1),); tile a multiple of 16.
+    v * slope (exact per element), or none. out (O, span), span >= 16:
+    out[o, p] for the window at flat position p (positions whose window wraps
+    past a row or an image are computed too, and ignored by the caller).
+    Scratch: acc (64,).
 
     Order, for every output: for each block [k0, k1) of columns, in turn, one
     chain from +0: acc = fma(x_k, w_k, acc) for k = k0 .. k1 - 1, the bias
     column (input 1.0) as acc + b; the blocks' chains are added in order,
     ((c_0 + c_1) + c_2) ..., each sum rounded once.
 
-    The work goes tile by tile of positions: a block's inputs for the tile are
-    copied into xs, 16 positions after 16 (the last 16 padded with zeros), and
-    chains16x4 computes them for every group of outputs."""
+    The work goes 16 positions at a time (the last 16 end at the span, so
+    they may repeat positions: recomputed, the same bits), each group of
+    outputs in turn, reading the inputs where they lie. The sum of the chains
+    so far is kept in out itself."""
     n_groups, n_cols = weights.shape[0], weights.shape[1]
     span = out.shape[1]
     last = len(blocks) - 2
-    tile = acc.shape[1]
-    for p0 in range(0, span, tile):
-        n = min(tile, span - p0)
-        whole = n - n % 16
-        for b in range(last + 1):
-            k0, end = blocks[b], min(blocks[b + 1], n_cols - 1)
-            count = end - k0
-            for k in range(k0, end):  # column by column: runs along the maps
-                src, dst = item(offsets, k) + p0, (k - k0) * 16
-                for q in range(0, whole, 16):
-                    store8(xs, q * count + dst, load8(planes, src + q))
-                    store8(xs, q * count + dst + 8, load8(planes, src + q + 8))
-                if whole < n:
-                    for p in range(16):
-                        xs[whole * count + dst + p] = planes[src + whole + p] if whole + p < n else np.float32(0)
-            for q in range(0, n, 16):
-                for g in range(n_groups):
-                    chains16x4(xs, q * count, weights, (g * n_cols + k0) * 4, count, acc, 4 * g * tile + q, tile)
-            if b < last:
-                for o in range(n_out):
-                    for p in range(n):
-                        total[o, p] = acc[o, p] if b == 0 else total[o, p] + acc[o, p]
-                continue
-            for o in range(n_out):  # the last block ends with the bias: add it, then the blocks before
-                bias = weights[o // 4, n_cols - 1, o % 4]
-                slope = slopes[o] if len(slopes) else np.float32(1)
-                row, before, dest = acc[o], total[o], out[o, p0:]
-                for p in range(n):
-                    v = row[p] + bias
-                    if last > 0:
-                        v = before[p] + v
-                    dest[p] = v if v >= 0 else v * slope
+    for s0 in range(0, span, 16):
+        s = min(s0, span - 16)
+        for g in range(n_groups):
+            for b in range(last + 1):
+                k0 = blocks[b]
+                chains16x4(planes, offsets, k0, min(blocks[b + 1], n_cols - 1), s, weights,
+                           (g * n_cols + k0) * 4, acc)
+                for j in range(min(4, n_out - 4 * g)):
+                    o, chain, dest = 4 * g + j, acc[16 * j:16 * j + 16], out[4 * g + j, s:s + 16]
+                    if b == last:  # the last block ends with the bias: add it, then the blocks before
+                        bias = weights[g, n_cols - 1, j]
+                        slope = slopes[o] if len(slopes) else np.float32(1)
+                        for p in range(16):
+                            v = chain[p] + bias
+                            if last > 0:
+                                v = dest[p] + v
+                            dest[p] = v if v >= 0 else v * slope
+                    elif b == 0:
+                        for p in range(16):
+                            dest[p] = chain[p]
+                    else:
+                        for p in range(16):
+                            dest[p] = dest[p] + chain[p]
     return out
 
 
@@ -414,9 +406,9 @@ _n = types.int64
 
 ENTRY_POINTS = {
     # planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks, slopes,
-    # n_slopes, out, out_row_stride, span, acc, total, xs, tile
+    # n_slopes, out, out_row_stride, span, acc
     "conv_chains": types.void(_f32, _n, _f32, _n, _n, _n, _i64, _i64, _n, _f32, _n,
-                              _f32, _n, _n, _f32, _f32, _f32, _n),
+                              _f32, _n, _n, _f32),
     # x, n_rows, n_in, weights, n_out, biases, out, lanes
     "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
     # columns, n_in, n_items, weights, n_out, out
@@ -438,12 +430,11 @@ ENTRY_POINTS = {
 
 
 def _conv_chains_entry(planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks,
-                       slopes, n_slopes, out, out_row_stride, span, acc, total, xs, tile):
+                       slopes, n_slopes, out, out_row_stride, span, acc):
     conv_chains(carray(planes, (n_planes,)), carray(weights, (n_groups, n_cols, 4)), n_out,
                 carray(offsets, (n_cols - 1,)), carray(blocks, (n_blocks,)),
                 carray(slopes, (n_slopes,)), carray(out, (n_out, out_row_stride))[:, :span],
-                carray(acc, (4 * n_groups, tile)), carray(total, (n_out, tile)),
-                carray(xs, (tile * (n_cols - 1),)))
+                carray(acc, (64,)))
 
 
 def _gemv_lanes_entry(x, n_rows, n_in, weights, n_out, biases, out, lanes):

@@ -41,10 +41,7 @@ import numpy as np
 from . import elfload
 
 MAGIC = b"mtcnn-cli kernels v1\n"
-# Positions computed together in one tile: a chain block's inputs for a tile,
-# copied side by side, stay in the second-level cache (float32, all columns).
-TILE_BYTES = 256 << 10
-TILE_MAX = 1024  # positions
+BLOCK = 16  # positions computed together by kernels.conv_chains
 LANES = 16  # kernels.LANES: the 16 interleaved chains of the fully connected layers
 _SIZE_LIMIT = 1 << 31  # window sizes, strides and output sizes: no index arithmetic can overflow
 _PLACE_LIMIT = 1 << 40  # crop boxes' corners and taps: the same
@@ -53,7 +50,7 @@ _P = ctypes.c_void_p
 _N = ctypes.c_int64
 # ctypes prototypes of kernels.ENTRY_POINTS (pointers as void *, sizes as int64)
 _PROTOTYPES = {
-    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P, _P, _P, _N),
+    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P),
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
@@ -621,14 +618,17 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
         return out
     if windows.reach + span > planes.size:
         raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
-    tile = max(16, min(TILE_MAX, TILE_BYTES // 4 // n_cols // 16 * 16))
-    n_groups = len(weights.groups)
-    acc = _scratch_address((4 * n_groups + n_out + n_cols - 1) * tile)
-    total, xs = acc + 4 * 4 * n_groups * tile, acc + 4 * (4 * n_groups + n_out) * tile
+    if span < BLOCK:  # the kernel computes BLOCK positions at a time: pad the inputs, then copy out
+        padded = np.zeros(windows.reach + BLOCK, np.float32)
+        padded[:windows.reach + span] = planes[:windows.reach + span]
+        whole = np.empty((n_out, BLOCK), np.float32)
+        conv_chains(padded, weights, windows, whole)
+        out[:] = whole[:, :span]
+        return out
     library().functions["conv_chains"](
-        planes.ctypes.data, planes.size, weights._addresses[0], n_groups, n_cols, n_out,
+        planes.ctypes.data, planes.size, weights._addresses[0], len(weights.groups), n_cols, n_out,
         windows._addresses[0], windows._addresses[1], len(windows.blocks), weights._addresses[1],
-        len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, acc, total, xs, tile)
+        len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, _scratch_address(4 * BLOCK))
     return out
 
 

@@ -319,9 +319,10 @@ def test_conv_chains_every_remainder_of_four(n_cols, split):
 
 
 @pytest.mark.parametrize("n_out", [1, 10, 64, 200])
-def test_conv_chains_across_tiles(n_out):
-    """Positions go tile by tile (16 to 8192 of them, by the number of outputs):
-    check those either side of every multiple of 16 and 40 up to the end."""
+def test_conv_chains_across_position_blocks(n_out):
+    """Positions go 16 at a time, the last 16 ending at the span (300 = 18 x 16
+    + 12: the last block repeats 4 positions): check those either side of
+    every multiple of 16, 40 and 128 up to the end."""
     rng = np.random.default_rng(200 + n_out)
     span = 300
     planes, weights, offsets = random_conv_problem(rng, 10, n_out, span)
@@ -337,7 +338,8 @@ def test_conv_chains_across_tiles(n_out):
 @pytest.mark.parametrize("span", [1, 15, 16, 17, 31, 33])
 def test_conv_chains_every_remainder_of_the_register_block(n_out, span):
     """The inner block is 16 positions x 4 outputs: outputs beyond a multiple
-    of 4 and positions beyond a multiple of 16 (zero-padded) too."""
+    of 4, positions beyond a multiple of 16 (the last block moved back to end
+    at the span) and spans under 16 (the inputs padded) too."""
     rng = np.random.default_rng(1000 * n_out + span)
     planes, weights, offsets = random_conv_problem(rng, 7, n_out, span, length=span + 20)
     slopes = normal(rng, n_out)
