@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import native
+
 F32, F64 = np.float32, np.float64
 
 # PNet sees 12x12 windows; its maps are at half resolution (one 2x2 pooling).
@@ -45,51 +47,20 @@ def proposals(prob: np.ndarray, corrections: np.ndarray, scale: float, threshold
     return boxes, prob[ys, xs], corrections[:, ys, xs].T.astype(F32)
 
 
-def overlaps(rects: np.ndarray, rows: np.ndarray, minimum: bool) -> np.ndarray:
-    """float32 overlap of the integer rects `rows` (B, 4) with every rect (n, 4):
-    (B, n). Integer intersection area (empty unless both sides are positive)
-    over the union (a1 + a2 - inter, in float) or over the smaller area."""
-    x1, y1, w, h = (rects[:, k] for k in range(4))
-    bx1, by1, bw, bh = (rows[:, k:k + 1] for k in range(4))
-    iw = np.minimum(bx1 + bw, x1 + w) - np.maximum(bx1, x1)
-    ih = np.minimum(by1 + bh, y1 + h) - np.maximum(by1, y1)
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0).astype(F32)
-    if minimum:
-        denom = np.minimum(bw * bh, w * h).astype(F32)
-    else:
-        denom = (bw * bh + w * h).astype(F32) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / denom
-
-
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, minimum: bool = False) -> np.ndarray:
     """Indices kept by non-maximum suppression, in the order they are selected.
 
     Candidates are ordered by score, equal scores in input order; the last one
     (highest score, latest among ties) is taken, and every remaining box whose
     overlap with it is strictly above the threshold is dropped; repeat. Overlap
-    uses the boxes as integer rects (see `overlaps`).
+    uses the boxes as integer rects: the integer intersection area (empty
+    unless both sides are positive) over the union (a1 + a2 - inter, in float)
+    or, with `minimum`, over the smaller area (native.nms, compiled).
 
     Equivalently: walk the candidates from the highest score down, keep each one
-    not yet dropped, and drop everything it overlaps. Overlaps are computed for a
-    block of candidates at a time against all boxes."""
-    n = len(boxes)
-    rects = to_int_rect(boxes)
-    order = np.argsort(scores, kind="stable")[::-1]  # selection order
-    thresh = F32(threshold)
-    dropped = np.zeros(n, bool)
-    kept = []
-    block = max(16, min(256, (1 << 22) // max(n, 1)))
-    for start in range(0, n, block):
-        candidates = order[start:start + block]
-        if dropped[candidates].all():
-            continue
-        over = overlaps(rects, rects[candidates], minimum) > thresh  # (B, n)
-        for i, index in enumerate(candidates):
-            if not dropped[index]:
-                kept.append(index)
-                dropped |= over[i]
-    return np.asarray(kept, np.int64)
+    not yet dropped, and drop every later one it overlaps."""
+    order = np.ascontiguousarray(np.argsort(scores, kind="stable")[::-1], np.int64)  # selection order
+    return native.nms(np.ascontiguousarray(to_int_rect(boxes)), order, F32(threshold), minimum)
 
 
 def apply_correction(boxes: np.ndarray, corrections: np.ndarray, add1: bool) -> np.ndarray:

@@ -387,6 +387,46 @@ def resize_linear(src, src_row, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, 
 
 
 @njit(nogil=True, error_model="numpy")
+def nms(rects, order, threshold, minimum, dropped, kept):
+    """Non-maximum suppression over integer rects (N, 4) of x, y, w, h: walk
+    `order` (N,), keep each rect not yet dropped and drop every later one
+    whose overlap with it is above `threshold` (float32). Writes the kept
+    indices to kept (N,) and returns how many; dropped (N,) scratch.
+
+    The overlap of a kept rect a with a rect b, as the C++ computes it: the
+    integer intersection i (0 unless both sides are positive), as a float;
+    over float(min(area a, area b)) when `minimum`, else over
+    float(area a + area b) - i; each float operation rounded to float32
+    (a division by 0 gives an infinity or a NaN, which is not above)."""
+    n = len(order)
+    for i in range(n):
+        dropped[i] = 0
+    count = 0
+    for first in range(n):
+        a = order[first]
+        if dropped[a]:
+            continue
+        kept[count] = a
+        count += 1
+        x, y, w, h = rects[a, 0], rects[a, 1], rects[a, 2], rects[a, 3]
+        for later in range(first + 1, n):
+            b = order[later]
+            if dropped[b]:
+                continue
+            bx, by, bw, bh = rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3]
+            iw = min(x + w, bx + bw) - max(x, bx)
+            ih = min(y + h, by + bh) - max(y, by)
+            inter = np.float32(iw * ih) if iw > 0 and ih > 0 else np.float32(0)
+            if minimum:
+                denom = np.float32(min(w * h, bw * bh))
+            else:
+                denom = np.float32(np.float32(w * h + bw * bh) - inter)
+            if np.float32(inter / denom) > threshold:
+                dropped[b] = 1
+    return count
+
+
+@njit(nogil=True, error_model="numpy")
 def fma_many(a, b, c, out):
     """out[i] = fma(a[i], b[i], c[i]): the self-check's loop (vectorised, as the
     convolutions are)."""
@@ -426,6 +466,8 @@ ENTRY_POINTS = {
                                 _n, _f32, _n, _n, _f32, _f32),
     # a, b, c, out, n
     "fma_many": types.void(_f32, _f32, _f32, _f32, _n),
+    # rects, n, order, threshold (one float32), minimum, dropped, kept, n_kept
+    "nms": types.void(_i64, _n, _i64, _f32, _n, _i64, _i64, _i64),
 }
 
 
@@ -471,6 +513,11 @@ def _resize_linear_entry(src, n_src, src_row, cols0, cols1, wcol0, wcol1, copy, 
                   carray(line1, (n_cols,)))
 
 
+def _nms_entry(rects, n, order, threshold, minimum, dropped, kept, n_kept):
+    carray(n_kept, (1,))[0] = nms(carray(rects, (n, 4)), carray(order, (n,)), carray(threshold, (1,))[0], minimum,
+                                  carray(dropped, (n,)), carray(kept, (n,)))
+
+
 def _fma_many_entry(a, b, c, out, n):
     fma_many(carray(a, (n,)), carray(b, (n,)), carray(c, (n,)), carray(out, (n,)))
 
@@ -480,6 +527,6 @@ def compile_entry_points() -> dict:
     bodies = {"conv_chains": _conv_chains_entry, "gemv_lanes": _gemv_lanes_entry,
               "sums_double": _sums_double_entry, "max_pool": _max_pool_entry,
               "crop_linear": _crop_linear_entry, "resize_linear": _resize_linear_entry,
-              "fma_many": _fma_many_entry}
+              "fma_many": _fma_many_entry, "nms": _nms_entry}
     return {name: cfunc(signature, nopython=True, error_model="numpy")(bodies[name])
             for name, signature in ENTRY_POINTS.items()}

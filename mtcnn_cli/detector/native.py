@@ -57,6 +57,7 @@ _PROTOTYPES = {
     "crop_linear": (_P, _N, _N, _P, _N, _N, _P, _P, _P, _P, _P, _P, _P, _P, _P),
     "resize_linear": (_P, _N, _N, _P, _P, _P, _P, _P, _N, _P, _P, _P, _P, _N, _P, _N, _N, _P, _P),
     "fma_many": (_P, _P, _P, _P, _N),
+    "nms": (_P, _N, _P, _P, _N, _P, _P, _P),
 }
 
 
@@ -690,6 +691,25 @@ def max_pool(maps, kx: int, ky: int, sx: int, sy: int, oh: int, ow: int):
         library().functions["max_pool"](maps.ctypes.data, n_values, steps[0], steps[1], steps[2], h, w,
                                         kx, ky, sx, sy, out.ctypes.data, c, n, oh, ow, line.ctypes.data)
     return out
+
+
+def nms(rects: np.ndarray, order: np.ndarray, threshold, minimum: bool) -> np.ndarray:
+    """kernels.nms: rects (N, 4) int64, order (N,) int64 (each index once),
+    threshold a float32. Returns the kept indices, in the order kept."""
+    _need(rects, np.int64, 2, "nms rects")
+    _need(order, np.int64, 1, "nms order")
+    n = len(order)
+    if rects.shape != (n, 4) or (n and (order.min() < 0 or order.max() >= n)):
+        raise ValueError(f"nms: rects {rects.shape} with an order of {n} indices in [{order.min(initial=0)}, "
+                         f"{order.max(initial=0)}]")
+    if not n:
+        return np.zeros(0, np.int64)
+    scratch = np.empty(2 * n + 1, np.int64)  # dropped (n), kept (n), how many kept
+    address = scratch.ctypes.data
+    threshold = np.full(1, threshold, np.float32)
+    library().functions["nms"](rects.ctypes.data, n, order.ctypes.data, threshold.ctypes.data,
+                               int(bool(minimum)), address, address + 8 * n, address + 16 * n)
+    return scratch[n:n + int(scratch[2 * n])].copy()
 
 
 def crop_linear(pixels, boxes, rows0, rows1, wrow0, wrow1, cols0, cols1, wcol0, wcol1):

@@ -436,3 +436,15 @@ def test_a_header_that_names_no_entry_points_is_compiled_again(warm_cache, tmp_p
     entry.write_bytes(magic + b"\n" + json.dumps(fields).encode() + b"\n" + code)
     assert probe(folder)["source"] == "compiled"
     assert probe(folder)["source"] == "cache"
+
+
+@pytest.mark.parametrize("rects, order", [
+    (np.zeros((3, 4), np.int64), np.array([0, 1, 3], np.int64)),  # an index past the rects
+    (np.zeros((3, 4), np.int64), np.array([0, -1, 2], np.int64)),  # before them
+    (np.zeros((3, 4), np.int64), np.array([0, 1], np.int64)),  # fewer indices than rects
+    (np.zeros((3, 4), np.float32), np.array([0, 1, 2], np.int64)),  # rects not int64
+    (np.zeros((3, 4), np.int64)[:, ::2], np.array([0, 1], np.int64)),  # rects strided
+])
+def test_nms_arguments_that_do_not_fit_are_refused(rects, order):
+    with pytest.raises(ValueError):
+        native.nms(rects, order, 0.5, False)
