@@ -264,10 +264,10 @@ def _remove_stale_temporaries(folder: Path, age: float = 3600.0) -> None:
 # The entry points a helper process compiles while this one compiles the rest,
 # on a machine with a second core: about half of numba's work each (measured
 # alone, in seconds: max_pool 0.9, conv_chains 0.8, crop_linear 0.8,
-# resize_linear 0.6, gemv_lanes 0.4, sums_double 0.4; numba's first compile of
+# resize_linear 0.6, gemv_lanes 0.4, sums_double 0.4, nms 0.4; numba's first compile of
 # a process costs a fixed 0.5 s on both sides, and the helper starts later).
 COMPILE_SECONDS = 4  # what a first run says it will take (docs/performance.md: 3-4 s on 2 cores)
-HELPER_SHARE = ("sums_double", "max_pool", "crop_linear")
+HELPER_SHARE = ("sums_double", "max_pool", "crop_linear", "nms")
 _HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
            "from mtcnn_cli.detector import native; native.helper_main(sys.argv[2:])")
 
