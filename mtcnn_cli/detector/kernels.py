@@ -288,12 +288,22 @@ def max_pool(maps, map_step, image_step, row_step, height, width, kx, ky, sx, sy
             for oy in range(oh):
                 y0 = oy * sy
                 top = maps[first + y0 * row_step:]
-                for x in range(width):
-                    line[x] = top[x]
-                for y in range(y0 + 1, min(y0 + ky, height)):
-                    row = maps[first + y * row_step:]
+                rows = min(ky, height - y0)  # the window's rows inside the maps
+                if rows == 3:  # the networks' windows: the rows in one pass
+                    second, third = maps[first + (y0 + 1) * row_step:], maps[first + (y0 + 2) * row_step:]
                     for x in range(width):
-                        line[x] = _max(line[x], row[x])
+                        line[x] = _max(_max(top[x], second[x]), third[x])
+                elif rows == 2:
+                    second = maps[first + (y0 + 1) * row_step:]
+                    for x in range(width):
+                        line[x] = _max(top[x], second[x])
+                else:
+                    for x in range(width):
+                        line[x] = top[x]
+                    for y in range(y0 + 1, y0 + rows):
+                        row = maps[first + y * row_step:]
+                        for x in range(width):
+                            line[x] = _max(line[x], row[x])
                 dest = out[c, n, oy]
                 if sx == 2 and kx == 3:  # the networks' pools: constant strides vectorise
                     for ox in range(full):
