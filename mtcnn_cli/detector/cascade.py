@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -135,9 +136,17 @@ def check_parameters(min_face, t1, t2, t3) -> None:
             raise ValueError(f"{name} must be a number in [0, 1], got {t!r}")
 
 
-def as_bgr_float(image) -> np.ndarray:
+# Detector.detect converts each image into a buffer kept per thread (up to this
+# size): a photo's float copy is its largest array, above malloc's mmap
+# threshold for 3 megapixels or more, and fresh pages cost a fault each.
+KEEP_CONVERTED_BYTES = 64 << 20
+_converted = threading.local()
+
+
+def as_bgr_float(image, reuse: bool = False) -> np.ndarray:
     """uint8 BGR (H, W, 3), grey (H, W) or (H, W, 1), or BGRA (H, W, 4) -> float32
-    (H, W, 3) BGR, as the C++ converts it (grey replicated, alpha dropped)."""
+    (H, W, 3) BGR, as the C++ converts it (grey replicated, alpha dropped).
+    reuse: into this thread's kept buffer (valid until its next such call)."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
@@ -148,6 +157,14 @@ def as_bgr_float(image) -> np.ndarray:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(f"image must be H x W (grey), H x W x 3 (BGR) or H x W x 4 (BGRA); got shape {image.shape}")
+    h, w = image.shape[:2]
+    if reuse and 12 * h * w <= KEEP_CONVERTED_BYTES:
+        kept = getattr(_converted, "buffer", None)
+        if kept is None or kept.size < 3 * h * w:
+            kept = _converted.buffer = np.empty(3 * h * w, np.float32)
+        out = kept[:3 * h * w].reshape(h, w, 3)
+        np.copyto(out, image[:, :, :3], casting="unsafe")  # grey: its one channel to all three
+        return out
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return image[:, :, :3].astype(np.float32)
@@ -392,7 +409,7 @@ class Detector:
         """image: uint8 BGR (H x W x 3), grey (H x W) or BGRA (H x W x 4), as
         cv2.imread gives. Returns the faces in the order the C++ returns them.
         timings, if given, accumulates seconds per stage (see Cascade)."""
-        img = as_bgr_float(image)
+        img = as_bgr_float(image, reuse=True)
         boxes, scores, landmarks = self.cascade.run(img, self.min_face, self.t1, self.t2, self.t3,
                                                     timings=timings)
         return [

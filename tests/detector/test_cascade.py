@@ -86,3 +86,19 @@ def test_forgetting_image_sizes_changes_nothing_but_the_caches(networks):
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert len(first[0]) == 2  # not vacuous: the sample's two drawn faces
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 3), (5, 7, 4)])
+def test_converting_into_the_kept_buffer_gives_the_fresh_conversion(shape):
+    """Detector.detect converts into a buffer kept per thread: grey, BGR and
+    BGRA, after a larger image and after a smaller one, as the plain copy."""
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    pixels = image.reshape(5, 7, -1).tolist()  # [row][column][channel]
+    want = np.float32([[p * 3 if len(p) == 1 else p[:3] for p in row] for row in pixels])
+    for before in ((9, 11, 3), (2, 2, 3)):
+        cc.as_bgr_float(np.zeros(before, np.uint8), reuse=True)
+        got = cc.as_bgr_float(image, reuse=True)
+        assert got.shape == (5, 7, 3) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(cc.as_bgr_float(image), want)
