@@ -160,7 +160,7 @@ def chains16x4(planes, offsets, k0, end, base, weights, w, acc):
 
 
 @njit(nogil=True, error_model="numpy")
-def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc):
+def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, run_step, run_length, acc):
     """A convolution as the C++'s sgemm computes it, one chain per output.
 
     planes (C*L,): the input maps, flattened (map c at c*L). weights (G, K, 4):
@@ -171,45 +171,49 @@ def conv_chains(planes, weights, n_out, offsets, blocks, slopes, out, acc):
     blocks: the column indices where chains start and end, [0, ..., K].
     slopes (O,) or (0,): a PReLU applied to each result, v if v >= 0 else
     v * slope (exact per element), or none. out (O, span), span >= 16:
-    out[o, p] for the window at flat position p (positions whose window wraps
-    past a row or an image are computed too, and ignored by the caller).
-    Scratch: acc (64,).
+    out[o, p] for the window at flat position p. Only the positions of runs
+    [n * run_step, n * run_step + run_length) are asked for (the valid windows
+    of each image of a batch, 1 <= run_length <= run_step); others may be
+    computed too (those whose window wraps past a row), and are ignored by the
+    caller. Scratch: acc (64,).
 
     Order, for every output: for each block [k0, k1) of columns, in turn, one
     chain from +0: acc = fma(x_k, w_k, acc) for k = k0 .. k1 - 1, the bias
     column (input 1.0) as acc + b; the blocks' chains are added in order,
     ((c_0 + c_1) + c_2) ..., each sum rounded once.
 
-    The work goes 16 positions at a time (the last 16 end at the span, so
-    they may repeat positions: recomputed, the same bits), each group of
-    outputs in turn, reading the inputs where they lie. The sum of the chains
-    so far is kept in out itself."""
+    The work goes run by run, 16 positions at a time (a run's last 16 end
+    at its end, or start at 0, so they may repeat positions: recomputed, the
+    same bits), each group of outputs in turn, reading the inputs where they
+    lie. The sum of the chains so far is kept in out itself."""
     n_groups, n_cols = weights.shape[0], weights.shape[1]
     span = out.shape[1]
     last = len(blocks) - 2
-    for s0 in range(0, span, 16):
-        s = min(s0, span - 16)
-        for g in range(n_groups):
-            for b in range(last + 1):
-                k0 = blocks[b]
-                chains16x4(planes, offsets, k0, min(blocks[b + 1], n_cols - 1), s, weights,
-                           (g * n_cols + k0) * 4, acc)
-                for j in range(min(4, n_out - 4 * g)):
-                    o, chain, dest = 4 * g + j, acc[16 * j:16 * j + 16], out[4 * g + j, s:s + 16]
-                    if b == last:  # the last block ends with the bias: add it, then the blocks before
-                        bias = weights[g, n_cols - 1, j]
-                        slope = slopes[o] if len(slopes) else np.float32(1)
-                        for p in range(16):
-                            v = chain[p] + bias
-                            if last > 0:
-                                v = dest[p] + v
-                            dest[p] = v if v >= 0 else v * slope
-                    elif b == 0:
-                        for p in range(16):
-                            dest[p] = chain[p]
-                    else:
-                        for p in range(16):
-                            dest[p] = dest[p] + chain[p]
+    for first in range(0, span, run_step):
+        end = min(first + run_length, span)
+        for s0 in range(first, end, 16):
+            s = max(0, min(s0, end - 16))
+            for g in range(n_groups):
+                for b in range(last + 1):
+                    k0 = blocks[b]
+                    chains16x4(planes, offsets, k0, min(blocks[b + 1], n_cols - 1), s, weights,
+                               (g * n_cols + k0) * 4, acc)
+                    for j in range(min(4, n_out - 4 * g)):
+                        o, chain, dest = 4 * g + j, acc[16 * j:16 * j + 16], out[4 * g + j, s:s + 16]
+                        if b == last:  # the last block ends with the bias: add it, then the blocks before
+                            bias = weights[g, n_cols - 1, j]
+                            slope = slopes[o] if len(slopes) else np.float32(1)
+                            for p in range(16):
+                                v = chain[p] + bias
+                                if last > 0:
+                                    v = dest[p] + v
+                                dest[p] = v if v >= 0 else v * slope
+                        elif b == 0:
+                            for p in range(16):
+                                dest[p] = chain[p]
+                        else:
+                            for p in range(16):
+                                dest[p] = dest[p] + chain[p]
     return out
 
 
@@ -456,9 +460,9 @@ _n = types.int64
 
 ENTRY_POINTS = {
     # planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks, slopes,
-    # n_slopes, out, out_row_stride, span, acc
+    # n_slopes, out, out_row_stride, span, run_step, run_length, acc
     "conv_chains": types.void(_f32, _n, _f32, _n, _n, _n, _i64, _i64, _n, _f32, _n,
-                              _f32, _n, _n, _f32),
+                              _f32, _n, _n, _n, _n, _f32),
     # x, n_rows, n_in, weights, n_out, biases, out, lanes
     "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
     # columns, n_in, n_items, weights, n_out, out
@@ -482,11 +486,11 @@ ENTRY_POINTS = {
 
 
 def _conv_chains_entry(planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks,
-                       slopes, n_slopes, out, out_row_stride, span, acc):
+                       slopes, n_slopes, out, out_row_stride, span, run_step, run_length, acc):
     conv_chains(carray(planes, (n_planes,)), carray(weights, (n_groups, n_cols, 4)), n_out,
                 carray(offsets, (n_cols - 1,)), carray(blocks, (n_blocks,)),
                 carray(slopes, (n_slopes,)), carray(out, (n_out, out_row_stride))[:, :span],
-                carray(acc, (64,)))
+                run_step, run_length, carray(acc, (64,)))
 
 
 def _gemv_lanes_entry(x, n_rows, n_in, weights, n_out, biases, out, lanes):

@@ -98,7 +98,8 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray | native.ConvWeights, kh: i
     span = plane - (kh - 1) * w - (kw - 1)  # the last window's flat position + 1
     planes = np.ascontiguousarray(maps, np.float32).reshape(-1)
     out = np.empty((c_out, plane), np.float32)
-    native.conv_chains(planes, weight_matrix, conv_windows(c, plane, w, kh, kw, c_out, oh * ow), out[:, :span])
+    native.conv_chains(planes, weight_matrix, conv_windows(c, plane, w, kh, kw, c_out, oh * ow), out[:, :span],
+                       (h * w, (oh - 1) * w + ow))  # each image's valid windows
     return out.reshape(c_out, n, h, w)[:, :, :oh, :ow]  # a view: pooling reads it in place
 
 

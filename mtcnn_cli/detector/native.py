@@ -50,7 +50,7 @@ _P = ctypes.c_void_p
 _N = ctypes.c_int64
 # ctypes prototypes of kernels.ENTRY_POINTS (pointers as void *, sizes as int64)
 _PROTOTYPES = {
-    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _P),
+    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _N, _N, _P),
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
@@ -600,9 +600,12 @@ def _scratch_address(n_values: int) -> int:
     return buffer[1]
 
 
-def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, out: np.ndarray):
+def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, out: np.ndarray,
+                runs: tuple[int, int] | None = None):
     """kernels.conv_chains (its docstring states the order): planes (C*L,)
-    float32; out (O, span) float32, its rows may be strided. Returns out."""
+    float32; out (O, span) float32, its rows may be strided. runs (step,
+    length): only the positions [n * step, n * step + length) are wanted
+    (default all). Returns out."""
     if not (isinstance(planes, np.ndarray) and planes.dtype == np.float32 and planes.ndim == 1
             and planes.flags.c_contiguous):
         raise ValueError(f"conv planes: need a contiguous 1-D float32 array, got "
@@ -620,6 +623,9 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
         return out
     if windows.reach + span > planes.size:
         raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
+    step, length = (span, span) if runs is None else (operator.index(v) for v in runs)
+    if not 1 <= length <= step <= _SIZE_LIMIT:
+        raise ValueError(f"conv: runs of {length} positions every {step}")
     if span < BLOCK:  # the kernel computes BLOCK positions at a time: pad the inputs, then copy out
         padded = np.zeros(windows.reach + BLOCK, np.float32)
         padded[:windows.reach + span] = planes[:windows.reach + span]
@@ -630,7 +636,8 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
     library().functions["conv_chains"](
         planes.ctypes.data, planes.size, weights._addresses[0], len(weights.groups), n_cols, n_out,
         windows._addresses[0], windows._addresses[1], len(windows.blocks), weights._addresses[1],
-        len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, _scratch_address(4 * BLOCK))
+        len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, step, length,
+        _scratch_address(4 * BLOCK))
     return out
 
 

@@ -347,6 +347,25 @@ def test_conv_chains_every_remainder_of_the_register_block(n_out, span):
     assert_same_bits(out, ref_conv_chains(planes, weights, offsets, [0, 3, 7], slopes, range(n_out), range(span)))
 
 
+@pytest.mark.parametrize("step, length, n_runs", [(11, 11, 5), (16, 11, 4), (121, 97, 3), (100, 78, 4),
+                                                 (24, 1, 7), (40, 17, 3), (33, 33, 1)])
+def test_conv_chains_computes_every_position_of_its_runs(step, length, n_runs):
+    """Only the runs [n * step, n * step + length) are asked for (a batch's
+    images, each one's valid windows): runs under 16 positions, runs that end
+    inside a block of 16, one run for all; with chains in two blocks."""
+    rng = np.random.default_rng(step * 100 + length)
+    span = (n_runs - 1) * step + length
+    planes, weights, offsets = random_conv_problem(rng, 9, 6, span)
+    slopes = normal(rng, 6)
+    out = np.full((6, span), np.nan, np.float32)
+    native.conv_chains(planes, native.ConvWeights(weights, slopes),
+                       native.ConvWindows(np.asarray(offsets, np.int64), np.array([0, 4, 9], np.int64)), out,
+                       (step, length))
+    positions = [n * step + p for n in range(n_runs) for p in range(length)]
+    want = ref_conv_chains(planes, weights, offsets, [0, 4, 9], slopes, range(6), positions)
+    assert_same_bits(out[:, positions], want)
+
+
 @pytest.mark.parametrize("n_cols, n_out, span", [(577, 4, 20), (900, 2, 12), (1000, 3, 10), (2000, 2, 6), (2000, 5, 50)])
 def test_conv_chains_long_columns_in_blocks(n_cols, n_out, span):
     """K above 448 in the blocks of the level-3 driver: the reference's blocks

@@ -448,3 +448,11 @@ def test_a_header_that_names_no_entry_points_is_compiled_again(warm_cache, tmp_p
 def test_nms_arguments_that_do_not_fit_are_refused(rects, order):
     with pytest.raises(ValueError):
         native.nms(rects, order, 0.5, False)
+
+
+@pytest.mark.parametrize("runs", [(5, 6), (5, 0), (0, 0), (-1, 1)])
+def test_conv_runs_that_do_not_fit_are_refused(runs):
+    """A run longer than its step, empty, or negative."""
+    planes, weights, offsets, blocks, _, out = conv_arguments()
+    with pytest.raises(ValueError):
+        native.conv_chains(planes, native.ConvWeights(weights), native.ConvWindows(offsets, blocks), out, runs)
