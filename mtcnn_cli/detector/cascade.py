@@ -381,7 +381,8 @@ class Detector:
     `cascade.forget_image_sizes()` drops it. The first Detector of a process
     asks glibc's malloc to keep freed working memory for the next image (see
     detector/memory.py): free memory at the top of a heap goes back to the
-    kernel only beyond 128 MB."""
+    kernel only beyond 128 MB. Each image's float copy goes into a buffer
+    kept per thread (images up to KEEP_CONVERTED_BYTES as float)."""
 
     def __init__(self, models=None, min_face: int = MIN_FACE, t1: float = T1,
                  t2: float = T2, t3: float = T3):
