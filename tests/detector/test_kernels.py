@@ -472,7 +472,8 @@ def test_conv_577_columns_in_two_chains():
 # --- gemv_lanes ----------------------------------------------------------------
 
 @pytest.mark.parametrize("n_in, n_out, n_rows", [(576, 3, 1), (576, 2, 3), (1152, 2, 1), (1152, 1, 3),
-                                                 (16, 7, 1), (16, 5, 3), (32, 4, 2)])
+                                                 (16, 7, 1), (16, 5, 3), (32, 4, 2), (576, 128, 2),
+                                                 (1152, 256, 1), (64, 19, 3), (16, 8, 2)])
 def test_gemv_lanes(n_in, n_out, n_rows):
     rng = np.random.default_rng(n_in + 10 * n_out + n_rows)
     x, weights, biases = normal(rng, n_rows, n_in), normal(rng, n_in, n_out), normal(rng, n_out)
