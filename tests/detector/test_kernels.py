@@ -519,7 +519,8 @@ def test_fully_connected_with_100_outputs_or_more_takes_the_lanes():
 
 # --- sums_double ---------------------------------------------------------------
 
-@pytest.mark.parametrize("n_in, n_out, n_items", [(576, 6, 3), (256, 16, 2), (32, 6, 40), (1, 2, 3)])
+@pytest.mark.parametrize("n_in, n_out, n_items", [(576, 6, 3), (256, 16, 2), (32, 6, 40), (1, 2, 3),
+                                                  (32, 6, 1300), (3, 2, 512)])  # past blocks of 512 items
 def test_sums_double(n_in, n_out, n_items):
     rng = np.random.default_rng(n_in + n_out)
     columns = normal(rng, n_in, n_items)
