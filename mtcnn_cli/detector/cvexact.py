@@ -133,12 +133,8 @@ def _linear_taps(src_h: int, src_w: int, channels: int, sizes: tuple) -> tuple:
     widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
     columns = _channel_taps(_column_taps(src_w, widths), channels)
     rows = _row_taps(src_h, heights)
-    col_ends, row_ends = np.cumsum(widths) * channels, np.cumsum(heights)
-    taps = []
-    for c1, r1, (w, h) in zip(col_ends, row_ends, sizes):
-        c0, r0 = c1 - w * channels, r1 - h
-        taps.append(native.ResizeTaps(*(a[c0:c1] for a in columns), *(a[r0:r1] for a in rows)))
-    return tuple(taps)
+    col_ends, row_ends = (np.cumsum(widths) * channels).tolist(), np.cumsum(heights).tolist()
+    return tuple(native.ResizeTaps.many(columns, rows, col_ends, row_ends))
 
 
 def _resize_linear_into(img: np.ndarray, taps: native.ResizeTaps, out: np.ndarray) -> None:

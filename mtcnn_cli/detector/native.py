@@ -752,34 +752,72 @@ class ResizeTaps:
     output value of a row (channels interleaved) the source values cols0,
     cols1 (int64), weights wcol0, wcol1 (float32) and copy (int64, nonzero:
     taken as it is); per output row the source rows rows0, rows1 (int64) and
-    weights wrow0, wrow1 (float32). Kept as read-only copies, four arrays."""
+    weights wrow0, wrow1 (float32). Kept as read-only copies, four arrays
+    (shared by the resizes made together by `many`)."""
 
     __slots__ = ("columns", "column_weights", "rows", "row_weights", "reach", "height", "_addresses")
 
     def __init__(self, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, wrow0, wrow1):
-        n_cols, n_rows = len(cols0), len(rows0)
-        columns, rows = np.empty((3, n_cols), np.int64), np.empty((2, n_rows), np.int64)
-        column_weights, row_weights = np.empty((2, n_cols), np.float32), np.empty((2, n_rows), np.float32)
-        try:  # each a sequence of its length (numpy casts and checks)
-            columns[0], columns[1], columns[2], column_weights[0], column_weights[1] = cols0, cols1, copy, wcol0, wcol1
-            rows[0], rows[1], row_weights[0], row_weights[1] = rows0, rows1, wrow0, wrow1
-        except ValueError as e:
-            raise ValueError(f"resize taps: {n_cols} columns and {n_rows} rows do not fit: {e}") from None
-        low = min((int(a.min()) for a in (columns[:2], rows) if a.size), default=0)
-        self.reach = int(columns[:2].max(initial=-1)) + 1  # values of a source row needed
-        self.height = int(rows.max(initial=-1)) + 1  # source rows needed
-        if low < 0 or max(self.reach, self.height) > _SIZE_LIMIT:
-            raise ValueError(f"resize taps: an index out of range ({low} .. {max(self.reach, self.height) - 1})")
-        columns, column_weights, rows, row_weights = map(_frozen, (columns, column_weights, rows, row_weights))
-        self.columns, self.column_weights, self.rows, self.row_weights = columns, column_weights, rows, row_weights
-        c, cw, r, rw = (a.ctypes.data for a in (columns, column_weights, rows, row_weights))
-        self._addresses = (c, c + 8 * n_cols, cw, cw + 4 * n_cols, c + 16 * n_cols,
-                           r, r + 8 * n_rows, rw, rw + 4 * n_rows)
+        (one,) = _resize_taps((cols0, cols1, wcol0, wcol1, copy), (rows0, rows1, wrow0, wrow1),
+                              [len(cols0)], [len(rows0)], self)
+
+    @classmethod
+    def many(cls, columns, rows, col_ends, row_ends) -> list:
+        """Several resizes' taps at once: columns (cols0, cols1, wcol0, wcol1,
+        copy) and rows (rows0, rows1, wrow0, wrow1) of all of them end to end,
+        resize i taking the columns [col_ends[i - 1], col_ends[i]) and the rows
+        [row_ends[i - 1], row_ends[i]) (from 0 for the first)."""
+        return _resize_taps(columns, rows, col_ends, row_ends, None)
 
     @property
     def shape(self) -> tuple[int, int]:
         """(output rows, output values per row)."""
         return self.rows.shape[1], self.columns.shape[1]
+
+
+def _resize_taps(columns_in, rows_in, col_ends, row_ends, first):
+    """ResizeTaps of the columns and rows given, cut at col_ends and row_ends;
+    `first`, if given, is the object to fill for the first one."""
+    col_ends, row_ends = [operator.index(v) for v in col_ends], [operator.index(v) for v in row_ends]
+    n_cols, n_rows = len(columns_in[0]), len(rows_in[0])
+    if (len(col_ends) != len(row_ends) or col_ends != sorted(col_ends) or row_ends != sorted(row_ends)
+            or min(col_ends + row_ends, default=0) < 0 or col_ends[-1:] not in ([], [n_cols])
+            or row_ends[-1:] not in ([], [n_rows])):
+        raise ValueError(f"resize taps: {n_cols} columns and {n_rows} rows cut at {col_ends} and {row_ends}")
+    columns, rows = np.empty((3, n_cols), np.int64), np.empty((2, n_rows), np.int64)
+    column_weights, row_weights = np.empty((2, n_cols), np.float32), np.empty((2, n_rows), np.float32)
+    cols0, cols1, wcol0, wcol1, copy = columns_in
+    rows0, rows1, wrow0, wrow1 = rows_in
+    try:  # each a sequence of its length (numpy casts and checks)
+        columns[0], columns[1], columns[2], column_weights[0], column_weights[1] = cols0, cols1, copy, wcol0, wcol1
+        rows[0], rows[1], row_weights[0], row_weights[1] = rows0, rows1, wrow0, wrow1
+    except ValueError as e:
+        raise ValueError(f"resize taps: {n_cols} columns and {n_rows} rows do not fit: {e}") from None
+    low = min((int(a.min()) for a in (columns[:2], rows) if a.size), default=0)
+    if low < 0 or max(int(columns[:2].max(initial=-1)), int(rows.max(initial=-1))) >= _SIZE_LIMIT:
+        raise ValueError(f"resize taps: an index out of range ({low} .. "
+                         f"{max(int(columns[:2].max(initial=-1)), int(rows.max(initial=-1)))})")
+    furthest = np.maximum(columns[0], columns[1])
+    columns, column_weights, rows, row_weights = map(_frozen, (columns, column_weights, rows, row_weights))
+    c, cw, r, rw = (a.ctypes.data for a in (columns, column_weights, rows, row_weights))
+    col_starts, row_starts = [0] + col_ends[:-1], [0] + row_ends[:-1]
+    if all(a < b for a, b in zip(col_starts + row_starts, col_ends + row_ends)):  # no resize is empty
+        reaches = (np.maximum.reduceat(furthest, col_starts) + 1).tolist()  # values of a source row needed
+        heights = (np.maximum.reduceat(np.maximum(rows[0], rows[1]), row_starts) + 1).tolist()  # rows needed
+    else:
+        reaches = [int(furthest[a:b].max(initial=-1)) + 1 for a, b in zip(col_starts, col_ends)]
+        heights = [int(rows[:, a:b].max(initial=-1)) + 1 for a, b in zip(row_starts, row_ends)]
+    made = []
+    for c0, c1, r0, r1, reach, height in zip(col_starts, col_ends, row_starts, row_ends, reaches, heights):
+        taps = first if first is not None and not made else ResizeTaps.__new__(ResizeTaps)
+        taps.columns, taps.column_weights = columns[:, c0:c1], column_weights[:, c0:c1]
+        taps.rows, taps.row_weights = rows[:, r0:r1], row_weights[:, r0:r1]
+        taps.reach, taps.height = reach, height
+        taps._addresses = (c + 8 * c0, c + 8 * (n_cols + c0), cw + 4 * c0, cw + 4 * (n_cols + c0),
+                           c + 8 * (2 * n_cols + c0), r + 8 * r0, r + 8 * (n_rows + r0), rw + 4 * r0,
+                           rw + 4 * (n_rows + r0))
+        made.append(taps)
+    return made
 
 
 def resize_linear(src: np.ndarray, taps: ResizeTaps, out: np.ndarray) -> np.ndarray:

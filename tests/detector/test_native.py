@@ -456,3 +456,36 @@ def test_conv_runs_that_do_not_fit_are_refused(runs):
     planes, weights, offsets, blocks, _, out = conv_arguments()
     with pytest.raises(ValueError):
         native.conv_chains(planes, native.ConvWeights(weights), native.ConvWindows(offsets, blocks), out, runs)
+
+
+def test_resize_taps_made_together_resize_as_each_made_alone():
+    """ResizeTaps.many cuts one set of arrays into several resizes' taps: each
+    resizes as the same taps made alone, and reaches what they reach."""
+    rng = np.random.default_rng(5)
+    src = rng.standard_normal((9, 12)).astype(np.float32)
+    parts = [(rng.integers(0, 11, n_cols), rng.integers(0, 8, n_rows)) for n_cols, n_rows in ((5, 3), (1, 1), (7, 4))]
+    alone = [resize_taps(cols, rows, copy=(cols % 3 == 0).astype(np.int64)) for cols, rows in parts]
+    cols = np.concatenate([c for c, _ in parts])
+    rows = np.concatenate([r for _, r in parts])
+    together = native.ResizeTaps.many(
+        (cols, cols + 1, np.full(len(cols), 0.5), np.full(len(cols), 0.5), (cols % 3 == 0).astype(np.int64)),
+        (rows, rows + 1, np.full(len(rows), 0.25), np.full(len(rows), 0.75)), [5, 6, 13], [3, 4, 8])
+    for one, other in zip(alone, together):
+        assert (one.reach, one.height, one.shape) == (other.reach, other.height, other.shape)
+        a = native.resize_linear(src, one, np.full(one.shape, np.nan, np.float32))
+        b = native.resize_linear(src, other, np.full(other.shape, np.nan, np.float32))
+        assert (a.view(np.uint32) == b.view(np.uint32)).all()
+    with pytest.raises(ValueError):
+        other.columns.setflags(write=True)
+    empty = native.ResizeTaps.many((cols[:2], cols[:2] + 1, [0.5] * 2, [0.5] * 2, [0, 0]),
+                                   (rows[:1], rows[:1] + 1, [0.25], [0.75]), [0, 2], [1, 1])
+    assert [t.shape for t in empty] == [(1, 0), (0, 2)] and [t.reach for t in empty] == [0, int(cols[:2].max()) + 2]
+
+
+@pytest.mark.parametrize("col_ends, row_ends", [([2], [1]), ([3, 2, 5], [1, 1, 1]), ([5], [1, 1]), ([5], [2])])
+def test_resize_taps_cut_where_they_do_not_end_are_refused(col_ends, row_ends):
+    """Ends past the columns or rows, not in order, one list longer, or short of the end."""
+    cols, rows = np.arange(5), np.zeros(1, np.int64)
+    with pytest.raises(ValueError):
+        native.ResizeTaps.many((cols, cols + 1, [0.5] * 5, [0.5] * 5, [0] * 5), (rows, rows, [1.0], [0.0]),
+                               col_ends, row_ends)
