@@ -449,6 +449,16 @@ def fma_many(a, b, c, out):
     return out
 
 
+@intrinsic
+def _as_int64(typingctx, pointer, index):
+    """The float32 pointer + index, as a pointer to int64 (scratch space shared
+    by values of both kinds; index keeps it 8-byte aligned when even)."""
+    def codegen(context, builder, signature, args):
+        moved = builder.gep(args[0], [args[1]])
+        return builder.bitcast(moved, ir.IntType(64).as_pointer())
+    return types.CPointer(types.int64)(pointer, index), codegen
+
+
 # --- entry points for the compiled library ------------------------------------------------
 # C functions over raw pointers and sizes, called through ctypes (detector/native.py,
 # which checks every shape first). Their argument lists are ENTRY_POINTS below.
@@ -460,9 +470,10 @@ _n = types.int64
 
 ENTRY_POINTS = {
     # planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks, slopes,
-    # n_slopes, out, out_row_stride, span, run_step, run_length, acc
+    # n_slopes, out, out_row_stride, span, run_step, run_length, maps, plane, scratch
+    # (64 float32 then K - 1 int64)
     "conv_chains": types.void(_f32, _n, _f32, _n, _n, _n, _i64, _i64, _n, _f32, _n,
-                              _f32, _n, _n, _n, _n, _f32),
+                              _f32, _n, _n, _n, _n, _i64, _n, _f32),
     # x, n_rows, n_in, weights, n_out, biases, out, lanes
     "gemv_lanes": types.void(_f32, _n, _n, _f32, _n, _f32, _f32, _f32),
     # columns, n_in, n_items, weights, n_out, out
@@ -486,11 +497,16 @@ ENTRY_POINTS = {
 
 
 def _conv_chains_entry(planes, n_planes, weights, n_groups, n_cols, n_out, offsets, blocks, n_blocks,
-                       slopes, n_slopes, out, out_row_stride, span, run_step, run_length, acc):
+                       slopes, n_slopes, out, out_row_stride, span, run_step, run_length, maps, plane, scratch):
+    places = carray(offsets, (n_cols - 1,))
+    absolute = carray(_as_int64(scratch, 64), (n_cols - 1,))  # each column's place in the planes
+    of_map = carray(maps, (n_cols - 1,))
+    for k in range(n_cols - 1):
+        absolute[k] = of_map[k] * plane + places[k]
     conv_chains(carray(planes, (n_planes,)), carray(weights, (n_groups, n_cols, 4)), n_out,
-                carray(offsets, (n_cols - 1,)), carray(blocks, (n_blocks,)),
+                absolute, carray(blocks, (n_blocks,)),
                 carray(slopes, (n_slopes,)), carray(out, (n_out, out_row_stride))[:, :span],
-                run_step, run_length, carray(acc, (64,)))
+                run_step, run_length, carray(scratch, (64,)))
 
 
 def _gemv_lanes_entry(x, n_rows, n_in, weights, n_out, biases, out, lanes):

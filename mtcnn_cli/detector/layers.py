@@ -59,19 +59,26 @@ def chain_blocks(n_out: int, n_pixels: int, n_cols: int) -> np.ndarray:
     return np.array(bounds, np.int64)
 
 
-@functools.lru_cache(maxsize=256)
 def window_offsets(c: int, plane: int, w: int, kh: int, kw: int) -> np.ndarray:
     """Where each im2col column reads, relative to a window's top-left input, in
     maps flattened to one row each of `plane` values, w per image row:
     column c*kw*kh + kx*kh + ky reads c*plane + ky*w + kx."""
+    maps, places = window_places(c, w, kh, kw)
+    return maps * plane + places
+
+
+def window_places(c: int, w: int, kh: int, kw: int) -> tuple[np.ndarray, np.ndarray]:
+    """window_offsets as (map c, place ky*w + kx in the map) per column."""
     ci, kx, ky = np.meshgrid(np.arange(c), np.arange(kw), np.arange(kh), indexing="ij")
-    return (ci * plane + ky * w + kx).reshape(-1).astype(np.int64)
+    return ci.reshape(-1).astype(np.int64), (ky * w + kx).reshape(-1).astype(np.int64)
 
 
 @functools.lru_cache(maxsize=256)
-def conv_windows(c: int, plane: int, w: int, kh: int, kw: int, n_out: int, n_pixels: int) -> native.ConvWindows:
-    """window_offsets and chain_blocks, checked and ready for the kernel."""
-    return native.ConvWindows(window_offsets(c, plane, w, kh, kw), chain_blocks(n_out, n_pixels, c * kh * kw + 1))
+def conv_windows(c: int, w: int, kh: int, kw: int, n_out: int, n_pixels: int) -> native.ConvWindows:
+    """window_places and chain_blocks, checked and ready for the kernel:
+    the same for any number of images and rows (a batch's or a band's)."""
+    maps, places = window_places(c, w, kh, kw)
+    return native.ConvWindows(places, chain_blocks(n_out, n_pixels, c * kh * kw + 1), maps)
 
 
 def conv(maps: np.ndarray, weight_matrix: np.ndarray | native.ConvWeights, kh: int, kw: int,
@@ -98,8 +105,8 @@ def conv(maps: np.ndarray, weight_matrix: np.ndarray | native.ConvWeights, kh: i
     span = plane - (kh - 1) * w - (kw - 1)  # the last window's flat position + 1
     planes = np.ascontiguousarray(maps, np.float32).reshape(-1)
     out = np.empty((c_out, plane), np.float32)
-    native.conv_chains(planes, weight_matrix, conv_windows(c, plane, w, kh, kw, c_out, oh * ow), out[:, :span],
-                       (h * w, (oh - 1) * w + ow))  # each image's valid windows
+    native.conv_chains(planes, weight_matrix, conv_windows(c, w, kh, kw, c_out, oh * ow), out[:, :span],
+                       (h * w, (oh - 1) * w + ow), plane)  # each image's valid windows
     return out.reshape(c_out, n, h, w)[:, :, :oh, :ow]  # a view: pooling reads it in place
 
 

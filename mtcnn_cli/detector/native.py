@@ -50,7 +50,7 @@ _P = ctypes.c_void_p
 _N = ctypes.c_int64
 # ctypes prototypes of kernels.ENTRY_POINTS (pointers as void *, sizes as int64)
 _PROTOTYPES = {
-    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _N, _N, _P),
+    "conv_chains": (_P, _N, _P, _N, _N, _N, _P, _P, _N, _P, _N, _P, _N, _N, _N, _N, _P, _N, _P),
     "gemv_lanes": (_P, _N, _N, _P, _N, _P, _P, _P),
     "sums_double": (_P, _N, _N, _P, _N, _P),
     "max_pool": (_P, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _N, _N, _N, _N, _P),
@@ -560,32 +560,39 @@ class ConvWeights:
 
 class ConvWindows:
     """Where a convolution's weight columns read and where its chains start,
-    checked once: offsets (K - 1,), each column's place relative to a window's
-    first input (c*L + ky*W + kx); blocks [0, ..., K], strictly increasing.
-    Kept as read-only int64 copies, with their addresses."""
+    checked once: column k reads maps[k] * L + offsets[k] past a window's first
+    input, L the length of a map (given with each call): offsets (K - 1,),
+    its place in a map (ky*W + kx), maps (K - 1,) its map (c), all zero when
+    not given (the offsets then count from the start of the inputs); blocks
+    [0, ..., K], strictly increasing. Kept as read-only int64 copies, with
+    their addresses."""
 
-    __slots__ = ("offsets", "blocks", "_n_cols", "_reach", "_addresses")
+    __slots__ = ("offsets", "maps", "blocks", "_n_cols", "_reach", "_last_map", "_addresses")
 
-    def __init__(self, offsets: np.ndarray, blocks: np.ndarray):
+    def __init__(self, offsets: np.ndarray, blocks: np.ndarray, maps: np.ndarray | None = None):
         offsets = _frozen(np.asarray(offsets, np.int64).reshape(-1))
+        maps = _frozen(np.zeros(len(offsets), np.int64) if maps is None else np.asarray(maps, np.int64).reshape(-1))
         blocks = _frozen(np.asarray(blocks, np.int64).reshape(-1))
         n_cols = len(offsets) + 1
-        if len(offsets) and offsets.min() < 0:
-            raise ValueError(f"conv: negative window offsets {offsets.min()}")
+        if len(offsets) and (offsets.min() < 0 or maps.min() < 0):
+            raise ValueError(f"conv: negative window offsets {offsets.min()} or maps {maps.min()}")
+        if maps.shape != offsets.shape or (len(offsets) and max(offsets.max(), maps.max()) >= _SIZE_LIMIT):
+            raise ValueError(f"conv: {maps.shape} maps for {offsets.shape} window offsets, or one too large")
         if len(blocks) < 2 or blocks[0] != 0 or blocks[-1] != n_cols or (np.diff(blocks) <= 0).any():
             raise ValueError(f"conv: blocks {blocks.tolist()} do not split {n_cols} columns")
-        self.offsets, self.blocks, self._n_cols = offsets, blocks, n_cols
+        self.offsets, self.maps, self.blocks, self._n_cols = offsets, maps, blocks, n_cols
         self._reach = int(offsets.max()) if len(offsets) else 0
-        self._addresses = (offsets.ctypes.data, blocks.ctypes.data)
+        self._last_map = int(maps.max()) if len(maps) else 0
+        self._addresses = (offsets.ctypes.data, blocks.ctypes.data, maps.ctypes.data)
 
     @property
     def n_cols(self) -> int:
         return self._n_cols
 
-    @property
-    def reach(self) -> int:
-        """The farthest read past a window's first input."""
-        return self._reach
+    def reach(self, plane: int) -> int:
+        """At least the farthest read past a window's first input, maps of
+        `plane` values (exactly, when every map has the farthest offset)."""
+        return self._last_map * plane + self._reach
 
 
 _scratch = threading.local()
@@ -601,11 +608,11 @@ def _scratch_address(n_values: int) -> int:
 
 
 def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, out: np.ndarray,
-                runs: tuple[int, int] | None = None):
+                runs: tuple[int, int] | None = None, plane: int = 0):
     """kernels.conv_chains (its docstring states the order): planes (C*L,)
-    float32; out (O, span) float32, its rows may be strided. runs (step,
-    length): only the positions [n * step, n * step + length) are wanted
-    (default all). Returns out."""
+    float32, L = plane; out (O, span) float32, its rows may be strided. runs
+    (step, length): only the positions [n * step, n * step + length) are
+    wanted (default all). Returns out."""
     if not (isinstance(planes, np.ndarray) and planes.dtype == np.float32 and planes.ndim == 1
             and planes.flags.c_contiguous):
         raise ValueError(f"conv planes: need a contiguous 1-D float32 array, got "
@@ -621,23 +628,25 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
     span = out.shape[1]
     if span == 0:
         return out
-    if windows.reach + span > planes.size:
-        raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span})")
+    plane = operator.index(plane)
+    if not 0 <= plane <= planes.size or windows.reach(plane) + span > planes.size:
+        raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span}, maps of {plane})")
     step, length = (span, span) if runs is None else (operator.index(v) for v in runs)
     if not 1 <= length <= step <= _SIZE_LIMIT:
         raise ValueError(f"conv: runs of {length} positions every {step}")
     if span < BLOCK:  # the kernel computes BLOCK positions at a time: pad the inputs, then copy out
-        padded = np.zeros(windows.reach + BLOCK, np.float32)
-        padded[:windows.reach + span] = planes[:windows.reach + span]
+        reach = windows.reach(plane)
+        padded = np.zeros(reach + BLOCK, np.float32)
+        padded[:reach + span] = planes[:reach + span]
         whole = np.empty((n_out, BLOCK), np.float32)
-        conv_chains(padded, weights, windows, whole)
+        conv_chains(padded, weights, windows, whole, plane=plane)
         out[:] = whole[:, :span]
         return out
     library().functions["conv_chains"](
         planes.ctypes.data, planes.size, weights._addresses[0], len(weights.groups), n_cols, n_out,
         windows._addresses[0], windows._addresses[1], len(windows.blocks), weights._addresses[1],
         len(weights.slopes), out.ctypes.data, out.strides[0] // 4, span, step, length,
-        _scratch_address(4 * BLOCK))
+        windows._addresses[2], plane, _scratch_address(4 * BLOCK + 2 * n_cols))
     return out
 
 

@@ -544,3 +544,19 @@ def test_fully_connected_below_100_outputs_sums_in_double():
     want = [[round_f32(Fraction(ref_double(x[i].tolist(), weights[:, o].tolist()) + float(biases[o])))
              for o in range(16)] for i in range(3)]
     assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("plane", [40, 57])
+def test_conv_chains_reads_maps_placed_by_the_plane_length(plane):
+    """Windows given as (map, place in the map) read map * plane + place: the
+    same bits as the same windows given as absolute offsets, for any plane."""
+    rng = np.random.default_rng(plane)
+    maps, places = np.repeat(np.arange(3), 4), np.tile([0, 1, 7, 8], 3)
+    planes = normal(rng, 3 * plane)
+    weights, slopes = normal(rng, 13, 5), normal(rng, 5)
+    span = plane - 9
+    got = np.full((5, span), np.nan, np.float32)
+    native.conv_chains(planes, native.ConvWeights(weights, slopes),
+                       native.ConvWindows(places, np.array([0, 13], np.int64), maps), got, plane=plane)
+    want = ref_conv_chains(planes, weights, maps * plane + places, [0, 13], slopes, range(5), range(span))
+    assert_same_bits(got, want)

@@ -489,3 +489,15 @@ def test_resize_taps_cut_where_they_do_not_end_are_refused(col_ends, row_ends):
     with pytest.raises(ValueError):
         native.ResizeTaps.many((cols, cols + 1, [0.5] * 5, [0.5] * 5, [0] * 5), (rows, rows, [1.0], [0.0]),
                                col_ends, row_ends)
+
+
+def test_conv_windows_by_map_that_do_not_fit_are_refused():
+    planes, weights, offsets, blocks, _, out = conv_arguments()
+    with pytest.raises(ValueError):
+        native.ConvWindows(offsets, blocks, np.array([0, -1], np.int64))  # a negative map
+    with pytest.raises(ValueError):
+        native.ConvWindows(offsets, blocks, np.array([0], np.int64))  # a map for one column of two
+    windows = native.ConvWindows(offsets, blocks, np.array([0, 1], np.int64))
+    with pytest.raises(ValueError):  # map 1 of 7 values: the last window reaches past the 12 inputs
+        native.conv_chains(planes, native.ConvWeights(weights), windows, out, plane=7)
+    native.conv_chains(planes, native.ConvWeights(weights), windows, out, plane=6)
