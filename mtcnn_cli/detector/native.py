@@ -629,7 +629,7 @@ def conv_chains(planes: np.ndarray, weights: ConvWeights, windows: ConvWindows, 
     if span == 0:
         return out
     plane = operator.index(plane)
-    if not 0 <= plane <= planes.size or windows.reach(plane) + span > planes.size:
+    if plane < 0 or windows.reach(plane) + span > planes.size:
         raise ValueError(f"conv: windows reach past the {planes.size} inputs (span {span}, maps of {plane})")
     step, length = (span, span) if runs is None else (operator.index(v) for v in runs)
     if not 1 <= length <= step <= _SIZE_LIMIT:

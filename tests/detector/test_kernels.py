@@ -560,3 +560,15 @@ def test_conv_chains_reads_maps_placed_by_the_plane_length(plane):
                        native.ConvWindows(places, np.array([0, 13], np.int64), maps), got, plane=plane)
     want = ref_conv_chains(planes, weights, maps * plane + places, [0, 13], slopes, range(5), range(span))
     assert_same_bits(got, want)
+
+
+def test_conv_chains_over_one_map_longer_than_its_few_windows():
+    """Under 16 positions, one map of 60 values of which the windows read the
+    first 20: the inputs are padded past what the windows reach, not to the
+    map's length."""
+    rng = np.random.default_rng(9)
+    planes, weights, slopes = normal(rng, 60), normal(rng, 3, 2), normal(rng, 2)
+    got = np.full((2, 5), np.nan, np.float32)
+    native.conv_chains(planes, native.ConvWeights(weights, slopes),
+                       native.ConvWindows(np.array([0, 15]), np.array([0, 3]), np.array([0, 0])), got, plane=60)
+    assert_same_bits(got, ref_conv_chains(planes, weights, [0, 15], [0, 3], slopes, range(2), range(5)))
