@@ -501,3 +501,14 @@ def test_conv_windows_by_map_that_do_not_fit_are_refused():
     with pytest.raises(ValueError):  # map 1 of 7 values: the last window reaches past the 12 inputs
         native.conv_chains(planes, native.ConvWeights(weights), windows, out, plane=7)
     native.conv_chains(planes, native.ConvWeights(weights), windows, out, plane=6)
+
+
+def test_the_fast_address_is_the_arrays_own():
+    """_data: the buffer protocol's address where it may be used, .ctypes.data
+    elsewhere, the same address either way: a contiguous array, a contiguous
+    view into another, a strided view, a read-only array, an empty one."""
+    base = np.arange(60, dtype=np.float32).reshape(6, 10)
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    for array in (base, base[2:], base[:, 3:], base[1:, ::2], frozen, base[:0], np.zeros(0, np.int64)):
+        assert native._data(array) == array.ctypes.data
