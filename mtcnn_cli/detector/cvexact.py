@@ -85,11 +85,13 @@ def _row_taps(src_h: int, dst_hs):
     return _between(y0, 0, src_h - 1), _between(y0 + 1, 0, src_h - 1), w0, w1
 
 
+_DBL_EPSILON = 2.0 ** -52
+
+
 def _is_halving(src_w: int, src_h: int, width: int, height: int) -> bool:
     """OpenCV's switch to its 2x2 averaging: both scales exactly 2 (to DBL_EPSILON)."""
-    eps = np.finfo(np.float64).eps
     sx, sy = 1.0 / (width / src_w), 1.0 / (height / src_h)
-    return abs(sx - 2.0) < eps and abs(sy - 2.0) < eps
+    return abs(sx - 2.0) < _DBL_EPSILON and abs(sy - 2.0) < _DBL_EPSILON
 
 
 def _halve(src: np.ndarray) -> np.ndarray:
