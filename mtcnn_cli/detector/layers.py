@@ -59,16 +59,10 @@ def chain_blocks(n_out: int, n_pixels: int, n_cols: int) -> np.ndarray:
     return np.array(bounds, np.int64)
 
 
-def window_offsets(c: int, plane: int, w: int, kh: int, kw: int) -> np.ndarray:
-    """Where each im2col column reads, relative to a window's top-left input, in
-    maps flattened to one row each of `plane` values, w per image row:
-    column c*kw*kh + kx*kh + ky reads c*plane + ky*w + kx."""
-    maps, places = window_places(c, w, kh, kw)
-    return maps * plane + places
-
-
 def window_places(c: int, w: int, kh: int, kw: int) -> tuple[np.ndarray, np.ndarray]:
-    """window_offsets as (map c, place ky*w + kx in the map) per column."""
+    """Where each im2col column reads, relative to a window's top-left input, in
+    maps of w values per image row: column c*kw*kh + kx*kh + ky reads map c at
+    ky*w + kx. Returns (maps, places), int64 (C*kw*kh,) each."""
     ci, kx, ky = np.meshgrid(np.arange(c), np.arange(kw), np.arange(kh), indexing="ij")
     return ci.reshape(-1).astype(np.int64), (ky * w + kx).reshape(-1).astype(np.int64)
 

@@ -776,8 +776,10 @@ class ResizeTaps:
     __slots__ = ("columns", "column_weights", "rows", "row_weights", "reach", "height", "_addresses")
 
     def __init__(self, cols0, cols1, wcol0, wcol1, copy, rows0, rows1, wrow0, wrow1):
-        (one,) = _resize_taps((cols0, cols1, wcol0, wcol1, copy), (rows0, rows1, wrow0, wrow1),
-                              [len(cols0)], [len(rows0)], self)
+        (one,) = ResizeTaps.many((cols0, cols1, wcol0, wcol1, copy), (rows0, rows1, wrow0, wrow1),
+                                 [len(cols0)], [len(rows0)])
+        for name in self.__slots__:
+            setattr(self, name, getattr(one, name))
 
     @classmethod
     def many(cls, columns, rows, col_ends, row_ends) -> list:
@@ -785,7 +787,7 @@ class ResizeTaps:
         copy) and rows (rows0, rows1, wrow0, wrow1) of all of them end to end,
         resize i taking the columns [col_ends[i - 1], col_ends[i]) and the rows
         [row_ends[i - 1], row_ends[i]) (from 0 for the first)."""
-        return _resize_taps(columns, rows, col_ends, row_ends, None)
+        return _resize_taps(columns, rows, col_ends, row_ends)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -793,9 +795,8 @@ class ResizeTaps:
         return self.rows.shape[1], self.columns.shape[1]
 
 
-def _resize_taps(columns_in, rows_in, col_ends, row_ends, first):
-    """ResizeTaps of the columns and rows given, cut at col_ends and row_ends;
-    `first`, if given, is the object to fill for the first one."""
+def _resize_taps(columns_in, rows_in, col_ends, row_ends) -> list:
+    """ResizeTaps.many: checked and frozen once, then cut at col_ends and row_ends."""
     col_ends, row_ends = [operator.index(v) for v in col_ends], [operator.index(v) for v in row_ends]
     n_cols, n_rows = len(columns_in[0]), len(rows_in[0])
     if (len(col_ends) != len(row_ends) or col_ends != sorted(col_ends) or row_ends != sorted(row_ends)
@@ -827,7 +828,7 @@ def _resize_taps(columns_in, rows_in, col_ends, row_ends, first):
         heights = [int(rows[:, a:b].max(initial=-1)) + 1 for a, b in zip(row_starts, row_ends)]
     made = []
     for c0, c1, r0, r1, reach, height in zip(col_starts, col_ends, row_starts, row_ends, reaches, heights):
-        taps = first if first is not None and not made else ResizeTaps.__new__(ResizeTaps)
+        taps = ResizeTaps.__new__(ResizeTaps)
         taps.columns, taps.column_weights = columns[:, c0:c1], column_weights[:, c0:c1]
         taps.rows, taps.row_weights = rows[:, r0:r1], row_weights[:, r0:r1]
         taps.reach, taps.height = reach, height

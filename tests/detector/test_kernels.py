@@ -463,9 +463,9 @@ def test_conv_577_columns_in_two_chains():
     # the split matters: one chain over the 577 columns gives other bits somewhere
     weights = layers.conv_weight_matrix(kernels_, biases)
     one = np.empty((64, 200), np.float32)
+    of_map, places = layers.window_places(64, 10, 3, 3)
     native.conv_chains(maps.reshape(-1), native.ConvWeights(weights, slopes),
-                       native.ConvWindows(layers.window_offsets(64, 200, 10, 3, 3), np.array([0, 577], np.int64)),
-                       one[:, :178])
+                       native.ConvWindows(places, np.array([0, 577]), of_map), one[:, :178], plane=200)
     assert (one.reshape(64, 2, 10, 10)[:, :, :8, :8] != out).sum() > 10
 
 

@@ -58,14 +58,14 @@ def test_conv_kernel_is_not_square_symmetric():
     np.testing.assert_array_equal(out[0, :, :, 0], maps[0, :3, 1:, 0])
 
 
-def test_window_offsets_follow_im2col_column_order_map_then_column_then_row():
-    c, plane, w, kh, kw = 2, 50, 7, 2, 3
-    offsets = layers.window_offsets(c, plane, w, kh, kw)
-    assert offsets.shape == (c * kh * kw,)
+def test_window_places_follow_im2col_column_order_map_then_column_then_row():
+    c, w, kh, kw = 2, 7, 2, 3
+    maps, places = layers.window_places(c, w, kh, kw)
+    assert maps.shape == places.shape == (c * kh * kw,)
     for ci in range(c):
         for kx in range(kw):
             for ky in range(kh):
-                assert offsets[ci * kw * kh + kx * kh + ky] == ci * plane + ky * w + kx
+                assert (maps[ci * kw * kh + kx * kh + ky], places[ci * kw * kh + kx * kh + ky]) == (ci, ky * w + kx)
 
 
 @pytest.mark.parametrize("n_out, n_pixels, n_cols, want", [
